@@ -1,0 +1,3 @@
+"""memcubed: long-term memory service for LLM agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""Admin routes: tenants and API keys."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from app.api.deps import C, P, IdemKey
+from app.schemas.admin import KeyCreate, KeyCreated, KeyRevoked, TenantCreate, TenantCreated, TenantList
+from app.services.base import Idempotency
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+@router.post("/tenants", status_code=201, response_model=TenantCreated)
+def create_tenant(body: TenantCreate, c: C, p: P, idem: IdemKey = None) -> TenantCreated:
+    return c.auth.create_tenant(p, body.name, Idempotency.of(idem, "tenant", body.model_dump()))
+
+
+@router.get("/tenants", response_model=TenantList)
+def list_tenants(c: C, p: P) -> TenantList:
+    return TenantList(tenants=c.auth.list_tenants(p))
+
+
+@router.post("/tenants/{tenant_id}/keys", status_code=201, response_model=KeyCreated)
+def create_key(tenant_id: uuid.UUID, c: C, p: P, body: KeyCreate | None = None, idem: IdemKey = None) -> KeyCreated:
+    name = body.name if body else None
+    return c.auth.create_key(p, tenant_id, name, Idempotency.of(idem, "key", str(tenant_id), name))
+
+
+@router.delete("/keys/{key_id}", response_model=KeyRevoked)
+def revoke_key(key_id: uuid.UUID, c: C, p: P) -> KeyRevoked:
+    return c.auth.revoke_key(p, key_id)

@@ -1,0 +1,92 @@
+"""Memory, message and search routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query
+
+from app.api.deps import C, P, IdemKey
+from app.repositories.memories import MemoryFilter
+from app.schemas.memories import (
+    MemoriesCreate,
+    MemoryHistory,
+    MemoryList,
+    MemoryOut,
+    MemoryPatch,
+    MemoryStatus,
+    MemoryType,
+    MessagesCreate,
+    SearchRequest,
+    SearchResponse,
+)
+from app.services.base import Idempotency
+from app.services.memories import MemoryBatch
+
+router = APIRouter(prefix="/v1", tags=["memories"])
+
+
+@router.post("/cubes/{cube_id}/memories", status_code=201, response_model=MemoryBatch)
+def add_memories(cube_id: uuid.UUID, body: MemoriesCreate, c: C, p: P, idem: IdemKey = None) -> MemoryBatch:
+    return c.memories.add(p, cube_id, body.memories,
+                          Idempotency.of(idem, "memories", str(cube_id), body.model_dump(mode="json")))
+
+
+@router.get("/cubes/{cube_id}/memories", response_model=MemoryList)
+def list_memories(
+    cube_id: uuid.UUID, c: C, p: P,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    memory_type: MemoryType | None = None,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    session_id: str | None = None,
+    tag: str | None = None,
+    status: MemoryStatus | None = None,
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
+) -> MemoryList:
+    flt = MemoryFilter(memory_type=memory_type, user_id=user_id, agent_id=agent_id, session_id=session_id, tag=tag,
+                       status=status, occurred_after=occurred_after, occurred_before=occurred_before)
+    return c.memories.list(p, cube_id, flt, limit, cursor)
+
+
+@router.post("/cubes/{cube_id}/messages", status_code=201, response_model=MemoryBatch)
+def add_messages(cube_id: uuid.UUID, body: MessagesCreate, c: C, p: P, idem: IdemKey = None) -> MemoryBatch:
+    return c.memories.add_messages(p, cube_id, body,
+                                   Idempotency.of(idem, "messages", str(cube_id), body.model_dump(mode="json")))
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryOut)
+def get_memory(memory_id: uuid.UUID, c: C, p: P) -> MemoryOut:
+    return c.memories.get(p, memory_id)
+
+
+@router.patch("/memories/{memory_id}", response_model=MemoryOut)
+def update_memory(memory_id: uuid.UUID, body: MemoryPatch, c: C, p: P) -> MemoryOut:
+    return c.memories.update(p, memory_id, body)
+
+
+@router.delete("/memories/{memory_id}", response_model=MemoryOut)
+def delete_memory(memory_id: uuid.UUID, c: C, p: P) -> MemoryOut:
+    return c.memories.delete(p, memory_id)
+
+
+@router.post("/memories/{memory_id}/restore", response_model=MemoryOut)
+def restore_memory(memory_id: uuid.UUID, c: C, p: P) -> MemoryOut:
+    return c.memories.restore(p, memory_id)
+
+
+@router.get("/memories/{memory_id}/history", response_model=MemoryHistory)
+def memory_history(memory_id: uuid.UUID, c: C, p: P) -> MemoryHistory:
+    return c.memories.history(p, memory_id)
+
+
+@router.post("/search", response_model=SearchResponse)
+def search(body: SearchRequest, c: C, p: P, background: BackgroundTasks) -> SearchResponse:
+    result = c.search.search(p, body)
+    if result.results:
+        background.add_task(c.search.record_access, [hit.memory.id for hit in result.results])
+    return result

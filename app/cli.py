@@ -1,0 +1,157 @@
+"""The ``memcubed`` command (Typer: typed options, help and completion without hand-written parsing)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.config import Settings
+
+cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)
+tenants_cli = typer.Typer(help="Manage tenants (admin).", no_args_is_help=True)
+keys_cli = typer.Typer(help="Manage API keys (admin).", no_args_is_help=True)
+cli.add_typer(tenants_cli, name="tenants")
+cli.add_typer(keys_cli, name="keys")
+console = Console()
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (MEMCUBED_DATA_DIR).")]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the API. Without MEMCUBED_DATABASE_URL an embedded Postgres starts in the data dir."""
+    import uvicorn
+
+    from app.container import build
+    from app.main import create_app
+
+    settings = _settings(data_dir)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
+    container = build(settings)
+    if container.admin_key_created:
+        console.print(f"[bold]Admin API key (shown once, also kept in {settings.data_dir / 'admin_key'}):[/bold]")
+        console.print(container.admin_key_created, soft_wrap=True)
+    console.print(f"memcubed listening on http://{host}:{port}  (OpenAPI docs at /docs)")
+    try:
+        uvicorn.run(create_app(settings, container), host=host, port=port, log_level=settings.log_level)
+    finally:
+        container.close()
+
+
+@cli.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply database migrations (the service also does this at start)."""
+    from app.container import open_database
+
+    _, engine, _ = open_database(_settings(data_dir))
+    engine.dispose()
+    console.print("database is at the latest migration")
+
+
+@cli.command()
+def reindex(data_dir: DataDir = None) -> None:
+    """Rebuild every FAISS index from Postgres."""
+    from app.container import build
+
+    container = build(_settings(data_dir))
+    try:
+        report = container.indexing.rebuild_all()
+    finally:
+        container.close()
+    console.print(f"rebuilt {len(report.rebuilt)} cube index(es)")
+
+
+@tenants_cli.command("create")
+def tenants_create(name: str, data_dir: DataDir = None) -> None:
+    """Create a tenant and print its first API key."""
+    from app.container import SYSTEM, build
+
+    container = build(_settings(data_dir))
+    try:
+        created = container.auth.create_tenant(SYSTEM, name)
+    finally:
+        container.close()
+    console.print(f"tenant {created.name} id={created.id}")
+    console.print(f"API key (shown once): {created.api_key}", soft_wrap=True)
+
+
+@tenants_cli.command("list")
+def tenants_list(data_dir: DataDir = None) -> None:
+    """List tenants."""
+    from app.container import SYSTEM, build
+
+    container = build(_settings(data_dir))
+    try:
+        found = container.auth.list_tenants(SYSTEM)
+    finally:
+        container.close()
+    table = Table("id", "name", "created")
+    for t in found:
+        table.add_row(str(t.id), t.name, t.created_at.isoformat())
+    console.print(table)
+
+
+@keys_cli.command("create")
+def keys_create(tenant: Annotated[str, typer.Argument(help="Tenant id or name.")], data_dir: DataDir = None) -> None:
+    """Create an API key for a tenant and print it once."""
+    from app.container import SYSTEM, build
+
+    container = build(_settings(data_dir))
+    try:
+        tenant_id = _tenant_id(container.auth.list_tenants(SYSTEM), tenant)
+        created = container.auth.create_key(SYSTEM, tenant_id, None)
+    finally:
+        container.close()
+    console.print(f"key id={created.id}")
+    console.print(f"API key (shown once): {created.api_key}", soft_wrap=True)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: uuid.UUID, data_dir: DataDir = None) -> None:
+    """Revoke an API key."""
+    from app.container import SYSTEM, build
+
+    container = build(_settings(data_dir))
+    try:
+        revoked = container.auth.revoke_key(SYSTEM, key_id)
+    finally:
+        container.close()
+    console.print(f"revoked {revoked.id} at {revoked.revoked_at.isoformat()}")
+
+
+def _tenant_id(tenants: list, ref: str) -> uuid.UUID:  # type: ignore[type-arg]
+    for t in tenants:
+        if str(t.id) == ref or t.name == ref:
+            return uuid.UUID(str(t.id))
+    raise typer.BadParameter(f"no tenant {ref!r}")
+
+
+def _mount_optional() -> None:
+    """Subcommands from the evaluation runner, when it is installed alongside."""
+    try:
+        from evals.cli import eval_app
+    except ImportError:
+        return
+    cli.add_typer(eval_app, name="eval", help="Run LoCoMo / LongMemEval evaluations.")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    cli()

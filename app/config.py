@@ -1,0 +1,62 @@
+"""The one place settings are read: environment variables with the ``MEMCUBED_`` prefix."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".memcubed"
+
+
+class Settings(BaseSettings):
+    """Service configuration. With no ``database_url`` an embedded Postgres is started in ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMCUBED_", env_file=None, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="Postgres URL; unset starts an embedded Postgres (pgserver) in data_dir."
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL for the job queue; unset runs jobs in-process.")
+    admin_key: str | None = Field(
+        default=None, description="Bootstrap admin API key; unset creates one on first start, kept in data_dir."
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Index files, embedded Postgres, keys.")
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2", description="Embedding model name; loaded offline from its PyPI package."
+    )
+    max_memory_bytes: int = Field(default=32 * 1024, description="Largest memory content, in UTF-8 bytes.")
+    max_batch: int = Field(default=1000, description="Most memories (or messages) in one write.")
+    max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body, in bytes.")
+    max_import_bytes: int = Field(default=256 * 1024 * 1024, description="Largest cube import body, in bytes.")
+    index_flush_seconds: float = Field(
+        default=5.0, description="How often changed FAISS indexes are written to disk."
+    )
+    log_level: str = Field(default="info", description="Log level of the service.")
+
+    @cached_property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @cached_property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The configured URL with the psycopg 3 driver named, as SQLAlchemy needs it."""
+        if self.database_url is None:
+            raise RuntimeError("database_url is resolved at start (embedded Postgres); call db.resolve_database_url")
+        return to_psycopg_url(self.database_url)
+
+
+def to_psycopg_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs mean psycopg 3 here."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

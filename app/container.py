@@ -1,0 +1,106 @@
+"""Builds the service's object graph once per process: settings → database → model → index → services."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import make_engine, make_sessions, migrate, resolve_database_url
+from app.services.auth import AuthService, new_key
+from app.services.base import Principal, Transactor
+from app.services.cubes import CubeService
+from app.services.indexing import IndexService
+from app.services.memories import MemoryService
+from app.services.search import SearchService
+from app.vector.embedder import Embedder, load_embedder
+from app.vector.index import Flusher, VectorStore
+
+log = logging.getLogger(__name__)
+
+# The CLI acts as an admin without an HTTP key.
+SYSTEM = Principal(key_id=uuid.UUID(int=0), scope="admin", tenant_id=None)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database_url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+    embedder: Embedder
+    vectors: VectorStore
+    flusher: Flusher
+    auth: AuthService
+    cubes: CubeService
+    memories: MemoryService
+    search: SearchService
+    indexing: IndexService
+    admin_key_created: str | None = None
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("select 1"))
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.flusher.stop()
+        self.engine.dispose()
+
+
+def open_database(settings: Settings) -> tuple[str, Engine, sessionmaker[Session]]:
+    """Resolve (or start) Postgres and apply migrations."""
+    url = resolve_database_url(settings)
+    migrate(url)
+    engine = make_engine(url)
+    return url, engine, make_sessions(engine)
+
+
+def build(settings: Settings) -> Container:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url, engine, sessions = open_database(settings)
+    embedder = load_embedder(settings.embedding_model)
+    vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name)
+    tx = Transactor(sessions)
+    indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
+    indexing.load_and_heal()
+    flusher = Flusher(vectors, settings.index_flush_seconds)
+    flusher.start()
+    auth = AuthService(sessions, tx)
+    container = Container(
+        settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
+        vectors=vectors, flusher=flusher, auth=auth, cubes=CubeService(sessions, tx, vectors),
+        memories=MemoryService(settings, sessions, tx, embedder, vectors),
+        search=SearchService(sessions, embedder, vectors), indexing=indexing,
+    )
+    container.admin_key_created = bootstrap_admin_key(settings, auth)
+    return container
+
+
+def bootstrap_admin_key(settings: Settings, auth: AuthService) -> str | None:
+    """Register the configured admin key, or create one on first start and keep it in the data dir.
+
+    Returns the key when it was created now, so the caller can print it once.
+    """
+    if settings.admin_key:
+        auth.ensure_admin_key(settings.admin_key)
+        return None
+    path = settings.data_dir / "admin_key"
+    if path.exists():
+        auth.ensure_admin_key(path.read_text().strip())
+        return None
+    raw = new_key()
+    auth.ensure_admin_key(raw)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(raw + "\n")
+    return raw
+

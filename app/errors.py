@@ -1,0 +1,53 @@
+"""Domain errors. They know nothing of HTTP; ``app.api.errors`` maps them to status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MemcubedError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class Unauthenticated(MemcubedError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(MemcubedError):
+    code = "permission_denied"
+
+
+class NotFound(MemcubedError):
+    code = "not_found"
+
+    def __init__(self, kind: str, object_id: object) -> None:
+        super().__init__(f"{kind} {object_id} not found", {"kind": kind, "id": str(object_id)})
+
+
+class Conflict(MemcubedError):
+    code = "conflict"
+
+
+class PayloadTooLarge(MemcubedError):
+    code = "payload_too_large"
+
+
+class InvalidInput(MemcubedError):
+    code = "invalid_input"
+
+
+class ConfigurationError(MemcubedError):
+    """The service cannot start or serve as configured (e.g. embedding model mismatch)."""
+
+    code = "configuration_error"
+
+
+class NotReady(MemcubedError):
+    code = "not_ready"

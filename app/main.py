@@ -1,0 +1,93 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import __version__
+from app.api import errors
+from app.api.errors import envelope
+from app.api.routes import admin, cubes, health, memories
+from app.config import Settings
+from app.container import Container, build
+
+
+class RequestLimits:
+    """Adds ``X-Request-ID`` to every response and refuses bodies over the configured size with a 413.
+
+    Written as plain ASGI so that a chunked body is counted as it streams, not after it is buffered.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:100] or uuid.uuid4().hex
+        limit = self.settings.max_import_bytes if scope["path"].endswith("/import") else self.settings.max_body_bytes
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"].append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send_with_id, limit)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # An HTTPException passes through FastAPI's body parsing to the error handlers.
+                    raise HTTPException(413, f"request body is over {limit} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send_with_id)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = envelope(413, "payload_too_large", f"request body is over {limit} bytes", {"limit": limit})
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """Build the app. The container (database, model, index) is built at start unless one is given."""
+    settings = settings or (container.settings if container else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = container is None
+        app.state.container = container or build(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.container.close()
+
+    app = FastAPI(
+        title="memcubed",
+        version=__version__,
+        description="Long-term memory for LLM agents: MemCubes of plaintext, activation and parametric memory.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (health, admin, cubes, memories):
+        app.include_router(module.router)
+    app.add_middleware(RequestLimits, settings=settings)
+    return app

@@ -1,0 +1,1 @@
+"""SQL only: each function takes a Session and neither commits nor knows about HTTP."""

@@ -1,0 +1,106 @@
+"""API keys and tenants: authentication, and the admin use cases."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import Conflict, NotFound, Unauthenticated
+from app.models.base import utcnow
+from app.repositories import audit, tenants
+from app.schemas.admin import KeyCreated, KeyRevoked, TenantCreated, TenantOut
+from app.services.base import Idempotency, Principal, Transactor, Tx
+
+KEY_PREFIX = "mck_"
+
+
+def hash_key(raw: str) -> str:
+    """Keys carry 256 random bits, so a plain SHA-256 is enough (no slow KDF needed)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class AuthService:
+    def __init__(self, sessions: sessionmaker[Session], tx: Transactor) -> None:
+        self.sessions = sessions
+        self.tx = tx
+
+    def authenticate(self, raw: str | None) -> Principal:
+        if not raw:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        with self.sessions() as s:
+            key = tenants.key_by_hash(s, hash_key(raw))
+            if key is None or key.revoked_at is not None:
+                raise Unauthenticated("invalid or revoked API key")
+            return Principal(key_id=key.id, scope=key.scope, tenant_id=key.tenant_id)
+
+    def ensure_admin_key(self, raw: str) -> bool:
+        """Register ``raw`` as an admin key if it is not yet known. Returns True when it was added."""
+        with self.sessions.begin() as s:
+            if tenants.key_by_hash(s, hash_key(raw)) is not None:
+                return False
+            key = tenants.add_key(s, tenant_id=None, scope="admin", key_hash=hash_key(raw), prefix=raw[:12],
+                                  name="bootstrap admin")
+            audit.record(s, tenant_id=None, key_id=None, action="key.create", object_type="api_key",
+                         object_id=key.id, details={"scope": "admin"})
+            return True
+
+    def create_tenant(self, principal: Principal, name: str, idem: Idempotency | None = None) -> TenantCreated:
+        principal.require_admin()
+
+        def work(tx: Tx) -> TenantCreated:
+            if tenants.tenant_by_name(tx.session, name) is not None:
+                raise Conflict(f"a tenant named {name!r} exists", {"name": name})
+            tenant = tenants.add_tenant(tx.session, name)
+            raw = new_key()
+            key = tenants.add_key(tx.session, tenant_id=tenant.id, scope="tenant", key_hash=hash_key(raw),
+                                  prefix=raw[:12], name="default")
+            audit.record(tx.session, tenant_id=tenant.id, key_id=principal.key_id, action="tenant.create",
+                         object_type="tenant", object_id=tenant.id, details={"name": name})
+            return TenantCreated(id=tenant.id, name=tenant.name, api_key=raw, key_id=key.id)
+
+        return self.tx.run(principal, idem, TenantCreated, work)
+
+    def list_tenants(self, principal: Principal) -> list[TenantOut]:
+        principal.require_admin()
+        with self.sessions() as s:
+            return [TenantOut.model_validate(t, from_attributes=True) for t in tenants.list_tenants(s)]
+
+    def create_key(self, principal: Principal, tenant_id: uuid.UUID, name: str | None,
+                   idem: Idempotency | None = None) -> KeyCreated:
+        principal.require_admin()
+
+        def work(tx: Tx) -> KeyCreated:
+            if tenants.get_tenant(tx.session, tenant_id) is None:
+                raise NotFound("tenant", tenant_id)
+            raw = new_key()
+            key = tenants.add_key(tx.session, tenant_id=tenant_id, scope="tenant", key_hash=hash_key(raw),
+                                  prefix=raw[:12], name=name)
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="key.create",
+                         object_type="api_key", object_id=key.id)
+            return KeyCreated(id=key.id, tenant_id=tenant_id, scope=key.scope, api_key=raw,
+                              created_at=key.created_at)
+
+        return self.tx.run(principal, idem, KeyCreated, work)
+
+    def revoke_key(self, principal: Principal, key_id: uuid.UUID) -> KeyRevoked:
+        principal.require_admin()
+
+        def work(tx: Tx) -> KeyRevoked:
+            key = tenants.get_key(tx.session, key_id)
+            if key is None:
+                raise NotFound("api key", key_id)
+            if key.revoked_at is None:
+                tenants.revoke_key(tx.session, key, utcnow())
+                audit.record(tx.session, tenant_id=key.tenant_id, key_id=principal.key_id, action="key.revoke",
+                             object_type="api_key", object_id=key.id)
+            assert key.revoked_at is not None
+            return KeyRevoked(id=key.id, revoked_at=key.revoked_at)
+
+        return self.tx.run(principal, None, KeyRevoked, work)

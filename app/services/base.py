@@ -1,0 +1,103 @@
+"""Who is calling, and the transaction runner shared by every write."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import Conflict, PermissionDenied
+from app.repositories import audit
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated API key: admin keys manage tenants, tenant keys manage one tenant's cubes."""
+
+    key_id: uuid.UUID
+    scope: str
+    tenant_id: uuid.UUID | None
+
+    def require_tenant(self) -> uuid.UUID:
+        if self.scope != "tenant" or self.tenant_id is None:
+            raise PermissionDenied("this route needs a tenant API key; admin keys manage tenants and keys only")
+        return self.tenant_id
+
+    def require_admin(self) -> None:
+        if self.scope != "admin":
+            raise PermissionDenied("this route needs an admin API key")
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An ``Idempotency-Key`` and a hash of the request it came with."""
+
+    key: str
+    request_hash: str
+
+    @staticmethod
+    def of(key: str | None, *parts: Any) -> Idempotency | None:
+        if not key:
+            return None
+        body = json.dumps(parts, sort_keys=True, default=str).encode()
+        return Idempotency(key, hashlib.sha256(body).hexdigest())
+
+
+@dataclass
+class Tx:
+    """An open transaction plus work to do only once it has committed (e.g. index updates)."""
+
+    session: Session
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Transactor:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def run(self, principal: Principal, idem: Idempotency | None, model: type[T], work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one transaction; with an idempotency key, a retry replays the first result.
+
+        Two racing retries both run ``work``; the loser's commit hits the unique key on the record and
+        rolls back whole, then replays the winner's result. Nothing is written twice.
+        """
+        for attempt in range(2):
+            try:
+                tx = Tx(self.sessions())
+                with tx.session, tx.session.begin():
+                    result = self._run_once(tx, principal, idem, model, work)
+            except IntegrityError:
+                if idem is None or attempt:
+                    raise
+                continue
+            for hook in tx.after_commit:
+                hook()
+            return result
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _run_once(tx: Tx, principal: Principal, idem: Idempotency | None, model: type[T],
+                  work: Callable[[Tx], T]) -> T:
+        if idem is None:
+            return work(tx)
+        previous = audit.idempotent_result(tx.session, principal.key_id, idem.key)
+        if previous is not None:
+            if previous.request_hash != idem.request_hash:
+                raise Conflict(
+                    "Idempotency-Key was already used with a different request",
+                    {"idempotency_key": idem.key},
+                )
+            return model.model_validate(previous.response)
+        result = work(tx)
+        audit.save_idempotent_result(tx.session, key_id=principal.key_id, idem_key=idem.key,
+                                     request_hash=idem.request_hash, response=result.model_dump(mode="json"))
+        return result

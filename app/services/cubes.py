@@ -1,0 +1,75 @@
+"""MemCube use cases."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import Conflict, NotFound
+from app.models import Cube
+from app.repositories import audit, cubes
+from app.schemas.cubes import CubeCreate, CubeOut
+from app.services.base import Idempotency, Principal, Transactor, Tx
+from app.vector.index import VectorStore
+
+
+def cube_out(cube: Cube, memory_count: int) -> CubeOut:
+    return CubeOut(id=cube.id, tenant_id=cube.tenant_id, name=cube.name, description=cube.description,
+                   owner_id=cube.owner_id, status=cube.status, memory_count=memory_count,
+                   created_at=cube.created_at, updated_at=cube.updated_at)
+
+
+def require_cube(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, *, lock: bool = False) -> Cube:
+    cube = cubes.live_cube(s, tenant_id, cube_id, lock=lock)
+    if cube is None:
+        raise NotFound("cube", cube_id)
+    return cube
+
+
+class CubeService:
+    def __init__(self, sessions: sessionmaker[Session], tx: Transactor, vectors: VectorStore) -> None:
+        self.sessions = sessions
+        self.tx = tx
+        self.vectors = vectors
+
+    def create(self, principal: Principal, body: CubeCreate, idem: Idempotency | None = None) -> CubeOut:
+        tenant_id = principal.require_tenant()
+
+        def work(tx: Tx) -> CubeOut:
+            if cubes.live_cube_by_name(tx.session, tenant_id, body.name) is not None:
+                raise Conflict(f"a cube named {body.name!r} exists", {"name": body.name})
+            cube = cubes.add_cube(tx.session, tenant_id=tenant_id, name=body.name, description=body.description,
+                                  owner_id=body.owner_id)
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.create",
+                         object_type="cube", object_id=cube.id, details={"name": body.name})
+            return cube_out(cube, 0)
+
+        return self.tx.run(principal, idem, CubeOut, work)
+
+    def get(self, principal: Principal, cube_id: uuid.UUID) -> CubeOut:
+        tenant_id = principal.require_tenant()
+        with self.sessions() as s:
+            cube = require_cube(s, tenant_id, cube_id)
+            return cube_out(cube, cubes.memory_counts(s, [cube.id]).get(cube.id, 0))
+
+    def list(self, principal: Principal) -> list[CubeOut]:
+        tenant_id = principal.require_tenant()
+        with self.sessions() as s:
+            found = cubes.list_live_cubes(s, tenant_id)
+            counts = cubes.memory_counts(s, [c.id for c in found])
+            return [cube_out(c, counts.get(c.id, 0)) for c in found]
+
+    def delete(self, principal: Principal, cube_id: uuid.UUID) -> None:
+        """Soft delete: the rows stay (an operator can recover them), the cube and its index disappear."""
+        tenant_id = principal.require_tenant()
+
+        def work(tx: Tx) -> CubeOut:
+            cube = require_cube(tx.session, tenant_id, cube_id, lock=True)
+            cube.status = "deleted"
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.delete",
+                         object_type="cube", object_id=cube.id)
+            tx.after_commit.append(lambda: self.vectors.drop(cube_id))
+            return cube_out(cube, 0)
+
+        self.tx.run(principal, None, CubeOut, work)

@@ -1,0 +1,368 @@
+"""Plaintext memory use cases: add, list, update (versioned), soft delete, restore, messages, export/import."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from app.models import Memory
+from app.models.base import utcnow
+from app.repositories import audit
+from app.repositories import memories as repo
+from app.repositories.memories import MemoryFilter
+from app.schemas.cubes import ImportResult
+from app.schemas.memories import (
+    MemoryHistory,
+    MemoryIn,
+    MemoryList,
+    MemoryOut,
+    MemoryPatch,
+    MemoryVersionOut,
+    MessagesCreate,
+)
+from app.services.base import Idempotency, Principal, Transactor, Tx
+from app.services.cubes import require_cube
+from app.vector.embedder import Embedder
+from app.vector.index import VectorStore
+
+EXPORT_FORMAT = "memcubed.cube-export"
+EXPORT_VERSION = 1
+
+
+class MemoryBatch(BaseModel):
+    memories: list[MemoryOut]
+
+
+def memory_out(m: Memory) -> MemoryOut:
+    return MemoryOut(
+        id=m.id, cube_id=m.cube_id, kind=m.kind, memory_type=m.memory_type, content=m.content,
+        content_hash=m.content_hash, user_id=m.user_id, agent_id=m.agent_id, session_id=m.session_id,
+        occurred_at=m.occurred_at, created_at=m.created_at, updated_at=m.updated_at, tags=list(m.tags or []),
+        metadata=m.meta or {}, source=m.source or {}, status=m.status, version=m.version,
+        importance=m.importance, access_count=m.access_count, last_accessed_at=m.last_accessed_at,
+        embedding_model=m.embedding_model, embedding_dim=m.embedding_dim,
+    )
+
+
+def snapshot(m: Memory) -> dict[str, Any]:
+    """The state kept in ``memory_versions`` before each change; JSON so it survives export."""
+    out = memory_out(m).model_dump(mode="json", exclude={"id", "cube_id", "embedding_model", "embedding_dim"})
+    return out
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """Naive times are taken as UTC so event-time ordering never mixes clocks."""
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
+
+
+def encode_cursor(m: Memory) -> str:
+    return base64.urlsafe_b64encode(f"{m.created_at.isoformat()}|{m.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, mid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(mid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not one this service returned", {"field": "cursor"}) from exc
+
+
+class ExportedMemory(BaseModel):
+    """One line of an export: the memory (without ids that are local to a deployment) and its versions."""
+
+    type: str
+    memory: MemoryOut
+    versions: list[MemoryVersionOut]
+
+
+class MemoryService:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
+                 vectors: VectorStore) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.tx = tx
+        self.embedder = embedder
+        self.vectors = vectors
+
+    # -- checks -----------------------------------------------------------------------------------
+    def _check_batch(self, items: Sequence[MemoryIn]) -> None:
+        if len(items) > self.settings.max_batch:
+            raise PayloadTooLarge(f"at most {self.settings.max_batch} memories per request",
+                                  {"count": len(items), "limit": self.settings.max_batch})
+        for i, item in enumerate(items):
+            self._check_content(item.content, f"memories[{i}].content")
+            self._check_json(item.metadata, f"memories[{i}].metadata")
+            self._check_json(item.source, f"memories[{i}].source")
+
+    def _check_content(self, content: str, field: str) -> None:
+        size = len(content.encode())
+        if size > self.settings.max_memory_bytes:
+            raise PayloadTooLarge(f"{field} is {size} bytes; the limit is {self.settings.max_memory_bytes}",
+                                  {"field": field, "bytes": size, "limit": self.settings.max_memory_bytes})
+        if not content.strip():
+            raise InvalidInput(f"{field} is blank", {"field": field})
+        if "\x00" in content:
+            raise InvalidInput(f"{field} contains a NUL character", {"field": field})
+
+    @staticmethod
+    def _check_json(value: Any, field: str) -> None:
+        if "\\u0000" in json.dumps(value):
+            raise InvalidInput(f"{field} contains a NUL character", {"field": field})
+
+    def _row(self, tenant_id: uuid.UUID, cube_id: uuid.UUID, item: MemoryIn, vec: np.ndarray) -> Memory:
+        now = utcnow()
+        return Memory(
+            tenant_id=tenant_id, cube_id=cube_id, kind="plaintext", memory_type=item.memory_type,
+            content=item.content, content_hash=content_hash(item.content), user_id=item.user_id,
+            agent_id=item.agent_id, session_id=item.session_id, occurred_at=aware(item.occurred_at),
+            created_at=now, updated_at=now, tags=item.tags, meta=item.metadata, source=item.source,
+            status="active", version=1, importance=item.importance, access_count=0,
+            embedding=vec.tobytes(), embedding_model=self.embedder.name, embedding_dim=self.embedder.dim,
+        )
+
+    # -- writes -----------------------------------------------------------------------------------
+    def add(self, principal: Principal, cube_id: uuid.UUID, items: Sequence[MemoryIn],
+            idem: Idempotency | None = None, action: str = "memory.create") -> MemoryBatch:
+        """All or nothing: every item is validated and embedded before one transaction writes them."""
+        tenant_id = principal.require_tenant()
+        self._check_batch(items)
+        vecs = self.embedder.encode([item.content for item in items])
+
+        def work(tx: Tx) -> MemoryBatch:
+            require_cube(tx.session, tenant_id, cube_id)
+            rows = repo.add_memories(tx.session, [self._row(tenant_id, cube_id, it, v) for it, v in zip(items, vecs)])
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action=action,
+                         object_type="cube", object_id=cube_id,
+                         details={"memory_ids": [str(r.id) for r in rows]})
+            vec_ids = [r.vec_id for r in rows]
+            tx.after_commit.append(lambda: self.vectors.add(cube_id, vec_ids, vecs))
+            return MemoryBatch(memories=[memory_out(r) for r in rows])
+
+        return self.tx.run(principal, idem, MemoryBatch, work)
+
+    def add_messages(self, principal: Principal, cube_id: uuid.UUID, body: MessagesCreate,
+                     idem: Idempotency | None = None) -> MemoryBatch:
+        """Conversation turns become episodic memories with their event time; no LLM involved."""
+        items = [
+            MemoryIn(
+                content=msg.content, memory_type="episodic", user_id=body.user_id, agent_id=body.agent_id,
+                session_id=body.session_id, occurred_at=msg.timestamp,
+                metadata={k: v for k, v in {"role": msg.role, "speaker": msg.speaker, "message_id": msg.id}.items()
+                          if v is not None},
+                source={"type": "message", "role": msg.role},
+            )
+            for msg in body.messages
+        ]
+        return self.add(principal, cube_id, items, idem, action="messages.create")
+
+    def _change(self, principal: Principal, memory_id: uuid.UUID, reason: str, action: str,
+                mutate: Any, vec: np.ndarray | None = None) -> MemoryOut:
+        """Keep the prior state as a version, apply ``mutate``, bump the version, sync the index after commit."""
+        tenant_id = principal.require_tenant()
+
+        def work(tx: Tx) -> MemoryOut:
+            m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
+            if m is None:
+                raise NotFound("memory", memory_id)
+            was_active = m.status == "active"
+            repo.add_version(tx.session, m, snapshot(m), reason, principal.key_id)
+            mutate(m)
+            m.version += 1
+            m.updated_at = utcnow()
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action=action,
+                         object_type="memory", object_id=m.id, details={"version": m.version, "reason": reason})
+            tx.session.flush()
+            cube_id, vec_id, is_active = m.cube_id, m.vec_id, m.status == "active"
+            stored = np.frombuffer(m.embedding, dtype=np.float32).reshape(1, -1)
+            if is_active and (not was_active or vec is not None):
+                tx.after_commit.append(lambda: self.vectors.add(cube_id, [vec_id], stored))
+            elif was_active and not is_active:
+                tx.after_commit.append(lambda: self.vectors.remove(cube_id, [vec_id]))
+            return memory_out(m)
+
+        return self.tx.run(principal, None, MemoryOut, work)
+
+    def update(self, principal: Principal, memory_id: uuid.UUID, patch: MemoryPatch) -> MemoryOut:
+        fields = patch.model_dump(exclude_unset=True, exclude={"reason"})
+        if "content" in fields:
+            self._check_content(fields["content"], "content")
+        for name in ("metadata", "source"):
+            if name in fields:
+                self._check_json(fields[name], name)
+        vec = self.embedder.encode([fields["content"]])[0] if "content" in fields else None
+
+        def mutate(m: Memory) -> None:
+            if m.status == "deleted":
+                raise Conflict("memory is deleted; restore it before changing it", {"id": str(m.id)})
+            for name, value in fields.items():
+                if name == "metadata":
+                    m.meta = value
+                elif name == "occurred_at":
+                    m.occurred_at = aware(value)
+                else:
+                    setattr(m, name, value)
+            if vec is not None:
+                m.content_hash = content_hash(m.content)
+                m.embedding = vec.tobytes()
+
+        return self._change(principal, memory_id, patch.reason, "memory.update", mutate, vec)
+
+    def delete(self, principal: Principal, memory_id: uuid.UUID) -> MemoryOut:
+        """Soft delete: a new version with status ``deleted``; restore brings it back."""
+        current = self.get(principal, memory_id)
+        if current.status == "deleted":
+            return current
+
+        def mutate(m: Memory) -> None:
+            m.status = "deleted"
+
+        return self._change(principal, memory_id, "delete", "memory.delete", mutate)
+
+    def restore(self, principal: Principal, memory_id: uuid.UUID) -> MemoryOut:
+        def mutate(m: Memory) -> None:
+            if m.status == "active":
+                raise Conflict("memory is already active", {"id": str(m.id)})
+            m.status = "active"
+
+        return self._change(principal, memory_id, "restore", "memory.restore", mutate)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, principal: Principal, memory_id: uuid.UUID) -> MemoryOut:
+        tenant_id = principal.require_tenant()
+        with self.sessions() as s:
+            m = repo.live_memory(s, tenant_id, memory_id)
+            if m is None:
+                raise NotFound("memory", memory_id)
+            return memory_out(m)
+
+    def list(self, principal: Principal, cube_id: uuid.UUID, flt: MemoryFilter, limit: int,
+             cursor: str | None) -> MemoryList:
+        tenant_id = principal.require_tenant()
+        after = decode_cursor(cursor) if cursor else None
+        with self.sessions() as s:
+            require_cube(s, tenant_id, cube_id)
+            rows = repo.list_page(s, cube_id, flt, limit + 1, after)
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        return MemoryList(memories=[memory_out(m) for m in page], next_cursor=next_cursor)
+
+    def history(self, principal: Principal, memory_id: uuid.UUID) -> MemoryHistory:
+        tenant_id = principal.require_tenant()
+        with self.sessions() as s:
+            m = repo.live_memory(s, tenant_id, memory_id)
+            if m is None:
+                raise NotFound("memory", memory_id)
+            versions = repo.versions_of(s, [m.id])[m.id]
+            return MemoryHistory(
+                memory_id=m.id, current_version=m.version,
+                versions=[MemoryVersionOut.model_validate(v, from_attributes=True) for v in versions],
+            )
+
+    # -- export / import --------------------------------------------------------------------------
+    def export(self, principal: Principal, cube_id: uuid.UUID) -> Iterator[bytes]:
+        """JSON Lines: a header, then every memory (any status) with all its versions."""
+        tenant_id = principal.require_tenant()
+        with self.sessions() as s:
+            cube = require_cube(s, tenant_id, cube_id)
+            header = {"type": "header", "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION,
+                      "cube": {"name": cube.name, "description": cube.description, "owner_id": cube.owner_id},
+                      "embedding_model": self.embedder.name, "exported_at": utcnow().isoformat()}
+
+        def lines() -> Iterator[bytes]:
+            yield (json.dumps(header) + "\n").encode()
+            with self.sessions() as s:
+                chunk: list[Memory] = []
+                for m in repo.all_in_cube(s, cube_id):
+                    chunk.append(m)
+                    if len(chunk) == 500:
+                        yield from self._export_chunk(s, chunk)
+                        chunk = []
+                yield from self._export_chunk(s, chunk)
+
+        return lines()
+
+    @staticmethod
+    def _export_chunk(s: Session, chunk: list[Memory]) -> Iterator[bytes]:
+        versions = repo.versions_of(s, [m.id for m in chunk])
+        for m in chunk:
+            line = ExportedMemory(
+                type="memory", memory=memory_out(m),
+                versions=[MemoryVersionOut.model_validate(v, from_attributes=True) for v in versions[m.id]],
+            )
+            yield (line.model_dump_json() + "\n").encode()
+
+    def import_(self, principal: Principal, cube_id: uuid.UUID, body: bytes,
+                idem: Idempotency | None = None) -> ImportResult:
+        """Recreate every memory and version of an export in this cube, with new ids; all or nothing."""
+        tenant_id = principal.require_tenant()
+        items = self._parse_export(body)
+        for i, item in enumerate(items):
+            self._check_content(item.memory.content, f"line {i + 2}: memory.content")
+        vecs = self.embedder.encode([item.memory.content for item in items])
+
+        def work(tx: Tx) -> ImportResult:
+            require_cube(tx.session, tenant_id, cube_id)
+            rows = []
+            for item, vec in zip(items, vecs):
+                src = item.memory
+                rows.append(Memory(
+                    tenant_id=tenant_id, cube_id=cube_id, kind=src.kind, memory_type=src.memory_type,
+                    content=src.content, content_hash=content_hash(src.content), user_id=src.user_id,
+                    agent_id=src.agent_id, session_id=src.session_id, occurred_at=src.occurred_at,
+                    created_at=src.created_at, updated_at=src.updated_at, tags=src.tags, meta=src.metadata,
+                    source=src.source, status=src.status, version=src.version, importance=src.importance,
+                    access_count=src.access_count, last_accessed_at=src.last_accessed_at,
+                    embedding=vec.tobytes(), embedding_model=self.embedder.name, embedding_dim=self.embedder.dim,
+                ))
+            repo.add_memories(tx.session, rows)
+            for item, row in zip(items, rows):
+                for v in item.versions:
+                    repo.add_imported_version(tx.session, row.id, v.version, v.snapshot, v.reason, v.created_at)
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.import",
+                         object_type="cube", object_id=cube_id, details={"count": len(rows)})
+            active = [(r.vec_id, v) for r, v in zip(rows, vecs) if r.status == "active"]
+            if active:
+                ids, act_vecs = [a[0] for a in active], np.stack([a[1] for a in active])
+                tx.after_commit.append(lambda: self.vectors.add(cube_id, ids, act_vecs))
+            return ImportResult(imported=len(rows),
+                                id_map={str(it.memory.id): str(r.id) for it, r in zip(items, rows)})
+
+        return self.tx.run(principal, idem, ImportResult, work)
+
+    @staticmethod
+    def _parse_export(body: bytes) -> list[ExportedMemory]:
+        lines = [ln for ln in body.splitlines() if ln.strip()]
+        if not lines:
+            raise InvalidInput("import body is empty; send the JSON Lines of an export")
+        try:
+            header = json.loads(lines[0])
+        except ValueError as exc:
+            raise InvalidInput("line 1 is not JSON", {"line": 1}) from exc
+        if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+            raise InvalidInput(f"line 1 must be a {EXPORT_FORMAT} header", {"line": 1})
+        if header.get("format_version") != EXPORT_VERSION:
+            raise InvalidInput(f"unsupported format_version {header.get('format_version')!r}", {"line": 1})
+        items = []
+        for n, raw in enumerate(lines[1:], start=2):
+            try:
+                items.append(ExportedMemory.model_validate_json(raw))
+            except ValidationError as exc:
+                raise InvalidInput(f"line {n} is not a valid exported memory",
+                                   {"line": n, "errors": exc.errors(include_url=False, include_context=False)}
+                                   ) from exc
+        return items

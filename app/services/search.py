@@ -1,0 +1,68 @@
+"""Search: embed the query, search each authorised cube's index, read the hits from Postgres."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import NotFound
+from app.models.base import utcnow
+from app.repositories import cubes
+from app.repositories import memories as repo
+from app.repositories.memories import MemoryFilter
+from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
+from app.services.base import Principal
+from app.services.memories import memory_out
+from app.vector.embedder import Embedder
+from app.vector.index import VectorStore
+
+
+def to_filter(req: SearchRequest) -> MemoryFilter:
+    f = req.filters
+    return MemoryFilter(memory_type=f.memory_type, user_id=f.user_id, agent_id=f.agent_id, session_id=f.session_id,
+                        tag=f.tag, occurred_after=f.occurred_after, occurred_before=f.occurred_before)
+
+
+class SearchService:
+    def __init__(self, sessions: sessionmaker[Session], embedder: Embedder, vectors: VectorStore) -> None:
+        self.sessions = sessions
+        self.embedder = embedder
+        self.vectors = vectors
+
+    def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        tenant_id = principal.require_tenant()
+        cube_ids = list(dict.fromkeys(req.cube_ids))
+        flt = to_filter(req)
+        with self.sessions() as s:
+            live = cubes.live_cube_ids(s, tenant_id, cube_ids)
+            for cube_id in cube_ids:
+                if cube_id not in live:
+                    raise NotFound("cube", cube_id)
+            # With filters, Postgres says which vectors qualify and FAISS searches only those: exact, no
+            # over-fetching that could come back short.
+            allowed = (
+                None if flt.is_empty()
+                else {c: np.asarray(repo.filtered_vec_ids(s, c, flt), dtype=np.int64) for c in cube_ids}
+            )
+            query = self.embedder.encode_one(req.query)
+            scored: list[tuple[float, int]] = []
+            for cube_id in cube_ids:
+                index = self.vectors.peek(cube_id)
+                if index is None:
+                    continue
+                scores, ids = index.search(query, req.top_k, None if allowed is None else allowed[cube_id])
+                scored.extend(zip(scores.tolist(), ids.tolist()))
+            scored.sort(key=lambda h: -h[0])
+            top = scored[: req.top_k]
+            rows = repo.active_by_vec_ids(s, [vec_id for _, vec_id in top])
+        results = [SearchHit(memory=memory_out(rows[v]), score=round(sc, 6)) for sc, v in top if v in rows]
+        return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    def record_access(self, memory_ids: list[uuid.UUID]) -> None:
+        """Count retrievals after the response is sent, so searching never waits on this write."""
+        with self.sessions.begin() as s:
+            repo.touch(s, memory_ids, utcnow())

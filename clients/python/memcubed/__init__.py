@@ -1,0 +1,78 @@
+"""memcubed: Python SDK for the memcubed long-term memory service.
+
+>>> from memcubed import Client
+>>> with Client("http://127.0.0.1:8000", api_key="mc_...") as client:
+...     cube = client.cubes.create("assistant")
+...     client.memories.add(cube.id, "The user prefers window seats.")
+...     hits = client.search("seat preference", [cube.id])
+"""
+
+from ._async_client import AsyncClient
+from ._client import Client
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ConflictError,
+    MemcubedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from ._models import (
+    Cube,
+    ImportResult,
+    KeyCreated,
+    KeyRevoked,
+    Memory,
+    MemoryHistory,
+    MemoryIn,
+    MemoryPage,
+    MemoryVersion,
+    Message,
+    SearchFilters,
+    SearchHit,
+    SearchResponse,
+    Tenant,
+    TenantCreated,
+)
+from ._retry import RetryPolicy
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "Client",
+    "ConflictError",
+    "Cube",
+    "ImportResult",
+    "KeyCreated",
+    "KeyRevoked",
+    "MemcubedError",
+    "Memory",
+    "MemoryHistory",
+    "MemoryIn",
+    "MemoryPage",
+    "MemoryVersion",
+    "Message",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryPolicy",
+    "SearchFilters",
+    "SearchHit",
+    "SearchResponse",
+    "ServerError",
+    "Tenant",
+    "TenantCreated",
+    "ValidationError",
+    "__version__",
+]

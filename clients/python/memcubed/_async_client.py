@@ -1,0 +1,408 @@
+"""The asynchronous client: the same surface as :class:`Client`, built on the same ``_core`` layer."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _core
+from ._core import Call, FiltersLike, Id, MemoryLike, MessageLike, RequestSpec
+from ._models import (
+    Cube,
+    ImportResult,
+    KeyCreated,
+    KeyRevoked,
+    Memory,
+    MemoryHistory,
+    SearchResponse,
+    Tenant,
+    TenantCreated,
+)
+from ._retry import RETRY_STATUSES, RetryPolicy, is_retryable_request, parse_retry_after
+from ._streams import PathOrFile, Upload, open_sink
+
+T = TypeVar("T")
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient:
+    """Asynchronous memcubed client; every method is a coroutine except ``memories.list``, an async iterator.
+
+    ``base_url`` and ``api_key`` default to ``MEMCUBED_URL`` and ``MEMCUBED_API_KEY``. Requests that are
+    safe to repeat are retried ``max_retries`` times on connection errors, 429 and 502/503/504; every
+    POST carries a fresh ``Idempotency-Key`` (the same across its retries) so a retried write is applied
+    once. ``transport`` replaces httpx's network transport (tests, proxies); ``sleep`` replaces
+    ``asyncio.sleep`` between retries.
+
+    Use it as an async context manager, or await :meth:`aclose`, so pooled connections are released.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_keys: bool = True,
+        retry_policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
+        self._config = _core.resolve_config(
+            base_url,
+            api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
+            idempotency_keys=idempotency_keys,
+            headers=headers,
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self._config.base_url,
+            headers=_core.default_headers(self._config),
+            timeout=self._config.timeout,
+            transport=transport,
+        )
+        self._sleep: Callable[[float], Awaitable[Any]] = sleep or asyncio.sleep
+        self.tenants = Tenants(self)
+        self.keys = Keys(self)
+        self.cubes = Cubes(self)
+        self.memories = Memories(self)
+        self.messages = Messages(self)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.retry.max_retries
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        """Close pooled connections. The client cannot be used afterwards."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(base_url={self.base_url!r})"
+
+    # --- top-level operations ------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /healthz``: the process is up."""
+        return await self._send(_core.health())
+
+    async def ready(self) -> dict[str, Any]:
+        """``GET /readyz``: database and index are ready. Raises :class:`ServerError` when not; no retries."""
+        return await self._send(_core.ready())
+
+    async def search(
+        self,
+        query: str,
+        cube_ids: Id | Sequence[Id],
+        *,
+        top_k: int = 10,
+        filters: FiltersLike | None = None,
+        mode: str = "fast",
+        idempotency_key: str | None = None,
+        **extra: Any,
+    ) -> SearchResponse:
+        """Semantic search over one or more cubes. Extra keywords are sent in the body as they are."""
+        return await self._send(
+            _core.search(
+                query,
+                cube_ids,
+                top_k=top_k,
+                filters=filters,
+                mode=mode,
+                idempotency_key=idempotency_key,
+                **extra,
+            )
+        )
+
+    # --- transport -----------------------------------------------------------------------------------
+
+    async def _send(self, call: Call[T]) -> T:
+        response = await self._request(call.request)
+        return _core.decode(call, response)
+
+    async def _request(
+        self,
+        spec: RequestSpec,
+        *,
+        stream: bool = False,
+        upload: Upload | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a successful response (unread when ``stream``) or raise."""
+        headers = _core.request_headers(self._config, spec)
+        policy = self._config.retry
+        retryable = spec.retry and is_retryable_request(spec.method, headers)
+        attempts = 1 + (policy.max_retries if retryable else 0)
+        for attempt in range(attempts):
+            request = self._http.build_request(
+                spec.method,
+                spec.path,
+                params=spec.params,
+                json=spec.json,
+                content=upload.achunks() if upload is not None else None,
+                headers=headers,
+            )
+            last = attempt + 1 >= attempts
+            try:
+                response = await self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                if last:
+                    raise _core.connection_error(exc, request) from exc
+                await self._sleep(policy.backoff(attempt))
+                continue
+            if response.is_success:
+                return response
+            if stream:
+                try:
+                    await response.aread()
+                except httpx.TransportError:
+                    pass
+                finally:
+                    await response.aclose()
+            if not last and response.status_code in RETRY_STATUSES:
+                await self._sleep(
+                    policy.backoff(attempt, parse_retry_after(response.headers.get("retry-after")))
+                )
+                continue
+            raise _core.error_from_response(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Resource:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+
+class Tenants(_Resource):
+    """Admin: tenants. Needs an admin-scope key."""
+
+    async def create(self, name: str, *, idempotency_key: str | None = None) -> TenantCreated:
+        """Create a tenant and its first API key (shown only once)."""
+        return await self._client._send(_core.create_tenant(name, idempotency_key=idempotency_key))
+
+    async def list(self) -> builtins.list[Tenant]:
+        return await self._client._send(_core.list_tenants())
+
+
+class Keys(_Resource):
+    """Admin: API keys."""
+
+    async def create(
+        self, tenant_id: Id, name: str | None = None, *, idempotency_key: str | None = None
+    ) -> KeyCreated:
+        """Create another key for a tenant (shown only once)."""
+        return await self._client._send(_core.create_key(tenant_id, name, idempotency_key=idempotency_key))
+
+    async def revoke(self, key_id: Id) -> KeyRevoked:
+        return await self._client._send(_core.revoke_key(key_id))
+
+
+class Cubes(_Resource):
+    """MemCubes: named containers of memories within a tenant."""
+
+    async def create(
+        self,
+        name: str,
+        description: str | None = None,
+        owner_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Cube:
+        return await self._client._send(
+            _core.create_cube(name, description, owner_id, idempotency_key=idempotency_key)
+        )
+
+    async def list(self) -> builtins.list[Cube]:
+        return await self._client._send(_core.list_cubes())
+
+    async def get(self, cube_id: Id) -> Cube:
+        return await self._client._send(_core.get_cube(cube_id))
+
+    async def delete(self, cube_id: Id) -> None:
+        await self._client._send(_core.delete_cube(cube_id))
+
+    async def export(self, cube_id: Id, path_or_file: PathOrFile) -> int:
+        """Stream the cube's JSON Lines export into a path or binary file; return the bytes written.
+
+        A path is written atomically (temporary file, then rename) so a failed export leaves no
+        partial file behind. Nothing is created when the server refuses the export. Local file writes
+        are plain blocking writes of network-sized chunks.
+        """
+        response = await self._client._request(_core.export_cube(cube_id), stream=True)
+        written = 0
+        try:
+            with open_sink(path_or_file) as sink:
+                async for chunk in response.aiter_bytes():
+                    sink.write(chunk)
+                    written += len(chunk)
+        except httpx.TransportError as exc:
+            raise _core.connection_error(exc, response.request) from exc
+        finally:
+            await response.aclose()
+        return written
+
+    async def import_(
+        self, cube_id: Id, path_or_file: PathOrFile, *, idempotency_key: str | None = None
+    ) -> ImportResult:
+        """Stream a JSON Lines export (path or file object) into a cube. The file is read in chunks."""
+        upload = Upload(path_or_file)
+        call = _core.import_cube(
+            cube_id, size=upload.size, rewindable=upload.rewindable, idempotency_key=idempotency_key
+        )
+        response = await self._client._request(call.request, upload=upload)
+        return _core.decode(call, response)
+
+
+class Memories(_Resource):
+    """Memories in cubes: add, list, get, update (versioned), soft delete, restore, history."""
+
+    async def add(
+        self,
+        cube_id: Id,
+        content: str,
+        *,
+        memory_type: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        occurred_at: datetime | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        source: Mapping[str, Any] | None = None,
+        importance: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Memory:
+        """Add one memory. ``occurred_at`` (event time) must be timezone-aware."""
+        memory = _core.memory_in(
+            content,
+            memory_type=memory_type,
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            occurred_at=occurred_at,
+            tags=tags,
+            metadata=metadata,
+            source=source,
+            importance=importance,
+        )
+        return (await self.add_many(cube_id, [memory], idempotency_key=idempotency_key))[0]
+
+    async def add_many(
+        self, cube_id: Id, memories: Sequence[MemoryLike], *, idempotency_key: str | None = None
+    ) -> builtins.list[Memory]:
+        """Add a batch in one request; the server stores all or none."""
+        return await self._client._send(
+            _core.add_memories(cube_id, memories, idempotency_key=idempotency_key)
+        )
+
+    async def get(self, memory_id: Id) -> Memory:
+        return await self._client._send(_core.get_memory(memory_id))
+
+    def list(
+        self,
+        cube_id: Id,
+        *,
+        memory_type: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        tag: str | None = None,
+        status: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Memory]:
+        """Iterate (``async for``) over every matching memory, fetching ``page_size`` at a time.
+
+        Arguments are checked now; the first page is fetched on the first ``anext()``.
+        """
+        _core.check_page_size(page_size)
+        return self._iterate(
+            cube_id,
+            memory_type=memory_type,
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            tag=tag,
+            status=status,
+            page_size=page_size,
+        )
+
+    async def _iterate(self, cube_id: Id, *, page_size: int, **filters: str | None) -> AsyncIterator[Memory]:
+        cursor: str | None = None
+        while True:
+            page = await self._client._send(
+                _core.list_memories_page(cube_id, cursor=cursor, limit=page_size, **filters)
+            )
+            for memory in page.memories:
+                yield memory
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def update(self, memory_id: Id, *, reason: str = "update", **fields: Any) -> Memory:
+        """Change fields; the server keeps the prior state as a version with ``reason``."""
+        return await self._client._send(_core.update_memory(memory_id, reason=reason, **fields))
+
+    async def delete(self, memory_id: Id) -> Memory:
+        """Soft delete: the memory stays, with status ``deleted``, and can be restored."""
+        return await self._client._send(_core.delete_memory(memory_id))
+
+    async def restore(self, memory_id: Id, *, idempotency_key: str | None = None) -> Memory:
+        return await self._client._send(_core.restore_memory(memory_id, idempotency_key=idempotency_key))
+
+    async def history(self, memory_id: Id) -> MemoryHistory:
+        return await self._client._send(_core.memory_history(memory_id))
+
+
+class Messages(_Resource):
+    """Conversation turns, stored as episodic memories with their event time (no LLM involved)."""
+
+    async def add(
+        self,
+        cube_id: Id,
+        session_id: str,
+        messages: Sequence[MessageLike],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Memory]:
+        return await self._client._send(
+            _core.add_messages(
+                cube_id,
+                session_id,
+                messages,
+                user_id=user_id,
+                agent_id=agent_id,
+                idempotency_key=idempotency_key,
+            )
+        )

@@ -1,0 +1,520 @@
+"""Request building and response parsing, shared by :class:`Client` and :class:`AsyncClient`.
+
+Nothing here does I/O: each operation is a function that returns a :class:`Call` (what to send and how
+to read the answer), so the two clients only differ in how they send it and the behaviour of every route
+is written once.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+
+from . import _errors
+from ._models import (
+    Cube,
+    ImportResult,
+    KeyCreated,
+    KeyRevoked,
+    Memory,
+    MemoryHistory,
+    MemoryIn,
+    MemoryPage,
+    Message,
+    RequestDatetime,
+    SearchFilters,
+    SearchResponse,
+    Tenant,
+    TenantCreated,
+    _Request,
+)
+from ._retry import RetryPolicy, parse_retry_after
+from ._version import __version__
+
+T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+NDJSON = "application/x-ndjson"
+
+Id = str | uuid.UUID
+MemoryLike = MemoryIn | Mapping[str, Any]
+MessageLike = Message | Mapping[str, Any]
+FiltersLike = SearchFilters | Mapping[str, Any]
+
+
+# --- configuration -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client needs to build requests; resolved once at construction."""
+
+    base_url: str
+    api_key: str | None
+    timeout: httpx.Timeout
+    retry: RetryPolicy
+    idempotency_keys: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def resolve_config(
+    base_url: str | None,
+    api_key: str | None,
+    *,
+    timeout: float | httpx.Timeout | None,
+    max_retries: int | None,
+    retry_policy: RetryPolicy | None,
+    idempotency_keys: bool,
+    headers: Mapping[str, str] | None,
+    environ: Mapping[str, str] | None = None,
+) -> ClientConfig:
+    """Arguments win over ``MEMCUBED_URL`` / ``MEMCUBED_API_KEY``, which win over the local default."""
+    env = os.environ if environ is None else environ
+    url = base_url or env.get("MEMCUBED_URL") or DEFAULT_BASE_URL
+    key = api_key if api_key is not None else (env.get("MEMCUBED_API_KEY") or None)
+    if timeout is None:
+        resolved_timeout = DEFAULT_TIMEOUT
+    elif isinstance(timeout, httpx.Timeout):
+        resolved_timeout = timeout
+    else:
+        resolved_timeout = httpx.Timeout(timeout)
+    policy = retry_policy or RetryPolicy()
+    if max_retries is not None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        policy = RetryPolicy(
+            max_retries=max_retries,
+            initial_delay=policy.initial_delay,
+            max_delay=policy.max_delay,
+            max_retry_after=policy.max_retry_after,
+            rng=policy.rng,
+        )
+    return ClientConfig(
+        base_url=url.rstrip("/"),
+        api_key=key,
+        timeout=resolved_timeout,
+        retry=policy,
+        idempotency_keys=idempotency_keys,
+        headers=dict(headers or {}),
+    )
+
+
+def default_headers(config: ClientConfig) -> dict[str, str]:
+    """Headers sent on every request of a client."""
+    headers = {"User-Agent": f"memcubed-python/{__version__}", "Accept": "application/json"}
+    if config.api_key:
+        headers["Authorization"] = f"Bearer {config.api_key}"
+    headers.update(config.headers)
+    return headers
+
+
+# --- request description -----------------------------------------------------------------------------
+
+
+@dataclass
+class RequestSpec:
+    """One HTTP request, relative to the base URL. ``retry=False`` forbids retries whatever the method."""
+
+    method: str
+    path: str
+    params: dict[str, str | int] | None = None
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    retry: bool = True
+
+
+@dataclass
+class Call(Generic[T]):
+    """A request and the function that turns its decoded JSON body (``None`` when empty) into ``T``."""
+
+    request: RequestSpec
+    parse: Callable[[Any], T]
+
+
+def request_headers(config: ClientConfig, spec: RequestSpec) -> dict[str, str]:
+    """Per-call headers. Generated once per call, so every retry of a POST carries the same key."""
+    headers = dict(spec.headers)
+    if spec.method.upper() == "POST":
+        key = spec.idempotency_key
+        if key is None and config.idempotency_keys:
+            key = str(uuid.uuid4())
+        if key is not None:
+            headers["Idempotency-Key"] = key
+    return headers
+
+
+def _seg(value: Id) -> str:
+    """A path segment; quoted so an id can never change the route."""
+    text = str(value)
+    if not text:
+        raise ValueError("id must not be empty")
+    return quote(text, safe="")
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _dump(model: pydantic.BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _coerce(model: type[_Request], value: _Request | Mapping[str, Any]) -> _Request:
+    if isinstance(value, model):
+        return value
+    if isinstance(value, pydantic.BaseModel):
+        return model.model_validate(value.model_dump())
+    if isinstance(value, Mapping):
+        return model.model_validate(dict(value))
+    raise TypeError(f"expected {model.__name__} or a mapping, got {type(value).__name__}")
+
+
+def _parse(model: type[M], data: Any) -> M:
+    return model.model_validate(data)
+
+
+# --- response handling -------------------------------------------------------------------------------
+
+
+def request_id_of(response: httpx.Response) -> str | None:
+    return response.headers.get("x-request-id")
+
+
+def error_from_response(response: httpx.Response) -> _errors.APIStatusError:
+    """Build the exception for an error response from its envelope ``{"error": {code, message, details}}``.
+
+    Bodies of another shape (a proxy's HTML page, FastAPI's ``{"detail": ...}``) still give a useful
+    error: the text becomes the message and the parsed body, if any, the details.
+    """
+    status = response.status_code
+    code: str | None = None
+    message: str | None = None
+    details: dict[str, Any] = {}
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        code = str(err["code"]) if err.get("code") is not None else None
+        message = str(err["message"]) if err.get("message") is not None else None
+        if isinstance(err.get("details"), dict):
+            details = err["details"]
+        elif err.get("details") is not None:
+            details = {"details": err["details"]}
+    elif isinstance(body, dict):
+        details = body
+        if isinstance(body.get("detail"), str):
+            message = body["detail"]
+    if message is None:
+        text = response.text.strip()
+        message = text[:500] if text else (response.reason_phrase or f"HTTP {status}")
+    cls = _errors.error_class_for(status)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": code or f"http_{status}",
+        "details": details,
+        "request_id": request_id_of(response),
+    }
+    if cls is _errors.RateLimitError:
+        return _errors.RateLimitError(
+            message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs
+        )
+    return cls(message, **kwargs)
+
+
+def connection_error(
+    exc: httpx.TransportError, request: httpx.Request | None = None
+) -> _errors.MemcubedError:
+    """Map an httpx transport failure to the SDK's timeout or connection error."""
+    target = f"{request.method} {request.url}" if request is not None else "request"
+    if isinstance(exc, httpx.TimeoutException):
+        return _errors.APITimeoutError(f"{target} timed out: {exc}")
+    return _errors.APIConnectionError(f"{target} failed: {type(exc).__name__}: {exc}")
+
+
+def decode(call: Call[T], response: httpx.Response) -> T:
+    """Parse a successful, fully read response. A body that does not match the model is reported as a
+    :class:`MemcubedError` carrying the request id, never as a bare pydantic error."""
+    data: Any = None
+    if response.status_code != 204 and response.content:
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise _errors.MemcubedError(
+                f"response is not JSON: {response.text[:200]!r}",
+                status=response.status_code,
+                code="invalid_response",
+                request_id=request_id_of(response),
+            ) from exc
+    try:
+        return call.parse(data)
+    except (pydantic.ValidationError, KeyError, TypeError) as exc:
+        raise _errors.MemcubedError(
+            f"unexpected response shape: {exc}",
+            status=response.status_code,
+            code="invalid_response",
+            request_id=request_id_of(response),
+        ) from exc
+
+
+# --- operations --------------------------------------------------------------------------------------
+# One function per route. ``_routes.ROUTES`` lists the same routes against the SDK method names.
+
+
+def health() -> Call[dict[str, Any]]:
+    return Call(RequestSpec("GET", "/healthz"), lambda data: dict(data or {}))
+
+
+def ready() -> Call[dict[str, Any]]:
+    # A readiness probe wants the current answer, not one after retries.
+    return Call(RequestSpec("GET", "/readyz", retry=False), lambda data: dict(data or {}))
+
+
+def create_tenant(name: str, *, idempotency_key: str | None = None) -> Call[TenantCreated]:
+    return Call(
+        RequestSpec("POST", "/v1/tenants", json={"name": name}, idempotency_key=idempotency_key),
+        lambda data: _parse(TenantCreated, data),
+    )
+
+
+def list_tenants() -> Call[list[Tenant]]:
+    return Call(
+        RequestSpec("GET", "/v1/tenants"),
+        lambda data: [Tenant.model_validate(t) for t in data["tenants"]],
+    )
+
+
+def create_key(
+    tenant_id: Id, name: str | None = None, *, idempotency_key: str | None = None
+) -> Call[KeyCreated]:
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/tenants/{_seg(tenant_id)}/keys",
+            json=_drop_none({"name": name}),
+            idempotency_key=idempotency_key,
+        ),
+        lambda data: _parse(KeyCreated, data),
+    )
+
+
+def revoke_key(key_id: Id) -> Call[KeyRevoked]:
+    return Call(RequestSpec("DELETE", f"/v1/keys/{_seg(key_id)}"), lambda data: _parse(KeyRevoked, data))
+
+
+def create_cube(
+    name: str,
+    description: str | None = None,
+    owner_id: str | None = None,
+    *,
+    idempotency_key: str | None = None,
+) -> Call[Cube]:
+    body = _drop_none({"name": name, "description": description, "owner_id": owner_id})
+    return Call(
+        RequestSpec("POST", "/v1/cubes", json=body, idempotency_key=idempotency_key),
+        lambda data: _parse(Cube, data),
+    )
+
+
+def list_cubes() -> Call[list[Cube]]:
+    return Call(RequestSpec("GET", "/v1/cubes"), lambda data: [Cube.model_validate(c) for c in data["cubes"]])
+
+
+def get_cube(cube_id: Id) -> Call[Cube]:
+    return Call(RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}"), lambda data: _parse(Cube, data))
+
+
+def delete_cube(cube_id: Id) -> Call[None]:
+    return Call(RequestSpec("DELETE", f"/v1/cubes/{_seg(cube_id)}"), lambda data: None)
+
+
+def export_cube(cube_id: Id) -> RequestSpec:
+    """Streamed by the client straight into the target file, so the export is never held in memory."""
+    return RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/export", headers={"Accept": NDJSON})
+
+
+def import_cube(
+    cube_id: Id, *, size: int | None, rewindable: bool, idempotency_key: str | None = None
+) -> Call[ImportResult]:
+    """The body is streamed by the client; a known size is sent as ``Content-Length`` (not chunked)
+    so the server can refuse an oversized upload before reading it. A body that cannot be rewound
+    cannot be sent twice, so it is never retried."""
+    headers = {"Content-Type": NDJSON}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/import",
+            headers=headers,
+            idempotency_key=idempotency_key,
+            retry=rewindable,
+        ),
+        lambda data: _parse(ImportResult, data),
+    )
+
+
+def memory_in(content: str, **fields: Any) -> MemoryIn:
+    """A :class:`MemoryIn` from ``memories.add``'s keywords; ``None`` means "server default"."""
+    return MemoryIn.model_validate({"content": content, **_drop_none(fields)})
+
+
+def add_memories(
+    cube_id: Id, memories: Sequence[MemoryLike], *, idempotency_key: str | None = None
+) -> Call[list[Memory]]:
+    if isinstance(memories, (str, bytes, Mapping, pydantic.BaseModel)):
+        raise TypeError("memories must be a sequence of MemoryIn or dicts; use memories.add for one memory")
+    items = [_dump(_coerce(MemoryIn, m)) for m in memories]
+    if not items:
+        raise ValueError("memories must not be empty")
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/memories",
+            json={"memories": items},
+            idempotency_key=idempotency_key,
+        ),
+        lambda data: [Memory.model_validate(m) for m in data["memories"]],
+    )
+
+
+def check_page_size(page_size: int) -> None:
+    """Checked when ``memories.list`` is called, not at the first page, so the mistake points at the call."""
+    if page_size < 1:
+        raise ValueError("page_size must be >= 1")
+
+
+def list_memories_page(
+    cube_id: Id,
+    *,
+    cursor: str | None = None,
+    limit: int = 100,
+    memory_type: str | None = None,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    session_id: str | None = None,
+    tag: str | None = None,
+    status: str | None = None,
+) -> Call[MemoryPage]:
+    check_page_size(limit)
+    params: dict[str, str | int] = _drop_none(
+        {
+            "limit": limit,
+            "cursor": cursor,
+            "memory_type": memory_type,
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "tag": tag,
+            "status": status,
+        }
+    )
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/memories", params=params),
+        lambda data: _parse(MemoryPage, data),
+    )
+
+
+def get_memory(memory_id: Id) -> Call[Memory]:
+    return Call(RequestSpec("GET", f"/v1/memories/{_seg(memory_id)}"), lambda data: _parse(Memory, data))
+
+
+class _MemoryPatch(_Request):
+    """Validates the fields of ``memories.update`` locally (types, aware datetimes); unknown fields pass."""
+
+    content: str | None = None
+    memory_type: str | None = None
+    occurred_at: RequestDatetime | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None
+    importance: float | None = None
+    reason: str | None = None
+
+
+def update_memory(memory_id: Id, *, reason: str = "update", **fields: Any) -> Call[Memory]:
+    if not fields:
+        raise ValueError("update needs at least one field to change")
+    patch = _MemoryPatch.model_validate({**fields, "reason": reason})
+    # exclude_unset, not exclude_none: an explicit None (e.g. occurred_at=None) clears the field.
+    body = patch.model_dump(mode="json", exclude_unset=True)
+    return Call(
+        RequestSpec("PATCH", f"/v1/memories/{_seg(memory_id)}", json=body),
+        lambda data: _parse(Memory, data),
+    )
+
+
+def delete_memory(memory_id: Id) -> Call[Memory]:
+    return Call(RequestSpec("DELETE", f"/v1/memories/{_seg(memory_id)}"), lambda data: _parse(Memory, data))
+
+
+def restore_memory(memory_id: Id, *, idempotency_key: str | None = None) -> Call[Memory]:
+    return Call(
+        RequestSpec("POST", f"/v1/memories/{_seg(memory_id)}/restore", idempotency_key=idempotency_key),
+        lambda data: _parse(Memory, data),
+    )
+
+
+def memory_history(memory_id: Id) -> Call[MemoryHistory]:
+    return Call(
+        RequestSpec("GET", f"/v1/memories/{_seg(memory_id)}/history"),
+        lambda data: _parse(MemoryHistory, data),
+    )
+
+
+def add_messages(
+    cube_id: Id,
+    session_id: str,
+    messages: Sequence[MessageLike],
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> Call[list[Memory]]:
+    if isinstance(messages, (str, bytes, Mapping, pydantic.BaseModel)):
+        raise TypeError("messages must be a sequence of Message or dicts")
+    items = [_dump(_coerce(Message, m)) for m in messages]
+    if not items:
+        raise ValueError("messages must not be empty")
+    body = _drop_none({"session_id": session_id, "user_id": user_id, "agent_id": agent_id})
+    body["messages"] = items
+    return Call(
+        RequestSpec(
+            "POST", f"/v1/cubes/{_seg(cube_id)}/messages", json=body, idempotency_key=idempotency_key
+        ),
+        lambda data: [Memory.model_validate(m) for m in data["memories"]],
+    )
+
+
+def search(
+    query: str,
+    cube_ids: Id | Sequence[Id],
+    *,
+    top_k: int = 10,
+    filters: FiltersLike | None = None,
+    mode: str = "fast",
+    idempotency_key: str | None = None,
+    **extra: Any,
+) -> Call[SearchResponse]:
+    """``extra`` keys go into the JSON body as they are, so parameters the server adds later
+    (e.g. ``explain``) can be used before the SDK names them."""
+    ids = [cube_ids] if isinstance(cube_ids, (str, uuid.UUID)) else list(cube_ids)
+    body: dict[str, Any] = {"query": query, "cube_ids": [str(i) for i in ids], "top_k": top_k, "mode": mode}
+    if filters is not None:
+        body["filters"] = _dump(_coerce(SearchFilters, filters))
+    body.update(pydantic.TypeAdapter(dict[str, Any]).dump_python(extra, mode="json"))
+    return Call(
+        RequestSpec("POST", "/v1/search", json=body, idempotency_key=idempotency_key),
+        lambda data: _parse(SearchResponse, data),
+    )

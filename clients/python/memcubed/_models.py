@@ -1,0 +1,224 @@
+"""Typed request and response models.
+
+Response models allow extra fields, so an older SDK keeps working when the server adds fields (they stay
+reachable as attributes and in ``model_dump()``). Every datetime is timezone-aware: a naive datetime in a
+response is read as UTC (the server stores UTC), a naive datetime in a request is rejected, because
+guessing the zone of an event time the caller gave would silently shift it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Cube",
+    "ImportResult",
+    "KeyCreated",
+    "KeyRevoked",
+    "Memory",
+    "MemoryHistory",
+    "MemoryIn",
+    "MemoryPage",
+    "MemoryVersion",
+    "Message",
+    "SearchFilters",
+    "SearchHit",
+    "SearchResponse",
+    "Tenant",
+    "TenantCreated",
+]
+
+
+def _as_utc_if_naive(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise ValueError("datetime must be timezone-aware (e.g. datetime.now(UTC)): a naive one is ambiguous")
+    return value
+
+
+# Datetimes in responses: always aware; naive ones (never sent by the server today) are taken as UTC.
+ResponseDatetime = Annotated[datetime, AfterValidator(_as_utc_if_naive)]
+# Datetimes in requests: must carry a zone.
+RequestDatetime = Annotated[datetime, AfterValidator(_require_aware)]
+
+
+class _Response(BaseModel):
+    """Base of response models: tolerant of fields added by newer servers."""
+
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+
+class _Request(BaseModel):
+    """Base of request models: extra fields pass through so new server fields can be sent before the SDK
+    names them; the server validates them and names any bad field in its 422."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- admin -------------------------------------------------------------------------------------------
+
+
+class TenantCreated(_Response):
+    """A new tenant and its first tenant-scoped API key. The key is shown only once."""
+
+    id: str
+    name: str
+    api_key: str
+    key_id: str
+
+
+class Tenant(_Response):
+    id: str
+    name: str
+    created_at: ResponseDatetime
+
+
+class KeyCreated(_Response):
+    """A new API key. ``api_key`` is shown only once; ``id`` is what ``keys.revoke`` takes."""
+
+    id: str
+    tenant_id: str | None = None
+    scope: str
+    api_key: str
+    created_at: ResponseDatetime
+
+
+class KeyRevoked(_Response):
+    id: str
+    revoked_at: ResponseDatetime
+
+
+# --- cubes -------------------------------------------------------------------------------------------
+
+
+class Cube(_Response):
+    id: str
+    tenant_id: str
+    name: str
+    description: str | None = None
+    owner_id: str | None = None
+    status: str
+    memory_count: int
+    created_at: ResponseDatetime
+    updated_at: ResponseDatetime
+
+
+class ImportResult(_Response):
+    """``id_map`` maps each memory id in the imported file to the id it got in the target cube."""
+
+    imported: int
+    id_map: dict[str, str] = Field(default_factory=dict)
+
+
+# --- memories ----------------------------------------------------------------------------------------
+
+
+class Memory(_Response):
+    """One memory. ``occurred_at`` is event time; ``created_at``/``updated_at`` are system time."""
+
+    id: str
+    cube_id: str
+    kind: str
+    memory_type: str
+    content: str
+    content_hash: str
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    occurred_at: ResponseDatetime | None = None
+    created_at: ResponseDatetime
+    updated_at: ResponseDatetime
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: dict[str, Any] = Field(default_factory=dict)
+    status: str
+    version: int
+    importance: float
+    access_count: int = 0
+    last_accessed_at: ResponseDatetime | None = None
+    embedding_model: str
+    embedding_dim: int
+
+
+class MemoryPage(_Response):
+    """One page of ``GET /v1/cubes/{cube_id}/memories``; ``memories.list`` follows ``next_cursor`` for you."""
+
+    memories: list[Memory]
+    next_cursor: str | None = None
+
+
+class MemoryVersion(_Response):
+    """A prior state of a memory, kept with the reason it was replaced."""
+
+    version: int
+    reason: str
+    created_at: ResponseDatetime
+    snapshot: dict[str, Any]
+
+
+class MemoryHistory(_Response):
+    memory_id: str
+    current_version: int
+    versions: list[MemoryVersion]
+
+
+class SearchHit(_Response):
+    memory: Memory
+    score: float
+
+
+class SearchResponse(_Response):
+    results: list[SearchHit]
+    took_ms: float
+
+    @property
+    def memories(self) -> list[Memory]:
+        """The hits' memories, best first: what an agent usually puts in its prompt."""
+        return [hit.memory for hit in self.results]
+
+
+# --- requests ----------------------------------------------------------------------------------------
+
+
+class MemoryIn(_Request):
+    """A memory to add. Unset fields take the server's defaults (episodic, importance 0.5)."""
+
+    content: str
+    memory_type: str | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    occurred_at: RequestDatetime | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None
+    importance: float | None = None
+
+
+class Message(_Request):
+    """A conversation turn for ``messages.add``; ``timestamp`` becomes the memory's event time."""
+
+    role: str
+    content: str
+    speaker: str | None = None
+    timestamp: RequestDatetime | None = None
+    id: str | None = None
+
+
+class SearchFilters(_Request):
+    """Search filters; ``occurred_after``/``occurred_before`` bound the event time."""
+
+    memory_type: str | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    tag: str | None = None
+    status: str | None = None
+    occurred_after: RequestDatetime | None = None
+    occurred_before: RequestDatetime | None = None

@@ -1,0 +1,36 @@
+"""Every server route and the SDK method that calls it.
+
+A test walks the server's ``/openapi.json`` and fails when an operation is missing here (or listed here
+but gone from the server), and another checks that each name resolves to a method on both clients, so a
+route added to the service cannot be forgotten in the SDK. Path parameters are compared by position,
+not by name.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ROUTES"]
+
+# (HTTP method, path template) -> attribute path on Client / AsyncClient.
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "health",
+    ("GET", "/readyz"): "ready",
+    ("POST", "/v1/tenants"): "tenants.create",
+    ("GET", "/v1/tenants"): "tenants.list",
+    ("POST", "/v1/tenants/{tenant_id}/keys"): "keys.create",
+    ("DELETE", "/v1/keys/{key_id}"): "keys.revoke",
+    ("POST", "/v1/cubes"): "cubes.create",
+    ("GET", "/v1/cubes"): "cubes.list",
+    ("GET", "/v1/cubes/{cube_id}"): "cubes.get",
+    ("DELETE", "/v1/cubes/{cube_id}"): "cubes.delete",
+    ("GET", "/v1/cubes/{cube_id}/export"): "cubes.export",
+    ("POST", "/v1/cubes/{cube_id}/import"): "cubes.import_",
+    ("POST", "/v1/cubes/{cube_id}/memories"): "memories.add_many",
+    ("GET", "/v1/cubes/{cube_id}/memories"): "memories.list",
+    ("GET", "/v1/memories/{memory_id}"): "memories.get",
+    ("PATCH", "/v1/memories/{memory_id}"): "memories.update",
+    ("DELETE", "/v1/memories/{memory_id}"): "memories.delete",
+    ("POST", "/v1/memories/{memory_id}/restore"): "memories.restore",
+    ("GET", "/v1/memories/{memory_id}/history"): "memories.history",
+    ("POST", "/v1/cubes/{cube_id}/messages"): "messages.add",
+    ("POST", "/v1/search"): "search",
+}
