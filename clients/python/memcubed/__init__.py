@@ -1,7 +1,7 @@
 """memcubed: Python SDK for the memcubed long-term memory service.
 
 >>> from memcubed import Client
->>> with Client("http://127.0.0.1:8000", api_key="mc_...") as client:
+>>> with Client("http://127.0.0.1:8080", api_key="mc_...") as client:
 ...     cube = client.cubes.create("assistant")
 ...     client.memories.add(cube.id, "The user prefers window seats.")
 ...     hits = client.search("seat preference", [cube.id])

@@ -25,7 +25,7 @@ from ._models import (
     TenantCreated,
 )
 from ._retry import RETRY_STATUSES, RetryPolicy, is_retryable_request, parse_retry_after
-from ._streams import PathOrFile, Upload, open_sink
+from ._streams import ExportTarget, Upload, UploadSource, open_sink
 
 T = TypeVar("T")
 
@@ -180,6 +180,8 @@ class AsyncClient:
                     raise _core.connection_error(exc, request) from exc
                 await self._sleep(policy.backoff(attempt))
                 continue
+            except httpx.RequestError as exc:  # e.g. an undecodable body: repeating would not help
+                raise _core.connection_error(exc, request) from exc
             if response.is_success:
                 return response
             if stream:
@@ -251,7 +253,7 @@ class Cubes(_Resource):
     async def delete(self, cube_id: Id) -> None:
         await self._client._send(_core.delete_cube(cube_id))
 
-    async def export(self, cube_id: Id, path_or_file: PathOrFile) -> int:
+    async def export(self, cube_id: Id, path_or_file: ExportTarget) -> int:
         """Stream the cube's JSON Lines export into a path or binary file; return the bytes written.
 
         A path is written atomically (temporary file, then rename) so a failed export leaves no
@@ -265,14 +267,14 @@ class Cubes(_Resource):
                 async for chunk in response.aiter_bytes():
                     sink.write(chunk)
                     written += len(chunk)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise _core.connection_error(exc, response.request) from exc
         finally:
             await response.aclose()
         return written
 
     async def import_(
-        self, cube_id: Id, path_or_file: PathOrFile, *, idempotency_key: str | None = None
+        self, cube_id: Id, path_or_file: UploadSource, *, idempotency_key: str | None = None
     ) -> ImportResult:
         """Stream a JSON Lines export (path or file object) into a cube. The file is read in chunks."""
         upload = Upload(path_or_file)
@@ -338,13 +340,16 @@ class Memories(_Resource):
         session_id: str | None = None,
         tag: str | None = None,
         status: str | None = None,
+        occurred_after: datetime | None = None,
+        occurred_before: datetime | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[Memory]:
-        """Iterate (``async for``) over every matching memory, fetching ``page_size`` at a time.
+        """Iterate (``async for``) over every matching memory, ``page_size`` (at most 500) at a time.
 
-        Arguments are checked now; the first page is fetched on the first ``anext()``.
+        ``occurred_after``/``occurred_before`` bound the event time. Arguments are checked now; the first
+        page is fetched on the first ``anext()``.
         """
-        _core.check_page_size(page_size)
+        _core.check_list_arguments(page_size, occurred_after, occurred_before)
         return self._iterate(
             cube_id,
             memory_type=memory_type,
@@ -353,10 +358,12 @@ class Memories(_Resource):
             session_id=session_id,
             tag=tag,
             status=status,
+            occurred_after=occurred_after,
+            occurred_before=occurred_before,
             page_size=page_size,
         )
 
-    async def _iterate(self, cube_id: Id, *, page_size: int, **filters: str | None) -> AsyncIterator[Memory]:
+    async def _iterate(self, cube_id: Id, *, page_size: int, **filters: Any) -> AsyncIterator[Memory]:
         cursor: str | None = None
         while True:
             page = await self._client._send(

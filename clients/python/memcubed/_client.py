@@ -25,7 +25,7 @@ from ._models import (
     TenantCreated,
 )
 from ._retry import RETRY_STATUSES, RetryPolicy, is_retryable_request, parse_retry_after
-from ._streams import PathOrFile, Upload, open_sink
+from ._streams import ExportTarget, Upload, UploadSource, open_sink
 
 T = TypeVar("T")
 
@@ -180,6 +180,8 @@ class Client:
                     raise _core.connection_error(exc, request) from exc
                 self._sleep(policy.backoff(attempt))
                 continue
+            except httpx.RequestError as exc:  # e.g. an undecodable body: repeating would not help
+                raise _core.connection_error(exc, request) from exc
             if response.is_success:
                 return response
             if stream:
@@ -249,7 +251,7 @@ class Cubes(_Resource):
     def delete(self, cube_id: Id) -> None:
         self._client._send(_core.delete_cube(cube_id))
 
-    def export(self, cube_id: Id, path_or_file: PathOrFile) -> int:
+    def export(self, cube_id: Id, path_or_file: ExportTarget) -> int:
         """Stream the cube's JSON Lines export into a path or binary file; return the bytes written.
 
         A path is written atomically (temporary file, then rename) so a failed export leaves no
@@ -262,14 +264,14 @@ class Cubes(_Resource):
                 for chunk in response.iter_bytes():
                     sink.write(chunk)
                     written += len(chunk)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise _core.connection_error(exc, response.request) from exc
         finally:
             response.close()
         return written
 
     def import_(
-        self, cube_id: Id, path_or_file: PathOrFile, *, idempotency_key: str | None = None
+        self, cube_id: Id, path_or_file: UploadSource, *, idempotency_key: str | None = None
     ) -> ImportResult:
         """Stream a JSON Lines export (path or file object) into a cube. The file is read in chunks."""
         upload = Upload(path_or_file)
@@ -333,13 +335,16 @@ class Memories(_Resource):
         session_id: str | None = None,
         tag: str | None = None,
         status: str | None = None,
+        occurred_after: datetime | None = None,
+        occurred_before: datetime | None = None,
         page_size: int = 100,
     ) -> Iterator[Memory]:
-        """Iterate over every matching memory, fetching ``page_size`` at a time as the loop advances.
+        """Iterate over every matching memory, fetching ``page_size`` (server maximum 500) at a time.
 
-        Arguments are checked now; the first page is fetched on the first ``next()``.
+        ``occurred_after``/``occurred_before`` bound the event time. Arguments are checked now; the first
+        page is fetched on the first ``next()``.
         """
-        _core.check_page_size(page_size)
+        _core.check_list_arguments(page_size, occurred_after, occurred_before)
         return self._iterate(
             cube_id,
             memory_type=memory_type,
@@ -348,10 +353,12 @@ class Memories(_Resource):
             session_id=session_id,
             tag=tag,
             status=status,
+            occurred_after=occurred_after,
+            occurred_before=occurred_before,
             page_size=page_size,
         )
 
-    def _iterate(self, cube_id: Id, *, page_size: int, **filters: str | None) -> Iterator[Memory]:
+    def _iterate(self, cube_id: Id, *, page_size: int, **filters: Any) -> Iterator[Memory]:
         cursor: str | None = None
         while True:
             page = self._client._send(

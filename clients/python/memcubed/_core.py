@@ -7,10 +7,13 @@ is written once.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -40,8 +43,9 @@ from ._version import __version__
 
 T = TypeVar("T")
 M = TypeVar("M", bound=pydantic.BaseModel)
+_AwareDatetime: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(RequestDatetime)
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"  # the `memcubed serve` default
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 NDJSON = "application/x-ndjson"
 
@@ -91,13 +95,7 @@ def resolve_config(
     if max_retries is not None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        policy = RetryPolicy(
-            max_retries=max_retries,
-            initial_delay=policy.initial_delay,
-            max_delay=policy.max_delay,
-            max_retry_after=policy.max_retry_after,
-            rng=policy.rng,
-        )
+        policy = dataclasses.replace(policy, max_retries=max_retries)
     return ClientConfig(
         base_url=url.rstrip("/"),
         api_key=key,
@@ -156,8 +154,8 @@ def request_headers(config: ClientConfig, spec: RequestSpec) -> dict[str, str]:
 def _seg(value: Id) -> str:
     """A path segment; quoted so an id can never change the route."""
     text = str(value)
-    if not text:
-        raise ValueError("id must not be empty")
+    if text in ("", ".", ".."):
+        raise ValueError(f"invalid id: {text!r}")
     return quote(text, safe="")
 
 
@@ -201,7 +199,11 @@ def error_from_response(response: httpx.Response) -> _errors.APIStatusError:
     message: str | None = None
     details: dict[str, Any] = {}
     try:
-        body: Any = response.json()
+        raw = response.content
+    except httpx.ResponseNotRead:  # the body was lost while reading a streamed error
+        raw = b""
+    try:
+        body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -217,7 +219,7 @@ def error_from_response(response: httpx.Response) -> _errors.APIStatusError:
         if isinstance(body.get("detail"), str):
             message = body["detail"]
     if message is None:
-        text = response.text.strip()
+        text = raw.decode(response.encoding or "utf-8", errors="replace").strip()
         message = text[:500] if text else (response.reason_phrase or f"HTTP {status}")
     cls = _errors.error_class_for(status)
     kwargs: dict[str, Any] = {
@@ -233,10 +235,8 @@ def error_from_response(response: httpx.Response) -> _errors.APIStatusError:
     return cls(message, **kwargs)
 
 
-def connection_error(
-    exc: httpx.TransportError, request: httpx.Request | None = None
-) -> _errors.MemcubedError:
-    """Map an httpx transport failure to the SDK's timeout or connection error."""
+def connection_error(exc: httpx.RequestError, request: httpx.Request | None = None) -> _errors.MemcubedError:
+    """Map an httpx failure without a usable response to the SDK's timeout or connection error."""
     target = f"{request.method} {request.url}" if request is not None else "request"
     if isinstance(exc, httpx.TimeoutException):
         return _errors.APITimeoutError(f"{target} timed out: {exc}")
@@ -389,10 +389,21 @@ def add_memories(
     )
 
 
-def check_page_size(page_size: int) -> None:
+def _query_datetime(value: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 for a query string (naive ones are refused, as in bodies)."""
+    if value is None:
+        return None
+    return _AwareDatetime.validate_python(value).isoformat()
+
+
+def check_list_arguments(
+    page_size: int, occurred_after: datetime | None = None, occurred_before: datetime | None = None
+) -> None:
     """Checked when ``memories.list`` is called, not at the first page, so the mistake points at the call."""
     if page_size < 1:
         raise ValueError("page_size must be >= 1")
+    _query_datetime(occurred_after)
+    _query_datetime(occurred_before)
 
 
 def list_memories_page(
@@ -406,8 +417,10 @@ def list_memories_page(
     session_id: str | None = None,
     tag: str | None = None,
     status: str | None = None,
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
 ) -> Call[MemoryPage]:
-    check_page_size(limit)
+    check_list_arguments(limit)
     params: dict[str, str | int] = _drop_none(
         {
             "limit": limit,
@@ -418,6 +431,8 @@ def list_memories_page(
             "session_id": session_id,
             "tag": tag,
             "status": status,
+            "occurred_after": _query_datetime(occurred_after),
+            "occurred_before": _query_datetime(occurred_before),
         }
     )
     return Call(

@@ -7,11 +7,25 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, cast
+from typing import Any, Protocol
 
 CHUNK_SIZE = 64 * 1024
 
-PathOrFile = str | os.PathLike[str] | IO[bytes] | IO[str]
+
+class Readable(Protocol):
+    """Anything with ``read(size)``: open files (binary or text), ``io.BytesIO``, ``sys.stdin.buffer``."""
+
+    def read(self, size: int = -1, /) -> bytes | str: ...
+
+
+class Writable(Protocol):
+    """Anything with ``write(bytes)``: a file opened ``"wb"``, ``io.BytesIO``, a socket file."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+UploadSource = str | os.PathLike[str] | Readable
+ExportTarget = str | os.PathLike[str] | Writable
 
 
 class Upload:
@@ -21,9 +35,9 @@ class Upload:
     ``rewindable`` says whether the body can be sent again on a retry.
     """
 
-    def __init__(self, source: PathOrFile) -> None:
+    def __init__(self, source: UploadSource) -> None:
         self._path: str | None = None
-        self._file: IO[Any] | None = None
+        self._file: Any = None
         self._start = 0
         self._data: bytes | None = None
         self.size: int | None = None
@@ -34,16 +48,16 @@ class Upload:
             self.rewindable = True
         elif isinstance(source, io.TextIOBase):
             # Text files: sizes are in characters, not bytes, so read and encode once.
-            self._data = source.read().encode("utf-8")
+            self._data = str(source.read()).encode("utf-8")
             self.size = len(self._data)
             self.rewindable = True
         elif hasattr(source, "read"):
             self._file = source
             seekable = getattr(source, "seekable", None)
             if callable(seekable) and seekable():
-                self._start = source.tell()
-                end = source.seek(0, os.SEEK_END)
-                source.seek(self._start)
+                self._start = self._file.tell()
+                end = self._file.seek(0, os.SEEK_END)
+                self._file.seek(self._start)
                 self.size = end - self._start
                 self.rewindable = True
         else:
@@ -72,7 +86,7 @@ class Upload:
 
 
 @contextmanager
-def open_sink(target: PathOrFile) -> Iterator[IO[bytes]]:
+def open_sink(target: ExportTarget) -> Iterator[Writable]:
     """Where an export is written.
 
     For a path the data goes to a temporary file in the same directory, renamed over the target only
@@ -95,4 +109,4 @@ def open_sink(target: PathOrFile) -> Iterator[IO[bytes]]:
         raise TypeError("export writes bytes: open the file in binary mode ('wb')")
     if not hasattr(target, "write"):
         raise TypeError(f"expected a path or a binary file object, got {type(target).__name__}")
-    yield cast("IO[bytes]", target)
+    yield target

@@ -1,0 +1,211 @@
+"""Shared helpers of the SDK tests: canned server answers and a scripted mock transport.
+
+A uniquely named module (not ``conftest``) so test modules can import it without clashing with the
+repository's other conftest files.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import memcubed
+
+NOW = "2025-01-02T03:04:05.123456Z"
+TENANT_ID = "11111111-1111-4111-8111-111111111111"
+CUBE_ID = "22222222-2222-4222-8222-222222222222"
+MEMORY_ID = "33333333-3333-4333-8333-333333333333"
+KEY_ID = "44444444-4444-4444-8444-444444444444"
+
+
+def memory_json(**overrides: Any) -> dict[str, Any]:
+    """A memory as the server returns it."""
+    body: dict[str, Any] = {
+        "id": MEMORY_ID,
+        "cube_id": CUBE_ID,
+        "kind": "plaintext",
+        "memory_type": "episodic",
+        "content": "The user prefers window seats.",
+        "content_hash": "ab" * 32,
+        "user_id": "u1",
+        "agent_id": None,
+        "session_id": "s1",
+        "occurred_at": "2024-05-01T10:00:00+02:00",
+        "created_at": NOW,
+        "updated_at": NOW,
+        "tags": ["travel"],
+        "metadata": {"k": 1},
+        "source": {},
+        "status": "active",
+        "version": 1,
+        "importance": 0.5,
+        "access_count": 0,
+        "last_accessed_at": None,
+        "embedding_model": "all-MiniLM-L6-v2",
+        "embedding_dim": 384,
+    }
+    body.update(overrides)
+    return body
+
+
+def cube_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": CUBE_ID,
+        "tenant_id": TENANT_ID,
+        "name": "assistant",
+        "description": None,
+        "owner_id": None,
+        "status": "active",
+        "memory_count": 0,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    body.update(overrides)
+    return body
+
+
+def canned_response(request: httpx.Request) -> httpx.Response:
+    """A valid answer for every route of the API, chosen by method and path shape."""
+    method, parts = request.method, request.url.path.strip("/").split("/")
+    headers = {"X-Request-ID": "req-" + "-".join(parts)}
+    route = (method, *["{}" if _is_id(p) else p for p in parts])
+
+    def ok(body: Any, status: int = 200) -> httpx.Response:
+        return httpx.Response(status, json=body, headers=headers)
+
+    table: dict[tuple[str, ...], Callable[[], httpx.Response]] = {
+        ("GET", "healthz"): lambda: ok({"status": "ok"}),
+        ("GET", "readyz"): lambda: ok({"status": "ready", "checks": {}}),
+        ("POST", "v1", "tenants"): lambda: ok(
+            {"id": TENANT_ID, "name": "acme", "api_key": "mc_secret", "key_id": KEY_ID}, 201
+        ),
+        ("GET", "v1", "tenants"): lambda: ok(
+            {"tenants": [{"id": TENANT_ID, "name": "acme", "created_at": NOW}]}
+        ),
+        ("POST", "v1", "tenants", "{}", "keys"): lambda: ok(
+            {"id": KEY_ID, "tenant_id": TENANT_ID, "scope": "tenant", "api_key": "mc_k", "created_at": NOW},
+            201,
+        ),
+        ("DELETE", "v1", "keys", "{}"): lambda: ok({"id": KEY_ID, "revoked_at": NOW}),
+        ("POST", "v1", "cubes"): lambda: ok(cube_json(), 201),
+        ("GET", "v1", "cubes"): lambda: ok({"cubes": [cube_json()]}),
+        ("GET", "v1", "cubes", "{}"): lambda: ok(cube_json()),
+        ("DELETE", "v1", "cubes", "{}"): lambda: httpx.Response(204, headers=headers),
+        ("GET", "v1", "cubes", "{}", "export"): lambda: httpx.Response(
+            200, content=b'{"a":1}\n{"b":2}\n', headers={**headers, "Content-Type": "application/x-ndjson"}
+        ),
+        ("POST", "v1", "cubes", "{}", "import"): lambda: ok({"imported": 2, "id_map": {"a": "b"}}, 201),
+        ("POST", "v1", "cubes", "{}", "memories"): lambda: ok({"memories": [memory_json()]}, 201),
+        ("GET", "v1", "cubes", "{}", "memories"): lambda: ok(
+            {"memories": [memory_json()], "next_cursor": None}
+        ),
+        ("POST", "v1", "cubes", "{}", "messages"): lambda: ok({"memories": [memory_json()]}, 201),
+        ("GET", "v1", "memories", "{}"): lambda: ok(memory_json()),
+        ("PATCH", "v1", "memories", "{}"): lambda: ok(memory_json(version=2)),
+        ("DELETE", "v1", "memories", "{}"): lambda: ok(memory_json(status="deleted", version=2)),
+        ("POST", "v1", "memories", "{}", "restore"): lambda: ok(memory_json(version=3)),
+        ("GET", "v1", "memories", "{}", "history"): lambda: ok(
+            {
+                "memory_id": MEMORY_ID,
+                "current_version": 2,
+                "versions": [
+                    {"version": 1, "reason": "update", "created_at": NOW, "snapshot": {"content": "x"}}
+                ],
+            }
+        ),
+        ("POST", "v1", "search"): lambda: ok(
+            {"results": [{"memory": memory_json(), "score": 0.83}], "took_ms": 4.5}
+        ),
+    }
+    handler = table.get(route)
+    if handler is None:
+        return httpx.Response(
+            404,
+            json={"error": {"code": "not_found", "message": f"no route {route}", "details": {}}},
+            headers=headers,
+        )
+    return handler()
+
+
+def _is_id(segment: str) -> bool:
+    try:
+        uuid.UUID(segment)
+    except ValueError:
+        return False
+    return True
+
+
+Step = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class Recorder:
+    """A scripted server: answers each request with the next step (a response, an exception to raise,
+    or a function), then with ``canned_response`` once the script is used up. Keeps every request and
+    its body, read at send time so streamed bodies are captured."""
+
+    script: list[Step] = field(default_factory=list)
+    requests: list[httpx.Request] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.bodies.append(request.read())
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, Exception):
+                raise step
+            if isinstance(step, httpx.Response):
+                return step
+            return step(request)
+        return canned_response(request)
+
+    async def ahandle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.bodies.append(await request.aread())
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, Exception):
+                raise step
+            if isinstance(step, httpx.Response):
+                return step
+            return step(request)
+        return canned_response(request)
+
+    def json(self, index: int = -1) -> Any:
+        return json.loads(self.bodies[index])
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+
+@dataclass
+class SleepLog:
+    """Replaces the backoff sleep: records the delays instead of waiting."""
+
+    delays: list[float] = field(default_factory=list)
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+# Deterministic jitter: rng() == 0 makes each delay exactly half the nominal one.
+NO_JITTER = memcubed.RetryPolicy(max_retries=2, initial_delay=0.5, max_delay=8.0, rng=lambda: 0.0)
+
+
+@dataclass
+class LiveTenant:
+    """A tenant on the live server, made for one test."""
+
+    url: str
+    admin_key: str
+    tenant_id: str
+    api_key: str
