@@ -37,10 +37,42 @@ class Settings(BaseSettings):
         default=5.0, description="How often changed FAISS indexes are written to disk."
     )
     log_level: str = Field(default="info", description="Log level of the service.")
+    activation_model: str = Field(
+        default="smollm2-135m-instruct",
+        description="Causal LM for activation memory: a built-in name, a .gguf file or a transformers dir.",
+    )
+    activation_models_dir: Path | None = Field(
+        default=None, description="Where converted models are kept; unset means data_dir/models."
+    )
+    activation_device: str = Field(default="auto", description="auto (CUDA when present), cpu or cuda[:N].")
+    activation_dtype: str = Field(default="auto", description="auto: float32 on CPU, bfloat16 on GPU.")
+    activation_precision: str = Field(
+        default="native", description="Precision of CPU and disk copies: native, float16, bfloat16 or int8."
+    )
+    activation_gpu_bytes: int = Field(default=2 * 1024**3, description="Byte budget of the GPU tier.")
+    activation_cpu_bytes: int = Field(default=1024**3, description="Byte budget of the CPU memory tier.")
+    activation_disk_bytes: int = Field(default=16 * 1024**3, description="Byte budget of the disk tier.")
+    activation_max_tokens: int = Field(default=4096, description="Longest activation prefix, in tokens.")
+    activation_max_new_tokens: int = Field(default=512, description="Most tokens one generate call makes.")
+    activation_min_reuse_tokens: int = Field(
+        default=16, description="Shortest shared prefix worth reusing from the store, in tokens."
+    )
+    activation_query_top_k: int = Field(default=10, description="Memories rendered for a query activation.")
+    activation_torch_threads: int | None = Field(
+        default=None, description="torch CPU threads for the model; unset keeps torch's default."
+    )
 
     @cached_property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @cached_property
+    def activation_dir(self) -> Path:
+        return self.data_dir / "activations"
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return self.activation_models_dir or self.data_dir / "models"
 
     @cached_property
     def pg_dir(self) -> Path:

@@ -12,14 +12,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import make_engine, make_sessions, migrate, resolve_database_url
+from app.graph.traversal import GraphCache
+from app.repositories import graph as graph_repo
+from app.services.activation import ActivationService
 from app.services.auth import AuthService, new_key
 from app.services.base import Principal, Transactor
 from app.services.cubes import CubeService
+from app.services.derived import DerivedIndexes
+from app.services.enrichment import EnrichmentService
+from app.services.hybrid import HybridRetriever
 from app.services.indexing import IndexService
 from app.services.memories import MemoryService
 from app.services.search import SearchService
 from app.vector.embedder import Embedder, load_embedder
+from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
+from app.vector.splade import load_splade
+from app.workers.inprocess import CubeJobRunner
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +44,16 @@ class Container:
     sessions: sessionmaker[Session]
     embedder: Embedder
     vectors: VectorStore
+    fine: FineStore
     flusher: Flusher
+    enrichment: EnrichmentService
+    enricher: CubeJobRunner
     auth: AuthService
     cubes: CubeService
     memories: MemoryService
     search: SearchService
     indexing: IndexService
+    activation: ActivationService
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
@@ -52,6 +65,7 @@ class Container:
             return False
 
     def close(self) -> None:
+        self.enricher.stop()
         self.flusher.stop()
         self.engine.dispose()
 
@@ -69,17 +83,39 @@ def build(settings: Settings) -> Container:
     url, engine, sessions = open_database(settings)
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name)
+    fine = FineStore(settings.data_dir / "fine", load_splade)
     tx = Transactor(sessions)
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
     indexing.load_and_heal()
-    flusher = Flusher(vectors, settings.index_flush_seconds)
+    flusher = Flusher([vectors.flush, fine.flush], settings.index_flush_seconds)
     flusher.start()
+
+    def cube_edges(cube_id: uuid.UUID) -> list[tuple[int, int, str, float]]:
+        with sessions() as s:
+            return graph_repo.cube_edges(s, cube_id)
+
+    graphs = GraphCache(cube_edges)
+    enrichment = EnrichmentService(sessions, vectors, fine)
+
+    def enrich(cube_id: uuid.UUID) -> None:
+        enrichment.enrich_cube(cube_id)
+        graphs.invalidate(cube_id)
+
+    enricher = CubeJobRunner(enrich)
+    indexes = DerivedIndexes(vectors, fine, graphs, enricher.schedule)
+    for cube_id in indexing.heal_fine(fine):
+        enricher.schedule(cube_id)
+    enricher.start()
     auth = AuthService(sessions, tx)
+    search = SearchService(sessions, embedder, vectors, HybridRetriever(vectors, fine, graphs))
     container = Container(
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
-        vectors=vectors, flusher=flusher, auth=auth, cubes=CubeService(sessions, tx, vectors),
-        memories=MemoryService(settings, sessions, tx, embedder, vectors),
-        search=SearchService(sessions, embedder, vectors), indexing=indexing,
+        vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher, auth=auth,
+        cubes=CubeService(sessions, tx, indexes),
+        memories=MemoryService(settings, sessions, tx, embedder, indexes),
+        search=search, indexing=indexing,
+        # Lazy: the activation model loads on the first activation or generate request, not here.
+        activation=ActivationService(settings, sessions, tx, search),
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container

@@ -36,8 +36,13 @@ def envelope(status: int, code: str, message: str, details: dict[str, Any] | Non
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """``("body", "memories", 0, "content")`` → ``memories.0.content``; only the leading location is dropped,
+    so a field that happens to be called ``query`` or ``path`` keeps its name."""
+    parts = [str(p) for p in (loc[1:] if loc and loc[0] in LOCATIONS else loc)]
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 

@@ -1,5 +1,6 @@
 """SQLAlchemy 2 models: the source of truth. Schema changes go through Alembic only."""
 
+from app.models.activation import Activation
 from app.models.base import Base
 from app.models.entities import (
     ApiKey,
@@ -10,5 +11,9 @@ from app.models.entities import (
     MemoryVersion,
     Tenant,
 )
+from app.models.graph import Edge, Entity, MemoryEntity
 
-__all__ = ["ApiKey", "AuditLog", "Base", "Cube", "IdempotencyRecord", "Memory", "MemoryVersion", "Tenant"]
+__all__ = [
+    "Activation", "ApiKey", "AuditLog", "Base", "Cube", "Edge", "Entity", "IdempotencyRecord", "Memory", "MemoryEntity",
+    "MemoryVersion", "Tenant",
+]

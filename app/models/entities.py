@@ -82,6 +82,7 @@ class Memory(Base):
         Index("ix_memories_cube_created", "cube_id", "created_at", "id"),
         Index("ix_memories_cube_status", "cube_id", "status"),
         Index("ix_memories_cube_hash", "cube_id", "content_hash"),
+        Index("ix_memories_unenriched", "cube_id", postgresql_where=text("enriched_at IS NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -110,6 +111,9 @@ class Memory(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     embedding_model: Mapped[str] = mapped_column(String(200))
     embedding_dim: Mapped[int] = mapped_column(Integer)
+    # Filled after the write is acknowledged: keywords, entities, normalised time expressions.
+    enrichment: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    enriched_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 class MemoryVersion(Base):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditLog, IdempotencyRecord
@@ -19,6 +20,13 @@ def record(s: Session, *, tenant_id: uuid.UUID | None, key_id: uuid.UUID | None,
 
 def entries(s: Session, tenant_id: uuid.UUID | None) -> list[AuditLog]:
     return list(s.scalars(select(AuditLog).where(AuditLog.tenant_id == tenant_id).order_by(AuditLog.id)))
+
+
+def lock_idempotency_key(s: Session, key_id: uuid.UUID, idem_key: str) -> None:
+    """Serialise requests that share an Idempotency-Key until this transaction ends, so a concurrent retry
+    waits for the first one and replays it instead of racing it."""
+    digest = hashlib.sha256(f"{key_id}:{idem_key}".encode()).digest()
+    s.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
 
 
 def idempotent_result(s: Session, key_id: uuid.UUID, idem_key: str) -> IdempotencyRecord | None:

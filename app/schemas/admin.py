@@ -7,9 +7,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.schemas.common import Text
+
 
 class TenantCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
 
 
 class TenantCreated(BaseModel):
@@ -30,7 +32,7 @@ class TenantList(BaseModel):
 
 
 class KeyCreate(BaseModel):
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
 
 
 class KeyCreated(BaseModel):

@@ -7,11 +7,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.schemas.common import Text
+
 
 class CubeCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=10_000)
-    owner_id: str | None = Field(default=None, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=10_000)
+    owner_id: Text | None = Field(default=None, max_length=200)
 
 
 class CubeOut(BaseModel):
@@ -22,6 +24,9 @@ class CubeOut(BaseModel):
     owner_id: str | None
     status: str
     memory_count: int
+    enrichment_pending: int = Field(
+        default=0, description="Memories not yet enriched (fine-retrieval indexes, entities, graph edges)."
+    )
     created_at: datetime
     updated_at: datetime
 

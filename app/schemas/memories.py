@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.schemas.common import Text, UtcDatetime
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 MemoryStatus = Literal["active", "archived", "deleted"]
 Name = Field(default=None, max_length=200)
+# Tags are stored as varchar(200)[]: longer ones must be refused, not truncated.
+Tag = Annotated[Text, Field(max_length=200)]
 
 
 class MemoryIn(BaseModel):
@@ -18,11 +22,11 @@ class MemoryIn(BaseModel):
 
     content: str = Field(min_length=1)
     memory_type: MemoryType = "episodic"
-    user_id: str | None = Name
-    agent_id: str | None = Name
-    session_id: str | None = Name
-    occurred_at: datetime | None = None
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    user_id: Text | None = Name
+    agent_id: Text | None = Name
+    session_id: Text | None = Name
+    occurred_at: UtcDatetime | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
     source: dict[str, Any] = Field(default_factory=dict)
     importance: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -39,12 +43,20 @@ class MemoryPatch(BaseModel):
 
     content: str | None = Field(default=None, min_length=1)
     memory_type: MemoryType | None = None
-    occurred_at: datetime | None = None
-    tags: list[str] | None = Field(default=None, max_length=100)
+    occurred_at: UtcDatetime | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=100)
     metadata: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
     importance: float | None = Field(default=None, ge=0.0, le=1.0)
-    reason: str = Field(default="update", max_length=200)
+    reason: Text = Field(default="update", max_length=200)
+
+    @field_validator("content", "memory_type", "tags", "importance", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Omit a field to leave it unchanged; these columns cannot be null.
+        if value is None:
+            raise ValueError("cannot be null; omit the field to leave it unchanged")
+        return value
 
     @model_validator(mode="after")
     def _something_to_change(self) -> MemoryPatch:
@@ -78,6 +90,56 @@ class MemoryOut(BaseModel):
     embedding_dim: int
 
 
+INT32 = 2**31 - 1
+
+
+class ImportedVersion(BaseModel):
+    """A version in an import line, checked as strictly as the service writes one."""
+
+    version: int = Field(ge=1, le=INT32)
+    reason: Text = Field(max_length=200)
+    created_at: UtcDatetime
+    snapshot: dict[str, Any]
+
+
+class ImportedMemory(BaseModel):
+    """The memory of an import line: an export may have been edited, so it is checked like new input."""
+
+    id: uuid.UUID
+    kind: Literal["plaintext"] = "plaintext"
+    memory_type: MemoryType
+    content: str = Field(min_length=1)
+    user_id: Text | None = Name
+    agent_id: Text | None = Name
+    session_id: Text | None = Name
+    occurred_at: UtcDatetime | None = None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: dict[str, Any] = Field(default_factory=dict)
+    status: MemoryStatus = "active"
+    version: int = Field(default=1, ge=1, le=INT32)
+    importance: float = Field(default=0.5, ge=0.0, le=1.0)
+    access_count: int = Field(default=0, ge=0, le=INT32)
+    last_accessed_at: UtcDatetime | None = None
+
+
+class ImportLine(BaseModel):
+    """One memory line of a cube export (JSON Lines), as read back by import."""
+
+    type: Literal["memory"]
+    memory: ImportedMemory
+    versions: list[ImportedVersion] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _versions_before_current(self) -> ImportLine:
+        numbers = [v.version for v in self.versions]
+        if len(set(numbers)) != len(numbers) or any(n >= self.memory.version for n in numbers):
+            raise ValueError("versions must be distinct and older than memory.version")
+        return self
+
+
 class MemoryList(BaseModel):
     memories: list[MemoryOut]
     next_cursor: str | None = None
@@ -99,17 +161,17 @@ class MemoryHistory(BaseModel):
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(min_length=1, max_length=50)
-    speaker: str | None = Field(default=None, max_length=200)
+    role: Text = Field(min_length=1, max_length=50)
+    speaker: Text | None = Field(default=None, max_length=200)
     content: str = Field(min_length=1)
-    timestamp: datetime | None = None
-    id: str | None = Field(default=None, max_length=200)
+    timestamp: UtcDatetime | None = None
+    id: Text | None = Field(default=None, max_length=200)
 
 
 class MessagesCreate(BaseModel):
-    session_id: str = Field(min_length=1, max_length=200)
-    user_id: str | None = Name
-    agent_id: str | None = Name
+    session_id: Text = Field(min_length=1, max_length=200)
+    user_id: Text | None = Name
+    agent_id: Text | None = Name
     messages: list[MessageIn] = Field(min_length=1)
 
 
@@ -117,15 +179,15 @@ class SearchFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     memory_type: MemoryType | None = None
-    user_id: str | None = None
-    agent_id: str | None = None
-    session_id: str | None = None
-    tag: str | None = None
+    user_id: Text | None = None
+    agent_id: Text | None = None
+    session_id: Text | None = None
+    tag: Text | None = None
     status: Literal["active"] | None = Field(
         default=None, description="Only active memories are searchable; archived and deleted ones are listed."
     )
-    occurred_after: datetime | None = None
-    occurred_before: datetime | None = None
+    occurred_after: UtcDatetime | None = None
+    occurred_before: UtcDatetime | None = None
 
 
 class SearchRequest(BaseModel):
@@ -135,12 +197,18 @@ class SearchRequest(BaseModel):
     cube_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
     top_k: int = Field(default=10, ge=1, le=200)
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    mode: Literal["fast"] = "fast"
+    mode: Literal["fast", "fine"] = Field(
+        default="fast",
+        description="fast: dense only. fine: dense + BM25 + SPLADE over plain and windowed text, time, "
+        "per-type slots, fused by RRF and expanded through the memory graph.",
+    )
+    explain: bool = Field(default=False, description="Return each result's per-channel ranks and scores.")
 
 
 class SearchHit(BaseModel):
     memory: MemoryOut
     score: float
+    explain: dict[str, Any] | None = None
 
 
 class SearchResponse(BaseModel):

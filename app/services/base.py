@@ -18,6 +18,8 @@ from app.repositories import audit
 
 T = TypeVar("T", bound=BaseModel)
 
+UNIQUE_VIOLATION = "23505"  # SQLSTATE
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -67,17 +69,22 @@ class Transactor:
     def run(self, principal: Principal, idem: Idempotency | None, model: type[T], work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one transaction; with an idempotency key, a retry replays the first result.
 
-        Two racing retries both run ``work``; the loser's commit hits the unique key on the record and
-        rolls back whole, then replays the winner's result. Nothing is written twice.
+        Racing retries are serialised on the key (an advisory lock), so the later one replays the first
+        one's result; should two still collide, the loser's commit hits the unique key on the record and
+        rolls back whole, then replays the winner's result. Nothing is written twice. A unique violation
+        that is not a retry (e.g. two concurrent creates of one cube name) is a conflict, not a 500.
         """
         for attempt in range(2):
             try:
                 tx = Tx(self.sessions())
                 with tx.session, tx.session.begin():
                     result = self._run_once(tx, principal, idem, model, work)
-            except IntegrityError:
-                if idem is None or attempt:
+            except IntegrityError as exc:
+                if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
                     raise
+                if idem is None or attempt:
+                    raise Conflict("the request conflicts with data written at the same time; "
+                                   "read it back or retry") from exc
                 continue
             for hook in tx.after_commit:
                 hook()
@@ -89,6 +96,7 @@ class Transactor:
                   work: Callable[[Tx], T]) -> T:
         if idem is None:
             return work(tx)
+        audit.lock_idempotency_key(tx.session, principal.key_id, idem.key)
         previous = audit.idempotent_result(tx.session, principal.key_id, idem.key)
         if previous is not None:
             if previous.request_hash != idem.request_hash:

@@ -9,14 +9,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.errors import Conflict, NotFound
 from app.models import Cube
 from app.repositories import audit, cubes
+from app.repositories import graph as graph_repo
 from app.schemas.cubes import CubeCreate, CubeOut
 from app.services.base import Idempotency, Principal, Transactor, Tx
-from app.vector.index import VectorStore
+from app.services.derived import DerivedIndexes
 
 
-def cube_out(cube: Cube, memory_count: int) -> CubeOut:
+def cube_out(cube: Cube, memory_count: int, enrichment_pending: int = 0) -> CubeOut:
     return CubeOut(id=cube.id, tenant_id=cube.tenant_id, name=cube.name, description=cube.description,
-                   owner_id=cube.owner_id, status=cube.status, memory_count=memory_count,
+                   owner_id=cube.owner_id, status=cube.status, memory_count=memory_count, enrichment_pending=enrichment_pending,
                    created_at=cube.created_at, updated_at=cube.updated_at)
 
 
@@ -28,10 +29,10 @@ def require_cube(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, *, lock: 
 
 
 class CubeService:
-    def __init__(self, sessions: sessionmaker[Session], tx: Transactor, vectors: VectorStore) -> None:
+    def __init__(self, sessions: sessionmaker[Session], tx: Transactor, indexes: DerivedIndexes) -> None:
         self.sessions = sessions
         self.tx = tx
-        self.vectors = vectors
+        self.indexes = indexes
 
     def create(self, principal: Principal, body: CubeCreate, idem: Idempotency | None = None) -> CubeOut:
         tenant_id = principal.require_tenant()
@@ -51,14 +52,16 @@ class CubeService:
         tenant_id = principal.require_tenant()
         with self.sessions() as s:
             cube = require_cube(s, tenant_id, cube_id)
-            return cube_out(cube, cubes.memory_counts(s, [cube.id]).get(cube.id, 0))
+            pending = graph_repo.count_unenriched(s, [cube.id]).get(cube.id, 0)
+            return cube_out(cube, cubes.memory_counts(s, [cube.id]).get(cube.id, 0), pending)
 
     def list(self, principal: Principal) -> list[CubeOut]:
         tenant_id = principal.require_tenant()
         with self.sessions() as s:
             found = cubes.list_live_cubes(s, tenant_id)
             counts = cubes.memory_counts(s, [c.id for c in found])
-            return [cube_out(c, counts.get(c.id, 0)) for c in found]
+            pending = graph_repo.count_unenriched(s, [c.id for c in found])
+            return [cube_out(c, counts.get(c.id, 0), pending.get(c.id, 0)) for c in found]
 
     def delete(self, principal: Principal, cube_id: uuid.UUID) -> None:
         """Soft delete: the rows stay (an operator can recover them), the cube and its index disappear."""
@@ -69,7 +72,7 @@ class CubeService:
             cube.status = "deleted"
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.delete",
                          object_type="cube", object_id=cube.id)
-            tx.after_commit.append(lambda: self.vectors.drop(cube_id))
+            tx.after_commit.append(lambda: self.indexes.drop(cube_id))
             return cube_out(cube, 0)
 
         self.tx.run(principal, None, CubeOut, work)

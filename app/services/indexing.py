@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ConfigurationError
 from app.repositories import cubes
+from app.repositories import graph as graph_repo
 from app.repositories import memories as repo
+from app.vector.fine import FineStore
 from app.vector.index import Fingerprint, VectorStore
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,22 @@ class IndexService:
             log.warning("index healed: rebuilt %d cube(s), dropped %d", len(report.rebuilt), len(report.dropped))
             self.vectors.flush()
         return report
+
+    def heal_fine(self, fine: FineStore) -> list[uuid.UUID]:
+        """Cubes whose fine indexes disagree with Postgres are reset and queued for re-enrichment, which
+        rebuilds them; also returns cubes that simply have memories waiting for enrichment."""
+        with self.sessions.begin() as s:
+            live = set(cubes.all_live_cube_ids(s))
+            for cube_id in fine.known_cubes():
+                if cube_id not in live:
+                    fine.reset(cube_id)
+            for cube_id, want in graph_repo.enriched_vec_ids(s).items():
+                cube = fine.cube(cube_id)
+                if cube.ids() != want or cube.lexical.count() != len(want):
+                    log.warning("fine index of cube %s disagrees with Postgres; re-enriching it", cube_id)
+                    fine.reset(cube_id)
+                    graph_repo.mark_unenriched(s, cube_id)
+            return graph_repo.cubes_with_unenriched(s)
 
     def rebuild_all(self) -> HealReport:
         report = HealReport()

@@ -23,6 +23,7 @@ from app.repositories import memories as repo
 from app.repositories.memories import MemoryFilter
 from app.schemas.cubes import ImportResult
 from app.schemas.memories import (
+    ImportLine,
     MemoryHistory,
     MemoryIn,
     MemoryList,
@@ -33,8 +34,8 @@ from app.schemas.memories import (
 )
 from app.services.base import Idempotency, Principal, Transactor, Tx
 from app.services.cubes import require_cube
+from app.services.derived import DerivedIndexes
 from app.vector.embedder import Embedder
-from app.vector.index import VectorStore
 
 EXPORT_FORMAT = "memcubed.cube-export"
 EXPORT_VERSION = 1
@@ -92,12 +93,12 @@ class ExportedMemory(BaseModel):
 
 class MemoryService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
-                 vectors: VectorStore) -> None:
+                 indexes: DerivedIndexes) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
         self.embedder = embedder
-        self.vectors = vectors
+        self.indexes = indexes
 
     # -- checks -----------------------------------------------------------------------------------
     def _check_batch(self, items: Sequence[MemoryIn]) -> None:
@@ -121,7 +122,13 @@ class MemoryService:
 
     @staticmethod
     def _check_json(value: Any, field: str) -> None:
-        if "\\u0000" in json.dumps(value):
+        """What Postgres JSONB refuses: NUL, NaN/Infinity, lone surrogates."""
+        try:
+            text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+            text.encode()
+        except ValueError as exc:  # NaN/Infinity, or a lone surrogate (UnicodeEncodeError)
+            raise InvalidInput(f"{field} is not storable JSON ({exc})", {"field": field}) from exc
+        if "\\u0000" in text:
             raise InvalidInput(f"{field} contains a NUL character", {"field": field})
 
     def _row(self, tenant_id: uuid.UUID, cube_id: uuid.UUID, item: MemoryIn, vec: np.ndarray) -> Memory:
@@ -150,7 +157,7 @@ class MemoryService:
                          object_type="cube", object_id=cube_id,
                          details={"memory_ids": [str(r.id) for r in rows]})
             vec_ids = [r.vec_id for r in rows]
-            tx.after_commit.append(lambda: self.vectors.add(cube_id, vec_ids, vecs))
+            tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, vecs))
             return MemoryBatch(memories=[memory_out(r) for r in rows])
 
         return self.tx.run(principal, idem, MemoryBatch, work)
@@ -190,9 +197,10 @@ class MemoryService:
             cube_id, vec_id, is_active = m.cube_id, m.vec_id, m.status == "active"
             stored = np.frombuffer(m.embedding, dtype=np.float32).reshape(1, -1)
             if is_active and (not was_active or vec is not None):
-                tx.after_commit.append(lambda: self.vectors.add(cube_id, [vec_id], stored))
+                m.enriched_at = None  # new content or back from deletion: enrich and index it again
+                tx.after_commit.append(lambda: self.indexes.add(cube_id, [vec_id], stored))
             elif was_active and not is_active:
-                tx.after_commit.append(lambda: self.vectors.remove(cube_id, [vec_id]))
+                tx.after_commit.append(lambda: self.indexes.remove(cube_id, [vec_id]))
             return memory_out(m)
 
         return self.tx.run(principal, None, MemoryOut, work)
@@ -313,6 +321,10 @@ class MemoryService:
         items = self._parse_export(body)
         for i, item in enumerate(items):
             self._check_content(item.memory.content, f"line {i + 2}: memory.content")
+            self._check_json(item.memory.metadata, f"line {i + 2}: memory.metadata")
+            self._check_json(item.memory.source, f"line {i + 2}: memory.source")
+            for v in item.versions:
+                self._check_json(v.snapshot, f"line {i + 2}: versions.snapshot")
         vecs = self.embedder.encode([item.memory.content for item in items])
 
         def work(tx: Tx) -> ImportResult:
@@ -338,14 +350,14 @@ class MemoryService:
             active = [(r.vec_id, v) for r, v in zip(rows, vecs) if r.status == "active"]
             if active:
                 ids, act_vecs = [a[0] for a in active], np.stack([a[1] for a in active])
-                tx.after_commit.append(lambda: self.vectors.add(cube_id, ids, act_vecs))
+                tx.after_commit.append(lambda: self.indexes.add(cube_id, ids, act_vecs))
             return ImportResult(imported=len(rows),
                                 id_map={str(it.memory.id): str(r.id) for it, r in zip(items, rows)})
 
         return self.tx.run(principal, idem, ImportResult, work)
 
     @staticmethod
-    def _parse_export(body: bytes) -> list[ExportedMemory]:
+    def _parse_export(body: bytes) -> list[ImportLine]:
         lines = [ln for ln in body.splitlines() if ln.strip()]
         if not lines:
             raise InvalidInput("import body is empty; send the JSON Lines of an export")
@@ -360,9 +372,8 @@ class MemoryService:
         items = []
         for n, raw in enumerate(lines[1:], start=2):
             try:
-                items.append(ExportedMemory.model_validate_json(raw))
+                items.append(ImportLine.model_validate_json(raw))
             except ValidationError as exc:
-                raise InvalidInput(f"line {n} is not a valid exported memory",
-                                   {"line": n, "errors": exc.errors(include_url=False, include_context=False)}
-                                   ) from exc
+                errors = exc.errors(include_url=False, include_context=False, include_input=False)
+                raise InvalidInput(f"line {n} is not a valid exported memory", {"line": n, "errors": errors}) from exc
         return items

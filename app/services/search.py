@@ -1,4 +1,4 @@
-"""Search: embed the query, search each authorised cube's index, read the hits from Postgres."""
+"""Search: embed the query, search each authorised cube's indexes, read the hits from Postgres."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.repositories import memories as repo
 from app.repositories.memories import MemoryFilter
 from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
 from app.services.base import Principal
+from app.services.hybrid import Candidate, HybridRetriever
 from app.services.memories import memory_out
 from app.vector.embedder import Embedder
 from app.vector.index import VectorStore
@@ -27,10 +28,12 @@ def to_filter(req: SearchRequest) -> MemoryFilter:
 
 
 class SearchService:
-    def __init__(self, sessions: sessionmaker[Session], embedder: Embedder, vectors: VectorStore) -> None:
+    def __init__(self, sessions: sessionmaker[Session], embedder: Embedder, vectors: VectorStore,
+                 hybrid: HybridRetriever) -> None:
         self.sessions = sessions
         self.embedder = embedder
         self.vectors = vectors
+        self.hybrid = hybrid
 
     def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
@@ -42,25 +45,38 @@ class SearchService:
             for cube_id in cube_ids:
                 if cube_id not in live:
                     raise NotFound("cube", cube_id)
-            # With filters, Postgres says which vectors qualify and FAISS searches only those: exact, no
-            # over-fetching that could come back short.
+            # With filters, Postgres says which vectors qualify and every channel searches only those: exact,
+            # no over-fetching that could come back short.
             allowed = (
                 None if flt.is_empty()
                 else {c: np.asarray(repo.filtered_vec_ids(s, c, flt), dtype=np.int64) for c in cube_ids}
             )
             query = self.embedder.encode_one(req.query)
-            scored: list[tuple[float, int]] = []
-            for cube_id in cube_ids:
-                index = self.vectors.peek(cube_id)
-                if index is None:
-                    continue
-                scores, ids = index.search(query, req.top_k, None if allowed is None else allowed[cube_id])
-                scored.extend(zip(scores.tolist(), ids.tolist()))
-            scored.sort(key=lambda h: -h[0])
-            top = scored[: req.top_k]
-            rows = repo.active_by_vec_ids(s, [vec_id for _, vec_id in top])
-        results = [SearchHit(memory=memory_out(rows[v]), score=round(sc, 6)) for sc, v in top if v in rows]
+            if req.mode == "fine":
+                top = self.hybrid.retrieve(s, cube_ids, req.query, query, req.top_k, allowed)
+            else:
+                top = self._dense(cube_ids, query, req.top_k, allowed)
+            rows = repo.active_by_vec_ids(s, [vec_id for vec_id, _ in top])
+        results = [
+            SearchHit(memory=memory_out(rows[v]), score=round(c.total, 6), explain=c.explain() if req.explain else None)
+            for v, c in top if v in rows
+        ]
         return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    def _dense(self, cube_ids: list[uuid.UUID], query: np.ndarray, top_k: int,
+               allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, Candidate]]:
+        scored: list[tuple[float, int]] = []
+        for cube_id in cube_ids:
+            index = self.vectors.peek(cube_id)
+            if index is None:
+                continue
+            scores, ids = index.search(query, top_k, None if allowed is None else allowed[cube_id])
+            scored.extend(zip(scores.tolist(), ids.tolist()))
+        scored.sort(key=lambda h: -h[0])
+        return [
+            (vec_id, Candidate(ranks={"dense": rank}, scores={"dense": score}, fused=score))
+            for rank, (score, vec_id) in enumerate(scored[:top_k], start=1)
+        ]
 
     def record_access(self, memory_ids: list[uuid.UUID]) -> None:
         """Count retrievals after the response is sent, so searching never waits on this write."""

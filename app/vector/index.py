@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +72,7 @@ class CubeIndex:
     def fingerprint(self) -> Fingerprint:
         with self.lock:
             ids = faiss.vector_to_array(self.index.id_map)
-        return Fingerprint(int(len(ids)), int(ids.sum()) if len(ids) else 0)
+        return Fingerprint(len(ids), int(ids.sum()) if len(ids) else 0)
 
 
 class VectorStore:
@@ -184,10 +184,10 @@ class VectorStore:
 
 
 class Flusher:
-    """Background thread that persists changed indexes every few seconds."""
+    """Background thread that persists changed derived indexes every few seconds."""
 
-    def __init__(self, store: VectorStore, every: float) -> None:
-        self._store = store
+    def __init__(self, flushes: list[Callable[[], object]], every: float) -> None:
+        self._flushes = flushes
         self._every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="index-flusher", daemon=True)
@@ -195,14 +195,18 @@ class Flusher:
     def start(self) -> None:
         self._thread.start()
 
+    def flush(self) -> None:
+        for flush in self._flushes:
+            flush()
+
     def _run(self) -> None:
         while not self._stop.wait(self._every):
             try:
-                self._store.flush()
-            except Exception:  # keep flushing later; the index is rebuildable anyway
+                self.flush()
+            except Exception:  # keep flushing later; the indexes are rebuildable anyway
                 log.exception("index flush failed")
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        self._store.flush()
+        self.flush()

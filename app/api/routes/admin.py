@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from app.api.deps import C, P, IdemKey
+from app.api.deps import C, IdemKey, P
 from app.schemas.admin import KeyCreate, KeyCreated, KeyRevoked, TenantCreate, TenantCreated, TenantList
 from app.services.base import Idempotency
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import C, P, IdemKey
+from app.api.deps import C, IdemKey, P
 from app.errors import PayloadTooLarge
 from app.schemas.cubes import CubeCreate, CubeList, CubeOut, ImportResult
 from app.services.base import Idempotency

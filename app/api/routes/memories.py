@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
-from app.api.deps import C, P, IdemKey
+from app.api.deps import C, IdemKey, P
 from app.repositories.memories import MemoryFilter
+from app.schemas.common import Text, UtcDatetime
 from app.schemas.memories import (
     MemoriesCreate,
     MemoryHistory,
@@ -40,13 +40,13 @@ def list_memories(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     memory_type: MemoryType | None = None,
-    user_id: str | None = None,
-    agent_id: str | None = None,
-    session_id: str | None = None,
-    tag: str | None = None,
+    user_id: Text | None = None,
+    agent_id: Text | None = None,
+    session_id: Text | None = None,
+    tag: Text | None = None,
     status: MemoryStatus | None = None,
-    occurred_after: datetime | None = None,
-    occurred_before: datetime | None = None,
+    occurred_after: UtcDatetime | None = None,
+    occurred_before: UtcDatetime | None = None,
 ) -> MemoryList:
     flt = MemoryFilter(memory_type=memory_type, user_id=user_id, agent_id=agent_id, session_id=session_id, tag=tag,
                        status=status, occurred_after=occurred_after, occurred_before=occurred_before)

@@ -1,0 +1,1 @@
+"""Memory graph: enrichment (keywords, entities, times), the linker, and traversal."""

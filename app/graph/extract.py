@@ -1,0 +1,68 @@
+"""Light enrichment with no model: keywords and named entities.
+
+Entities are runs of capitalised words that are not sentence-initial function words; good enough to
+link "Caroline" across turns and "LGBTQ support group" to itself, cheap enough for every write. With an
+LLM configured, extraction can be upgraded (see ``app.graph.llm``) without changing the graph model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import Stemmer
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+STOPWORDS = frozenset(_words("""
+    a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her
+    here hers herself him himself his how i if in into is it its itself just me more most my myself no nor
+    not now of off on once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves
+    yeah yes oh hey hi wow really thanks thank lot lots got get gonna going also like just so much well know
+    think sure great good awesome amazing totally definitely glad love cool nice"""))
+# Capitalised words that start sentences or are greetings, not names.
+NOT_NAMES = frozenset(_words("""
+    I I'm I've I'd I'll Im Hey Hi Hello Wow Oh Yeah Yes No Thanks Thank That That's This These Those It It's
+    What When Where Why How Who Which Well So But And Or If Sure Great Good Awesome Amazing Totally
+    Definitely Glad Love Cool Nice Haha Lol Congrats Congratulations Absolutely Sounds Look Looks Also Plus
+    Anyway By Did Do Does Have Has Had Was Were Is Are Can Could Would Should Will My Your Our Their His Her
+    We You They He She There Here Just Not Really Very Maybe Wait See Let Let's Ok Okay Bye Night Morning
+    Evening"""))
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
+_ENTITY = re.compile(r"\b([A-Z][a-zA-Z'\-]+(?:\s+(?:of|the|and|de|van|von)?\s*[A-Z][a-zA-Z'\-]+)*)")
+_stemmer = Stemmer.Stemmer("english")
+
+
+def keywords(text: str, limit: int = 8) -> list[str]:
+    """Most frequent content words, stemmed, longest first among ties."""
+    words = [w.lower().strip("'-") for w in _WORD.findall(text)]
+    content = [w for w in words if len(w) > 2 and w not in STOPWORDS]
+    counts = Counter(_stemmer.stemWords(content))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))
+    return [w for w, _ in ranked[:limit]]
+
+
+def entities(text: str) -> list[str]:
+    """Named things, as written (deduplicated case-insensitively, order of first mention)."""
+    seen: dict[str, str] = {}
+    for match in _ENTITY.finditer(text):
+        words = match.group(1).split()
+        while words and words[0].strip("'") in NOT_NAMES:
+            words = words[1:]
+        while words and words[-1].lower() in ("of", "the", "and"):
+            words = words[:-1]
+        if not words:
+            continue
+        name = " ".join(words).strip("'-")
+        if name.endswith("'s"):
+            name = name[:-2]
+        if len(name) < 2 or name.lower() in STOPWORDS:
+            continue
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())

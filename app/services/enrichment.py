@@ -1,0 +1,147 @@
+"""Enrichment after a write is acknowledged: keywords, entities, time expressions, session windows, the
+fine-retrieval indexes, graph edges, and A-MEM style evolution of linked older memories."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.graph.extract import entities, keywords
+from app.graph.timeexpr import extract_times
+from app.models import Memory
+from app.models.base import utcnow
+from app.repositories import audit
+from app.repositories import graph as graph_repo
+from app.repositories import memories as repo
+from app.services.memories import snapshot
+from app.vector.fine import FineStore
+from app.vector.index import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    """Thresholds of the linker; defaults chosen on LoCoMo so that edges stay sparse (a few per memory)."""
+
+    similar_k: int = 5
+    similar_min: float = 0.6
+    evolve_min: float = 0.75
+    entity_fanout: int = 5
+    max_tags: int = 20
+
+
+def window_text(session: list[Memory], position: int) -> str:
+    """The memory with its previous and next turn in the same session."""
+    lo, hi = max(0, position - 1), min(len(session), position + 2)
+    return " ".join(m.content for m in session[lo:hi])
+
+
+class EnrichmentService:
+    def __init__(self, sessions: sessionmaker[Session], vectors: VectorStore, fine: FineStore,
+                 policy: LinkPolicy | None = None) -> None:
+        self.sessions = sessions
+        self.vectors = vectors
+        self.fine = fine
+        self.policy = policy or LinkPolicy()
+
+    def enrich_cube(self, cube_id: uuid.UUID, batch: int = 256) -> int:
+        """Enrich every pending memory of a cube; returns how many. Safe to run concurrently (skip locked)."""
+        done = 0
+        while True:
+            n = self._enrich_batch(cube_id, batch)
+            done += n
+            if n < batch:
+                return done
+
+    def _enrich_batch(self, cube_id: uuid.UUID, batch: int) -> int:
+        with self.sessions.begin() as s:
+            pending = graph_repo.unenriched(s, cube_id, batch)
+            if not pending:
+                return 0
+            now = utcnow()
+            touched: dict[int, tuple[str, str]] = {}
+            by_session: dict[str | None, list[Memory]] = defaultdict(list)
+            for m in pending:
+                by_session[m.session_id].append(m)
+            for session_id, members in by_session.items():
+                if session_id is None:
+                    for m in members:
+                        touched[m.vec_id] = (m.content, m.content)
+                    continue
+                ordered = graph_repo.session_neighbours(s, cube_id, session_id)
+                member_ids = {m.id for m in members}
+                position = {m.id: i for i, m in enumerate(ordered)}
+                for m in members:
+                    i = position.get(m.id)
+                    if i is None:
+                        continue
+                    # The new memory and its neighbours: their windows now include it.
+                    for j in range(max(0, i - 1), min(len(ordered), i + 2)):
+                        other = ordered[j]
+                        if other.enriched_at is not None or other.id in member_ids:
+                            touched[other.vec_id] = (other.content, window_text(ordered, j))
+                    edges = []
+                    if i > 0:
+                        edges.append((ordered[i - 1].id, m.id, "next_in_session", 1.0))
+                    if i + 1 < len(ordered):
+                        edges.append((m.id, ordered[i + 1].id, "next_in_session", 1.0))
+                    graph_repo.add_edges(s, cube_id, edges)
+            for m in pending:
+                self._link(s, m)
+                said_at = m.occurred_at or m.created_at
+                enrichment = {
+                    "keywords": keywords(m.content),
+                    "entities": entities(m.content),
+                    "times": [t.as_json() for t in extract_times(m.content, said_at)],
+                }
+                graph_repo.mark_enriched(s, m.id, enrichment, now)
+            # Indexed before the commit, so a cube reporting nothing pending is searchable in fine mode; if the
+            # commit fails, the start-up check finds the index ahead of Postgres and rebuilds it.
+            ids = list(touched)
+            self.fine.upsert(cube_id, ids, [touched[i][0] for i in ids], [touched[i][1] for i in ids])
+        return len(pending)
+
+    def _link(self, s: Session, m: Memory) -> None:
+        """Entity and similarity edges for one memory, and evolution of the older memories it links to."""
+        names = entities(m.content)
+        entity_ids = graph_repo.upsert_entities(s, m.tenant_id, m.cube_id, names)
+        graph_repo.link_entities(s, m.id, list(entity_ids.values()))
+        edges = [(m.id, other, "shares_entity", 0.5)
+                 for other, _ in graph_repo.sharing_entities(s, list(entity_ids.values()), m.id,
+                                                            self.policy.entity_fanout)]
+        index = self.vectors.peek(m.cube_id)
+        similar: list[tuple[float, int]] = []
+        if index is not None:
+            query = np.frombuffer(m.embedding, dtype=np.float32)
+            scores, vec_ids = index.search(query, self.policy.similar_k + 1)
+            similar = [(float(sc), int(v)) for sc, v in zip(scores, vec_ids)
+                       if int(v) != m.vec_id and sc >= self.policy.similar_min]
+        if similar:
+            rows = repo.active_by_vec_ids(s, [v for _, v in similar])
+            for score, vec_id in similar:
+                other = rows.get(vec_id)
+                if other is None:
+                    continue
+                edges.append((m.id, other.id, "similar", round(score, 4)))
+                if score >= self.policy.evolve_min and names:
+                    self._evolve(s, other, m, [n.lower() for n in names])
+        graph_repo.add_edges(s, m.cube_id, edges)
+
+    def _evolve(self, s: Session, older: Memory, newer: Memory, tags: list[str]) -> None:
+        """A-MEM evolution: a closely linked newer memory adds its entities to the older one's tags, as a new
+        version of the older memory (never in place)."""
+        new_tags = [t for t in tags if t not in (older.tags or [])]
+        if not new_tags or len(older.tags or []) >= self.policy.max_tags:
+            return
+        repo.add_version(s, older, snapshot(older), f"evolved: linked from {newer.id}", None)
+        older.tags = (list(older.tags or []) + new_tags)[: self.policy.max_tags]
+        older.version += 1
+        older.updated_at = utcnow()
+        audit.record(s, tenant_id=older.tenant_id, key_id=None, action="memory.evolve", object_type="memory",
+                     object_id=older.id, details={"version": older.version, "from": str(newer.id), "tags": new_tags})

@@ -1,0 +1,1 @@
+"""Background work: enrichment now; consolidation and forgetting jobs build on the same runner."""
