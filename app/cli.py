@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.config import Settings
+from app.schemas.admin import TenantOut
 
 cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)
 tenants_cli = typer.Typer(help="Manage tenants (admin).", no_args_is_help=True)
@@ -134,7 +135,7 @@ def keys_revoke(key_id: uuid.UUID, data_dir: DataDir = None) -> None:
     console.print(f"revoked {revoked.id} at {revoked.revoked_at.isoformat()}")
 
 
-def _tenant_id(tenants: list, ref: str) -> uuid.UUID:  # type: ignore[type-arg]
+def _tenant_id(tenants: list[TenantOut], ref: str) -> uuid.UUID:
     for t in tenants:
         if str(t.id) == ref or t.name == ref:
             return uuid.UUID(str(t.id))

@@ -20,6 +20,7 @@ from app.services.base import Principal, Transactor
 from app.services.cubes import CubeService
 from app.services.derived import DerivedIndexes
 from app.services.enrichment import EnrichmentService
+from app.services.graph import GraphService
 from app.services.hybrid import HybridRetriever
 from app.services.indexing import IndexService
 from app.services.memories import MemoryService
@@ -48,6 +49,7 @@ class Container:
     flusher: Flusher
     enrichment: EnrichmentService
     enricher: CubeJobRunner
+    graph: GraphService
     auth: AuthService
     cubes: CubeService
     memories: MemoryService
@@ -110,7 +112,8 @@ def build(settings: Settings) -> Container:
     search = SearchService(sessions, embedder, vectors, HybridRetriever(vectors, fine, graphs))
     container = Container(
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
-        vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher, auth=auth,
+        vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher,
+        graph=GraphService(sessions), auth=auth,
         cubes=CubeService(sessions, tx, indexes),
         memories=MemoryService(settings, sessions, tx, embedder, indexes),
         search=search, indexing=indexing,

@@ -7,6 +7,7 @@ LLM configured, extraction can be upgraded (see ``app.graph.llm``) without chang
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections import Counter
 
@@ -34,6 +35,8 @@ NOT_NAMES = frozenset(_words("""
     Anyway By Did Do Does Have Has Had Was Were Is Are Can Could Would Should Will My Your Our Their His Her
     We You They He She There Here Just Not Really Very Maybe Wait See Let Let's Ok Okay Bye Night Morning
     Evening"""))
+# Days and months are times (see ``timeexpr``), not entities to link on.
+NOT_NAMES |= {*calendar.day_name, *(m for m in calendar.month_name if m)}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
 _ENTITY = re.compile(r"\b([A-Z][a-zA-Z'\-]+(?:\s+(?:of|the|and|de|van|von)?\s*[A-Z][a-zA-Z'\-]+)*)")
 _stemmer = Stemmer.Stemmer("english")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,8 @@ def add_edges(s: Session, cube_id: uuid.UUID, edges: Sequence[tuple[uuid.UUID, u
         {"id": uuid.uuid4(), "cube_id": cube_id, "source_id": a, "target_id": b, "type": t, "weight": w}
         for (a, b, t), w in unique.items()
     ]).on_conflict_do_nothing()
-    return int(s.execute(stmt).rowcount or 0)
+    result = cast(CursorResult[Any], s.execute(stmt))
+    return int(result.rowcount or 0)
 
 
 def session_neighbours(s: Session, cube_id: uuid.UUID, session_id: str) -> list[Memory]:

@@ -41,7 +41,7 @@ class MemoryFilter:
             if value is not None:
                 stmt = stmt.where(column == value)
         if self.tag is not None:
-            stmt = stmt.where(Memory.tags.any(self.tag))
+            stmt = stmt.where(Memory.tags.contains([self.tag]))
         if self.occurred_after is not None:
             stmt = stmt.where(Memory.occurred_at >= self.occurred_after)
         if self.occurred_before is not None:

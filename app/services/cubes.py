@@ -17,8 +17,8 @@ from app.services.derived import DerivedIndexes
 
 def cube_out(cube: Cube, memory_count: int, enrichment_pending: int = 0) -> CubeOut:
     return CubeOut(id=cube.id, tenant_id=cube.tenant_id, name=cube.name, description=cube.description,
-                   owner_id=cube.owner_id, status=cube.status, memory_count=memory_count, enrichment_pending=enrichment_pending,
-                   created_at=cube.created_at, updated_at=cube.updated_at)
+                   owner_id=cube.owner_id, status=cube.status, memory_count=memory_count,
+                   enrichment_pending=enrichment_pending, created_at=cube.created_at, updated_at=cube.updated_at)
 
 
 def require_cube(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, *, lock: bool = False) -> Cube:
@@ -55,7 +55,7 @@ class CubeService:
             pending = graph_repo.count_unenriched(s, [cube.id]).get(cube.id, 0)
             return cube_out(cube, cubes.memory_counts(s, [cube.id]).get(cube.id, 0), pending)
 
-    def list(self, principal: Principal) -> list[CubeOut]:
+    def list_all(self, principal: Principal) -> list[CubeOut]:
         tenant_id = principal.require_tenant()
         with self.sessions() as s:
             found = cubes.list_live_cubes(s, tenant_id)

@@ -18,7 +18,7 @@ from app.models.base import utcnow
 from app.repositories import audit
 from app.repositories import graph as graph_repo
 from app.repositories import memories as repo
-from app.services.memories import snapshot
+from app.services.memories import indexed_text, snapshot
 from app.vector.fine import FineStore
 from app.vector.index import VectorStore
 
@@ -36,10 +36,10 @@ class LinkPolicy:
     max_tags: int = 20
 
 
-def window_text(session: list[Memory], position: int) -> str:
-    """The memory with its previous and next turn in the same session."""
-    lo, hi = max(0, position - 1), min(len(session), position + 2)
-    return " ".join(m.content for m in session[lo:hi])
+def window(session: list[Memory], position: int) -> tuple[str, list[int]]:
+    """The memory with its previous and next turn in the same session: joined text and vec_ids."""
+    members = session[max(0, position - 1) : position + 2]
+    return " ".join(indexed_text(m.content, m.meta) for m in members), [m.vec_id for m in members]
 
 
 class EnrichmentService:
@@ -65,14 +65,15 @@ class EnrichmentService:
             if not pending:
                 return 0
             now = utcnow()
-            touched: dict[int, tuple[str, str]] = {}
+            touched: dict[int, tuple[str, str, list[int]]] = {}
             by_session: dict[str | None, list[Memory]] = defaultdict(list)
             for m in pending:
                 by_session[m.session_id].append(m)
             for session_id, members in by_session.items():
                 if session_id is None:
                     for m in members:
-                        touched[m.vec_id] = (m.content, m.content)
+                        text = indexed_text(m.content, m.meta)
+                        touched[m.vec_id] = (text, text, [m.vec_id])
                     continue
                 ordered = graph_repo.session_neighbours(s, cube_id, session_id)
                 member_ids = {m.id for m in members}
@@ -85,7 +86,7 @@ class EnrichmentService:
                     for j in range(max(0, i - 1), min(len(ordered), i + 2)):
                         other = ordered[j]
                         if other.enriched_at is not None or other.id in member_ids:
-                            touched[other.vec_id] = (other.content, window_text(ordered, j))
+                            touched[other.vec_id] = (indexed_text(other.content, other.meta), *window(ordered, j))
                     edges = []
                     if i > 0:
                         edges.append((ordered[i - 1].id, m.id, "next_in_session", 1.0))
@@ -95,21 +96,22 @@ class EnrichmentService:
             for m in pending:
                 self._link(s, m)
                 said_at = m.occurred_at or m.created_at
+                text = indexed_text(m.content, m.meta)
                 enrichment = {
-                    "keywords": keywords(m.content),
-                    "entities": entities(m.content),
+                    "keywords": keywords(text),
+                    "entities": entities(text),
                     "times": [t.as_json() for t in extract_times(m.content, said_at)],
                 }
                 graph_repo.mark_enriched(s, m.id, enrichment, now)
             # Indexed before the commit, so a cube reporting nothing pending is searchable in fine mode; if the
             # commit fails, the start-up check finds the index ahead of Postgres and rebuilds it.
-            ids = list(touched)
-            self.fine.upsert(cube_id, ids, [touched[i][0] for i in ids], [touched[i][1] for i in ids])
+            self.fine.upsert(cube_id, [(m.vec_id, indexed_text(m.content, m.meta)) for m in pending],
+                             [(vec_id, *parts) for vec_id, parts in touched.items()])
         return len(pending)
 
     def _link(self, s: Session, m: Memory) -> None:
         """Entity and similarity edges for one memory, and evolution of the older memories it links to."""
-        names = entities(m.content)
+        names = entities(indexed_text(m.content, m.meta))
         entity_ids = graph_repo.upsert_entities(s, m.tenant_id, m.cube_id, names)
         graph_repo.link_entities(s, m.id, list(entity_ids.values()))
         edges = [(m.id, other, "shares_entity", 0.5)

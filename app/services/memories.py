@@ -62,6 +62,15 @@ def snapshot(m: Memory) -> dict[str, Any]:
     return out
 
 
+def indexed_text(content: str, metadata: dict[str, Any] | None) -> str:
+    """The text that is embedded and indexed: a turn's speaker belongs to what it says ("Caroline: I went
+    to the support group"), since questions name people."""
+    speaker = (metadata or {}).get("speaker")
+    if isinstance(speaker, str) and speaker and not content.startswith(f"{speaker}:"):
+        return f"{speaker}: {content}"
+    return content
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -148,7 +157,7 @@ class MemoryService:
         """All or nothing: every item is validated and embedded before one transaction writes them."""
         tenant_id = principal.require_tenant()
         self._check_batch(items)
-        vecs = self.embedder.encode([item.content for item in items])
+        vecs = self.embedder.encode([indexed_text(item.content, item.metadata) for item in items])
 
         def work(tx: Tx) -> MemoryBatch:
             require_cube(tx.session, tenant_id, cube_id)
@@ -178,7 +187,7 @@ class MemoryService:
         return self.add(principal, cube_id, items, idem, action="messages.create")
 
     def _change(self, principal: Principal, memory_id: uuid.UUID, reason: str, action: str,
-                mutate: Any, vec: np.ndarray | None = None) -> MemoryOut:
+                mutate: Any) -> MemoryOut:
         """Keep the prior state as a version, apply ``mutate``, bump the version, sync the index after commit."""
         tenant_id = principal.require_tenant()
 
@@ -186,7 +195,7 @@ class MemoryService:
             m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
             if m is None:
                 raise NotFound("memory", memory_id)
-            was_active = m.status == "active"
+            was_active, old_embedding = m.status == "active", m.embedding
             repo.add_version(tx.session, m, snapshot(m), reason, principal.key_id)
             mutate(m)
             m.version += 1
@@ -196,7 +205,7 @@ class MemoryService:
             tx.session.flush()
             cube_id, vec_id, is_active = m.cube_id, m.vec_id, m.status == "active"
             stored = np.frombuffer(m.embedding, dtype=np.float32).reshape(1, -1)
-            if is_active and (not was_active or vec is not None):
+            if is_active and (not was_active or m.embedding != old_embedding):
                 m.enriched_at = None  # new content or back from deletion: enrich and index it again
                 tx.after_commit.append(lambda: self.indexes.add(cube_id, [vec_id], stored))
             elif was_active and not is_active:
@@ -212,7 +221,6 @@ class MemoryService:
         for name in ("metadata", "source"):
             if name in fields:
                 self._check_json(fields[name], name)
-        vec = self.embedder.encode([fields["content"]])[0] if "content" in fields else None
 
         def mutate(m: Memory) -> None:
             if m.status == "deleted":
@@ -224,11 +232,12 @@ class MemoryService:
                     m.occurred_at = aware(value)
                 else:
                     setattr(m, name, value)
-            if vec is not None:
+            if "content" in fields or "metadata" in fields:
+                # Embedded under the row lock: a few ms, and the stored vector always matches the stored text.
                 m.content_hash = content_hash(m.content)
-                m.embedding = vec.tobytes()
+                m.embedding = self.embedder.encode([indexed_text(m.content, m.meta)])[0].tobytes()
 
-        return self._change(principal, memory_id, patch.reason, "memory.update", mutate, vec)
+        return self._change(principal, memory_id, patch.reason, "memory.update", mutate)
 
     def delete(self, principal: Principal, memory_id: uuid.UUID) -> MemoryOut:
         """Soft delete: a new version with status ``deleted``; restore brings it back."""
@@ -258,7 +267,7 @@ class MemoryService:
                 raise NotFound("memory", memory_id)
             return memory_out(m)
 
-    def list(self, principal: Principal, cube_id: uuid.UUID, flt: MemoryFilter, limit: int,
+    def list_page(self, principal: Principal, cube_id: uuid.UUID, flt: MemoryFilter, limit: int,
              cursor: str | None) -> MemoryList:
         tenant_id = principal.require_tenant()
         after = decode_cursor(cursor) if cursor else None
@@ -325,7 +334,7 @@ class MemoryService:
             self._check_json(item.memory.source, f"line {i + 2}: memory.source")
             for v in item.versions:
                 self._check_json(v.snapshot, f"line {i + 2}: versions.snapshot")
-        vecs = self.embedder.encode([item.memory.content for item in items])
+        vecs = self.embedder.encode([indexed_text(item.memory.content, item.memory.metadata) for item in items])
 
         def work(tx: Tx) -> ImportResult:
             require_cube(tx.session, tenant_id, cube_id)

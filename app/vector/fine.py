@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from app.vector.lexical import LexicalIndex
 from app.vector.sparse import SparseIndex
@@ -77,14 +78,25 @@ class FineStore:
         with self._lock:
             return sorted(on_disk | set(self._cubes))
 
-    def upsert(self, cube_id: uuid.UUID, vec_ids: Sequence[int], texts: Sequence[str], windows: Sequence[str]) -> None:
-        if not vec_ids:
-            return
+    def upsert(self, cube_id: uuid.UUID, new: Sequence[tuple[int, str]],
+               windows: Sequence[tuple[int, str, str, Sequence[int]]]) -> None:
+        """Index new memories' own text, then (re)index windows.
+
+        ``new`` is (vec_id, text); ``windows`` is (vec_id, text, window text, ids in the window). A window's
+        SPLADE vector is the element-wise max of its members' vectors: SPLADE max-pools over tokens, so
+        this approximates encoding the joined text at no extra model cost.
+        """
         cube = self.cube(cube_id)
-        ids = np.asarray(vec_ids, dtype=np.int64)
-        cube.splade["plain"].add(ids, self.encoder.encode(list(texts)))
-        cube.splade["window"].add(ids, self.encoder.encode(list(windows)))
-        cube.lexical.upsert(list(zip(vec_ids, texts, windows)))
+        if new:
+            ids = np.asarray([v for v, _ in new], dtype=np.int64)
+            cube.splade["plain"].add(ids, self.encoder.encode([t for _, t in new]))
+        if not windows:
+            return
+        plain = cube.splade["plain"]
+        rows = [plain.rows(list(members)).max(axis=0) for _, _, _, members in windows]
+        matrix = sp.csr_matrix(sp.vstack(rows), dtype=np.float32)
+        cube.splade["window"].add(np.asarray([w[0] for w in windows], dtype=np.int64), matrix)
+        cube.lexical.upsert([(vec_id, text, window) for vec_id, text, window, _ in windows])
 
     def remove(self, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> None:
         if not vec_ids:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -35,7 +36,8 @@ class Fingerprint:
 class CubeIndex:
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # Any: faiss's stubs describe the C++ signatures, not the numpy-friendly wrappers we call.
+        self.index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.lock = threading.RLock()
         self.dirty = False
 
@@ -62,9 +64,12 @@ class CubeIndex:
             n = self.index.ntotal
             if n == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
                 return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-            params = None
+            params, selector = None, None
             if allowed is not None:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed.astype(np.int64)))
+                # ``selector`` stays referenced here until the search returns; SWIG would not keep it alive.
+                selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
+                params = faiss.SearchParameters()
+                params.sel = selector
             scores, ids = self.index.search(query.reshape(1, -1), min(k, n), params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]

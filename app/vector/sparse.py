@@ -19,7 +19,8 @@ MAX_SEGMENTS = 8
 class SparseIndex:
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self._segments: list[tuple[sp.csc_matrix, np.ndarray]] = []
+        # Each segment keeps both layouts: columns for scoring a query, rows for reading vectors back.
+        self._segments: list[tuple[sp.csc_matrix, sp.csr_matrix, np.ndarray]] = []
         self._live: dict[int, tuple[int, int]] = {}  # vec_id → (segment, row)
         self.lock = threading.RLock()
         self.dirty = False
@@ -31,11 +32,11 @@ class SparseIndex:
         """Add or replace rows; a replaced id's old row stays in its segment but is no longer live."""
         with self.lock:
             seg = len(self._segments)
-            self._segments.append((rows.tocsc(), ids.astype(np.int64)))
+            self._segments.append((rows.tocsc(), rows.tocsr(), ids.astype(np.int64)))
             for r, vec_id in enumerate(ids.tolist()):
                 self._live[vec_id] = (seg, r)
             if len(self._segments) > MAX_SEGMENTS:
-                self._merge()
+                self._compact()
             self.dirty = True
 
     def remove(self, ids: np.ndarray) -> None:
@@ -44,19 +45,38 @@ class SparseIndex:
                 self._live.pop(vec_id, None)
             self.dirty = True
 
-    def _merge(self) -> None:
-        """Fold every segment into one, dropping rows that are no longer live."""
+    def _merge(self, first: int = 0) -> None:
+        """Fold segments ``first..`` into one, dropping rows that are no longer live."""
         keep_ids: list[int] = []
         parts: list[sp.csr_matrix] = []
-        for seg, (matrix, ids) in enumerate(self._segments):
+        for seg, (_, by_row, ids) in enumerate(self._segments[first:], start=first):
             rows = [r for r, vec_id in enumerate(ids.tolist()) if self._live.get(vec_id) == (seg, r)]
             if rows:
-                parts.append(matrix.tocsr()[rows])
+                parts.append(by_row[rows])
                 keep_ids.extend(int(ids[r]) for r in rows)
-        merged = sp.vstack(parts, format="csc") if parts else sp.csc_matrix((0, self.dim), dtype=np.float32)
-        id_arr = np.asarray(keep_ids, dtype=np.int64)
-        self._segments = [(merged, id_arr)]
-        self._live = {vec_id: (0, r) for r, vec_id in enumerate(keep_ids)}
+        merged = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.dim), dtype=np.float32)
+        self._segments = [*self._segments[:first], (merged.tocsc(), merged, np.asarray(keep_ids, dtype=np.int64))]
+        for r, vec_id in enumerate(keep_ids):
+            self._live[vec_id] = (first, r)
+
+    def _compact(self) -> None:
+        """Tiered merging: small recent segments fold together; the big one is rewritten only when the
+        rest has grown to a quarter of it, so a write costs amortised O(its own rows)."""
+        head = self._segments[0][1].shape[0]
+        tail = sum(seg[1].shape[0] for seg in self._segments[1:])
+        self._merge(0 if tail * 4 >= head else 1)
+
+    def rows(self, ids: list[int]) -> sp.csr_matrix:
+        """The stored rows of live ids (an empty row for an unknown id), in the order asked."""
+        with self.lock:
+            out = []
+            for vec_id in ids:
+                where = self._live.get(vec_id)
+                if where is None:
+                    out.append(sp.csr_matrix((1, self.dim), dtype=np.float32))
+                else:
+                    out.append(self._segments[where[0]][1][where[1]])
+            return sp.vstack(out, format="csr") if out else sp.csr_matrix((0, self.dim), dtype=np.float32)
 
     def search(self, query: sp.csr_matrix, k: int, allowed: set[int] | None = None) -> list[tuple[float, int]]:
         cols = query.indices
@@ -65,7 +85,7 @@ class SparseIndex:
             return []
         scored: list[tuple[float, int]] = []
         with self.lock:
-            for seg, (matrix, ids) in enumerate(self._segments):
+            for seg, (matrix, _, ids) in enumerate(self._segments):
                 scores = matrix[:, cols] @ vals
                 nz = np.flatnonzero(scores > 0)
                 for r in nz[np.argsort(-scores[nz])].tolist():
@@ -81,9 +101,9 @@ class SparseIndex:
     def save(self, path: Path) -> None:
         with self.lock:
             self._merge()
-            matrix, ids = self._segments[0]
+            _, by_row, ids = self._segments[0]
             tmp = path.with_suffix(".tmp.npz")
-            sp.save_npz(tmp, matrix.tocsr(), compressed=False)
+            sp.save_npz(tmp, by_row, compressed=False)
             np.save(path.with_suffix(".ids.npy"), ids)
             os.replace(tmp, path)
             self.dirty = False
@@ -91,9 +111,9 @@ class SparseIndex:
     @classmethod
     def load(cls, path: Path, dim: int) -> SparseIndex:
         index = cls(dim)
-        matrix = sp.load_npz(path).tocsc()
+        by_row = sp.load_npz(path).tocsr()
         ids = np.load(path.with_suffix(".ids.npy"))
-        index._segments = [(matrix, ids)]
+        index._segments = [(by_row.tocsc(), by_row, ids)]
         index._live = {int(v): (0, r) for r, v in enumerate(ids.tolist())}
         return index
 

@@ -23,7 +23,7 @@ def create_cube(body: CubeCreate, c: C, p: P, idem: IdemKey = None) -> CubeOut:
 
 @router.get("", response_model=CubeList)
 def list_cubes(c: C, p: P) -> CubeList:
-    return CubeList(cubes=c.cubes.list(p))
+    return CubeList(cubes=c.cubes.list_all(p))
 
 
 @router.get("/{cube_id}", response_model=CubeOut)

@@ -50,7 +50,7 @@ def list_memories(
 ) -> MemoryList:
     flt = MemoryFilter(memory_type=memory_type, user_id=user_id, agent_id=agent_id, session_id=session_id, tag=tag,
                        status=status, occurred_after=occurred_after, occurred_before=occurred_before)
-    return c.memories.list(p, cube_id, flt, limit, cursor)
+    return c.memories.list_page(p, cube_id, flt, limit, cursor)
 
 
 @router.post("/cubes/{cube_id}/messages", status_code=201, response_model=MemoryBatch)
