@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.config import Settings
+from app.errors import MemcubedError
 from app.schemas.admin import TenantOut
 
 cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)
@@ -155,4 +156,8 @@ _mount_optional()
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except MemcubedError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(1) from None

@@ -62,6 +62,39 @@ class Settings(BaseSettings):
         default=None, description="torch CPU threads for the model; unset keeps torch's default."
     )
 
+    # -- jobs, admission, consolidation, forgetting (issue 7) --------------------------------------------
+    redis_queue: str = Field(default="memcubed:jobs", description="arq queue name (and Redis key prefix) of jobs.")
+    job_timeout_seconds: int = Field(default=1800, description="Longest a job may run before it is retried.")
+    job_max_attempts: int = Field(default=4, description="Tries of a job before it is marked failed.")
+    job_backoff_seconds: float = Field(default=5.0, description="First retry delay; doubles on each retry.")
+    job_step_delay_ms: float = Field(
+        default=0.0, description="Pause after each change a job makes (tests use it to stop a worker mid-job)."
+    )
+    schedule_minutes: int = Field(
+        default=60, description="Period of the scheduled consolidation + forgetting of every cube; 0 turns it off."
+    )
+    admission_enabled: bool = Field(default=True, description="Check each written item: admit, merge or reject.")
+    admission_min_chars: int = Field(
+        default=1, description="Fewest meaningful characters (letters/digits outside filler words like ok, lol)."
+    )
+    admission_similarity: float = Field(
+        default=0.95, description="Cosine similarity at or above which a new item merges into an existing one."
+    )
+    consolidation_merge_similarity: float = Field(
+        default=0.95, description="Cosine similarity at or above which consolidation merges near duplicates."
+    )
+    consolidation_supersede_similarity: float = Field(
+        default=0.8, description="Least similarity of two statements about one subject for the newer to supersede."
+    )
+    summary_min_turns: int = Field(default=6, description="Fewest episodic turns in a session to summarise it.")
+    summary_sentences: int = Field(default=3, description="Most sentences in an extractive session summary.")
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API for LLM summaries (…/v1); unset uses extractive summaries."
+    )
+    llm_api_key: str | None = Field(default=None, description="Bearer key of the LLM API, if it needs one.")
+    llm_model: str = Field(default="gpt-4o-mini", description="Model name sent to the LLM API.")
+    llm_timeout_seconds: float = Field(default=60.0, description="Timeout of one LLM call.")
+
     @cached_property
     def index_dir(self) -> Path:
         return self.data_dir / "index"

@@ -83,6 +83,14 @@ def open_database(settings: Settings) -> tuple[str, Engine, sessionmaker[Session
 def build(settings: Settings) -> Container:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, engine, sessions = open_database(settings)
+    try:
+        return _assemble(settings, url, engine, sessions)
+    except Exception:
+        engine.dispose()
+        raise
+
+
+def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session]) -> Container:
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name)
     fine = FineStore(settings.data_dir / "fine", load_splade)
@@ -100,7 +108,7 @@ def build(settings: Settings) -> Container:
     enrichment = EnrichmentService(sessions, vectors, fine)
 
     def enrich(cube_id: uuid.UUID) -> None:
-        enrichment.enrich_cube(cube_id)
+        enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
         graphs.invalidate(cube_id)
 
     enricher = CubeJobRunner(enrich)

@@ -12,8 +12,9 @@ from app.models.entities import (
     Tenant,
 )
 from app.models.graph import Edge, Entity, MemoryEntity
+from app.models.jobs import CubePolicy, Job
 
 __all__ = [
-    "Activation", "ApiKey", "AuditLog", "Base", "Cube", "Edge", "Entity", "IdempotencyRecord", "Memory", "MemoryEntity",
-    "MemoryVersion", "Tenant",
+    "Activation", "ApiKey", "AuditLog", "Base", "Cube", "CubePolicy", "Edge", "Entity", "IdempotencyRecord", "Job",
+    "Memory", "MemoryEntity", "MemoryVersion", "Tenant",
 ]

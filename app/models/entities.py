@@ -114,6 +114,14 @@ class Memory(Base):
     # Filled after the write is acknowledged: keywords, entities, normalised time expressions.
     enrichment: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     enriched_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Consolidation and forgetting (migration 0004): where an archived memory went, its tier and heat, feedback.
+    merged_into: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("memories.id", ondelete="SET NULL"))
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("memories.id", ondelete="SET NULL"))
+    tier: Mapped[str] = mapped_column(String(8), default="short", server_default=text("'short'"))
+    heat: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+    useful_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    not_useful_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    wrong_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class MemoryVersion(Base):

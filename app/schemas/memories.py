@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.schemas.common import Text, UtcDatetime
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
+Channel = Literal["dense", "bm25", "bm25_window", "splade", "splade_window", "time", "typed"]
 MemoryStatus = Literal["active", "archived", "deleted"]
 Name = Field(default=None, max_length=200)
 # Tags are stored as varchar(200)[]: longer ones must be refused, not truncated.
@@ -203,6 +204,18 @@ class SearchRequest(BaseModel):
         "per-type slots, fused by RRF and expanded through the memory graph.",
     )
     explain: bool = Field(default=False, description="Return each result's per-channel ranks and scores.")
+    channels: list[Channel] | None = Field(
+        default=None, description="Fine mode only: the channels to fuse (default all); for ablations."
+    )
+    graph: bool = Field(default=True, description="Fine mode only: expand the fused hits through the memory graph.")
+
+    @model_validator(mode="after")
+    def _fine_options(self) -> SearchRequest:
+        if self.mode == "fast" and (self.channels is not None or "graph" in self.model_fields_set):
+            raise ValueError("channels and graph apply to mode 'fine' only")
+        if self.channels is not None and not self.channels:
+            raise ValueError("channels must name at least one channel")
+        return self
 
 
 class SearchHit(BaseModel):

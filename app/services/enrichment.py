@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,14 +51,19 @@ class EnrichmentService:
         self.fine = fine
         self.policy = policy or LinkPolicy()
 
-    def enrich_cube(self, cube_id: uuid.UUID, batch: int = 256) -> int:
-        """Enrich every pending memory of a cube; returns how many. Safe to run concurrently (skip locked)."""
+    def enrich_cube(self, cube_id: uuid.UUID, batch: int = 64, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """Enrich every pending memory of a cube; returns how many. Safe to run concurrently (skip locked).
+
+        Small batches and ``keep_going`` let a shutting-down service stop between batches; whatever is left
+        stays pending in Postgres and is picked up at the next start.
+        """
         done = 0
-        while True:
+        while keep_going():
             n = self._enrich_batch(cube_id, batch)
             done += n
             if n < batch:
-                return done
+                break
+        return done
 
     def _enrich_batch(self, cube_id: uuid.UUID, batch: int) -> int:
         with self.sessions.begin() as s:
@@ -138,6 +144,10 @@ class EnrichmentService:
     def _evolve(self, s: Session, older: Memory, newer: Memory, tags: list[str]) -> None:
         """A-MEM evolution: a closely linked newer memory adds its entities to the older one's tags, as a new
         version of the older memory (never in place)."""
+        # Lock the older row as a user edit would, so neither write loses the other's change.
+        s.refresh(older, with_for_update=True)
+        if older.status != "active":
+            return
         new_tags = [t for t in tags if t not in (older.tags or [])]
         if not new_tags or len(older.tags or []) >= self.policy.max_tags:
             return

@@ -75,8 +75,10 @@ class HybridRetriever:
         self.graphs = graphs
 
     def retrieve(self, s: Session, cube_ids: list[uuid.UUID], query: str, query_vec: np.ndarray, top_k: int,
-                 allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, Candidate]]:
-        """Ranked (vec_id, candidate) pairs across the cubes."""
+                 allowed: dict[uuid.UUID, np.ndarray] | None, channels: set[str] | None = None,
+                 graph: bool = True) -> list[tuple[int, Candidate]]:
+        """Ranked (vec_id, candidate) pairs across the cubes; ``channels`` limits the fusion (ablations)."""
+        use = channels or set(CHANNEL_WEIGHTS)
         depth = max(DEPTH, top_k * 3)
         cands: dict[int, Candidate] = defaultdict(Candidate)
         sparse_q = self.fine.encoder.encode([query])
@@ -90,25 +92,31 @@ class HybridRetriever:
                 scores, ids = index.search(query_vec, depth, allow_arr)
                 lists["dense"] = list(zip(scores.tolist(), ids.tolist()))
             cube = self.fine.cube(cube_id)
-            lists["bm25"] = cube.lexical.search(query, "body", depth, allow_set)
-            lists["bm25_window"] = cube.lexical.search(query, "window", depth, allow_set)
-            lists["splade"] = cube.splade["plain"].search(sparse_q, depth, allow_set)
-            lists["splade_window"] = cube.splade["window"].search(sparse_q, depth, allow_set)
-            if span is not None and index is not None:
+            for channel, text_field in (("bm25", "body"), ("bm25_window", "window")):
+                if channel in use:
+                    lists[channel] = cube.lexical.search(query, text_field, depth, allow_set)
+            for channel, view in (("splade", "plain"), ("splade_window", "window")):
+                if channel in use:
+                    lists[channel] = cube.splade[view].search(sparse_q, depth, allow_set)
+            if "time" in use and span is not None and index is not None:
                 in_span = self._in_span(s, cube_id, span)
                 if allow_set is not None:
                     in_span = np.asarray([v for v in in_span.tolist() if v in allow_set], dtype=np.int64)
                 scores, ids = index.search(query_vec, depth, in_span)
                 lists["time"] = list(zip(scores.tolist(), ids.tolist()))
             for channel, hits in lists.items():
+                if channel not in use:
+                    continue
                 weight = CHANNEL_WEIGHTS[channel]
                 for rank, (score, vec_id) in enumerate(hits, start=1):
                     c = cands[vec_id]
                     c.ranks[channel] = rank
                     c.scores[channel] = score
                     c.fused += weight / (RRF_K + rank)
-            self._typed_slots(s, cands, lists.get("dense", []))
-            self._expand(cube_id, cands, allow_set)
+            if "typed" in use:
+                self._typed_slots(s, cands, lists.get("dense", []))
+            if graph:
+                self._expand(cube_id, cands, allow_set)
         ranked = sorted(cands.items(), key=lambda kv: -kv[1].total)
         return ranked[:top_k]
 

@@ -53,7 +53,8 @@ class SearchService:
             )
             query = self.embedder.encode_one(req.query)
             if req.mode == "fine":
-                top = self.hybrid.retrieve(s, cube_ids, req.query, query, req.top_k, allowed)
+                channels = {str(c) for c in req.channels} if req.channels else None
+                top = self.hybrid.retrieve(s, cube_ids, req.query, query, req.top_k, allowed, channels, req.graph)
             else:
                 top = self._dense(cube_ids, query, req.top_k, allowed)
             rows = repo.active_by_vec_ids(s, [vec_id for vec_id, _ in top])

@@ -29,6 +29,11 @@ class CubeJobRunner:
             self._pending[cube_id] = None
             self._cond.notify_all()
 
+    @property
+    def running(self) -> bool:
+        """False once stop() was called: long jobs check it between steps."""
+        return not self._stopped
+
     def idle(self, timeout: float | None = None) -> bool:
         """Wait until nothing is pending or running (tests and evaluations use this)."""
         with self._cond:

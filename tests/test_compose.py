@@ -1,0 +1,89 @@
+"""docker-compose.yml cannot run here; it is parsed and checked for the services and settings they need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.config import Settings
+
+COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    assert COMPOSE.exists(), "docker-compose.yml is missing at the repository root"
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    """``environment`` as a mapping, whether written as a mapping or as a list of NAME=value."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return {name: value for name, _, value in (str(item).partition("=") for item in env)}
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def test_the_four_services_exist(compose: dict[str, Any]) -> None:
+    assert {"api", "worker", "postgres", "redis"} <= set(compose["services"])
+
+
+@pytest.mark.parametrize("name", ["api", "worker", "postgres", "redis"])
+def test_every_service_has_a_healthcheck(compose: dict[str, Any], name: str) -> None:
+    check = compose["services"][name].get("healthcheck")
+    assert isinstance(check, dict), name
+    assert check.get("test"), name
+    assert not check.get("disable", False)
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_api_and_worker_get_database_and_redis_urls(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    env = env_of(service)
+    assert env["MEMCUBED_DATABASE_URL"].startswith("postgresql://")
+    assert "@postgres:5432/" in env["MEMCUBED_DATABASE_URL"]
+    assert env["MEMCUBED_REDIS_URL"].startswith("redis://redis:6379")
+    # The settings the service actually reads accept these.
+    settings = Settings(database_url=env["MEMCUBED_DATABASE_URL"], redis_url=env["MEMCUBED_REDIS_URL"])
+    assert settings.sqlalchemy_url.startswith("postgresql+psycopg://")
+    depends = service.get("depends_on") or {}
+    assert {"postgres", "redis"} <= set(depends)
+    if isinstance(depends, dict):
+        assert depends["postgres"].get("condition") == "service_healthy"
+
+
+def test_database_credentials_match(compose: dict[str, Any]) -> None:
+    pg_env = env_of(compose["services"]["postgres"])
+    url = env_of(compose["services"]["api"])["MEMCUBED_DATABASE_URL"]
+    user, password, db = pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"]
+    assert url == f"postgresql://{user}:{password}@postgres:5432/{db}"
+
+
+def test_postgres_keeps_its_data_in_a_volume(compose: dict[str, Any]) -> None:
+    volumes = compose["services"]["postgres"].get("volumes") or []
+    targets = {str(v).split(":")[1] if isinstance(v, str) else v.get("target") for v in volumes}
+    assert "/var/lib/postgresql/data" in targets
+    named = {str(v).split(":")[0] for v in volumes if isinstance(v, str)}
+    assert named <= set(compose.get("volumes") or {})
+
+
+def test_api_publishes_its_port_and_checks_readiness(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert any(str(p).endswith(":8080") or str(p) == "8080" for p in api.get("ports", []))
+    assert "/readyz" in " ".join(str(part) for part in api["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_the_command_is_a_memcubed_subcommand(compose: dict[str, Any], name: str) -> None:
+    command = compose["services"][name].get("command")
+    parts = command.split() if isinstance(command, str) else list(command)
+    assert parts[0] == "memcubed", parts
+    result = CliRunner().invoke(cli, [parts[1], "--help"])
+    assert result.exit_code == 0, f"`memcubed {parts[1]}` is not a command: {result.output}"
