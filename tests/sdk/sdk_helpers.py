@@ -20,6 +20,10 @@ TENANT_ID = "11111111-1111-4111-8111-111111111111"
 CUBE_ID = "22222222-2222-4222-8222-222222222222"
 MEMORY_ID = "33333333-3333-4333-8333-333333333333"
 KEY_ID = "44444444-4444-4444-8444-444444444444"
+OTHER_MEMORY_ID = "55555555-5555-4555-8555-555555555555"
+EDGE_ID = "66666666-6666-4666-8666-666666666666"
+ENTITY_ID = "77777777-7777-4777-8777-777777777777"
+ACTIVATION_ID = "88888888-8888-4888-8888-888888888888"
 
 
 def memory_json(**overrides: Any) -> dict[str, Any]:
@@ -63,6 +67,108 @@ def cube_json(**overrides: Any) -> dict[str, Any]:
         "memory_count": 0,
         "created_at": NOW,
         "updated_at": NOW,
+    }
+    body.update(overrides)
+    return body
+
+
+def edge_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": EDGE_ID,
+        "source_id": MEMORY_ID,
+        "target_id": OTHER_MEMORY_ID,
+        "type": "next_in_session",
+        "weight": 1.0,
+        "created_at": NOW,
+    }
+    body.update(overrides)
+    return body
+
+
+def graph_node_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": MEMORY_ID,
+        "content": "The user prefers window seats.",
+        "memory_type": "episodic",
+        "session_id": "s1",
+        "occurred_at": None,
+    }
+    body.update(overrides)
+    return body
+
+
+def links_json() -> dict[str, Any]:
+    return {
+        "memory_id": MEMORY_ID,
+        "entities": ["Caroline"],
+        "links": [
+            {"edge": edge_json(), "direction": "out", "memory_id": OTHER_MEMORY_ID, "content": "Next turn."}
+        ],
+    }
+
+
+def entity_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": ENTITY_ID,
+        "name": "Caroline",
+        "kind": "name",
+        "mentions": 2,
+        "created_at": NOW,
+    }
+    body.update(overrides)
+    return body
+
+
+def activation_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": ACTIVATION_ID,
+        "cube_id": CUBE_ID,
+        "model_id": "tiny-model",
+        "fingerprint": "f" * 64,
+        "compatible": True,
+        "source": "text",
+        "tokens": 12,
+        "token_hash": "c" * 64,
+        "bytes": 4096,
+        "tier": "cpu",
+        "precision": "bf16",
+        "status": "active",
+        "hits": 0,
+        "created_at": NOW,
+        "last_used_at": None,
+        "text": "Caroline likes hiking.",
+    }
+    body.update(overrides)
+    return body
+
+
+def activation_stats_json() -> dict[str, Any]:
+    tier = {"bytes": 0, "entries": 0, "budget_bytes": 1 << 30, "available": True}
+    return {
+        "tiers": {"gpu": {**tier, "available": False}, "cpu": tier, "disk": tier},
+        "hits": 1,
+        "misses": 2,
+        "evictions": 0,
+        "promotions": 0,
+        "demotions": 0,
+        "model": {"loaded": False},
+    }
+
+
+def generate_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "text": " She hikes.",
+        "token_ids": [1, 2, 3],
+        "finish_reason": "length",
+        "model_id": "tiny-model",
+        "fingerprint": "f" * 64,
+        "activation_id": ACTIVATION_ID,
+        "tier_hit": "cpu",
+        "reused_tokens": 12,
+        "prefill_tokens": 3,
+        "prompt_tokens": 15,
+        "ttft_ms": 8.5,
+        "total_ms": 20.25,
     }
     body.update(overrides)
     return body
@@ -120,6 +226,22 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("POST", "v1", "search"): lambda: ok(
             {"results": [{"memory": memory_json(), "score": 0.83}], "took_ms": 4.5}
         ),
+        ("GET", "v1", "memories", "{}", "links"): lambda: ok(links_json()),
+        ("GET", "v1", "cubes", "{}", "graph"): lambda: ok(
+            {
+                "nodes": [graph_node_json(), graph_node_json(id=OTHER_MEMORY_ID, content="Next turn.")],
+                "edges": [edge_json()],
+                "next_cursor": None,
+            }
+        ),
+        ("GET", "v1", "cubes", "{}", "entities"): lambda: ok(
+            {"entities": [entity_json()], "next_cursor": None}
+        ),
+        ("POST", "v1", "cubes", "{}", "activations"): lambda: ok(activation_json(), 201),
+        ("GET", "v1", "cubes", "{}", "activations"): lambda: ok({"activations": [activation_json()]}),
+        ("GET", "v1", "activations", "stats"): lambda: ok(activation_stats_json()),
+        ("DELETE", "v1", "activations", "{}"): lambda: ok(activation_json(status="deleted", tier=None)),
+        ("POST", "v1", "generate"): lambda: ok(generate_json()),
     }
     handler = table.get(route)
     if handler is None:

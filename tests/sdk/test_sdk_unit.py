@@ -16,6 +16,7 @@ import pytest
 from memcubed._routes import ROUTES
 
 from tests.sdk.sdk_helpers import (
+    ACTIVATION_ID,
     CUBE_ID,
     KEY_ID,
     MEMORY_ID,
@@ -545,6 +546,14 @@ def _exercise(client: memcubed.Client, tmp_path: Path) -> None:
     client.memories.history(MEMORY_ID)
     client.messages.add(CUBE_ID, "s", [{"role": "user", "content": "x"}])
     client.search("q", [CUBE_ID])
+    client.memories.links(MEMORY_ID)
+    client.cubes.graph(CUBE_ID)
+    client.cubes.entities(CUBE_ID)
+    client.activations.create(CUBE_ID, text="x")
+    client.activations.list(CUBE_ID)
+    client.activations.stats()
+    client.activations.delete(ACTIVATION_ID)
+    client.generate("p")
 
 
 def test_route_table_matches_what_the_methods_send(
@@ -587,6 +596,7 @@ def test_canned_server_answers_every_route() -> None:
     for method, template in ROUTES:
         path = template.replace("{tenant_id}", TENANT_ID).replace("{key_id}", KEY_ID)
         path = path.replace("{cube_id}", CUBE_ID).replace("{memory_id}", MEMORY_ID)
+        path = path.replace("{activation_id}", ACTIVATION_ID)
         response = canned_response(httpx.Request(method, "http://x" + path))
         assert response.status_code in (200, 201, 204), (method, template)
         if response.status_code != 204 and "export" not in template:

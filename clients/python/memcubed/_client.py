@@ -12,14 +12,20 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _core
-from ._core import Call, FiltersLike, Id, MemoryLike, MessageLike, RequestSpec
+from ._core import Call, FiltersLike, Id, MemoryLike, MessageLike, RequestSpec, SearchMode, TimeoutLike
 from ._models import (
+    Activation,
+    ActivationStats,
     Cube,
+    EntityList,
+    GenerateResponse,
+    GraphPage,
     ImportResult,
     KeyCreated,
     KeyRevoked,
     Memory,
     MemoryHistory,
+    MemoryLinks,
     SearchResponse,
     Tenant,
     TenantCreated,
@@ -78,6 +84,7 @@ class Client:
         self.cubes = Cubes(self)
         self.memories = Memories(self)
         self.messages = Messages(self)
+        self.activations = Activations(self)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -128,11 +135,15 @@ class Client:
         *,
         top_k: int = 10,
         filters: FiltersLike | None = None,
-        mode: str = "fast",
+        mode: SearchMode = "fast",
+        explain: bool = False,
         idempotency_key: str | None = None,
         **extra: Any,
     ) -> SearchResponse:
-        """Semantic search over one or more cubes. Extra keywords are sent in the body as they are."""
+        """Search one or more cubes. ``mode="fast"`` is dense only; ``"fine"`` fuses dense, BM25, SPLADE,
+        time and graph channels and sees a memory once it is enriched (see ``cubes.wait_enriched``).
+        ``explain=True`` fills each hit's ``explain`` with its per-channel ranks and scores. Extra keywords
+        are sent in the body as they are."""
         return self._send(
             _core.search(
                 query,
@@ -140,6 +151,41 @@ class Client:
                 top_k=top_k,
                 filters=filters,
                 mode=mode,
+                explain=explain,
+                idempotency_key=idempotency_key,
+                **extra,
+            )
+        )
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        cube_id: Id | None = None,
+        activation_id: Id | None = None,
+        max_new_tokens: int = 32,
+        use_activation: bool = True,
+        chat: bool = False,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        timeout: TimeoutLike | None = None,
+        idempotency_key: str | None = None,
+        **extra: Any,
+    ) -> GenerateResponse:
+        """Generate with the server's model, reusing the longest stored activation that prefixes the prompt
+        (only ``cube_id``'s when given; ``activation_id`` prepends that activation's text). ``timeout``
+        defaults to 300 s, as the first call may load the model."""
+        return self._send(
+            _core.generate(
+                prompt,
+                cube_id=cube_id,
+                activation_id=activation_id,
+                max_new_tokens=max_new_tokens,
+                use_activation=use_activation,
+                chat=chat,
+                temperature=temperature,
+                seed=seed,
+                timeout=timeout,
                 idempotency_key=idempotency_key,
                 **extra,
             )
@@ -171,6 +217,7 @@ class Client:
                 json=spec.json,
                 content=upload.chunks() if upload is not None else None,
                 headers=headers,
+                timeout=spec.timeout if spec.timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
             last = attempt + 1 >= attempts
             try:
@@ -281,6 +328,65 @@ class Cubes(_Resource):
         response = self._client._request(call.request, upload=upload)
         return _core.decode(call, response)
 
+    def graph(
+        self,
+        cube_id: Id,
+        *,
+        types: str | Sequence[str] | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> GraphPage:
+        """One page of the cube's edges (only ``types`` when given; server maximum 1000 a page) and the
+        nodes they touch; pass ``next_cursor`` back as ``cursor``, or use :meth:`iter_graph`."""
+        return self._client._send(_core.graph_page(cube_id, types=types, limit=limit, cursor=cursor))
+
+    def iter_graph(
+        self, cube_id: Id, *, types: str | Sequence[str] | None = None, page_size: int = 200
+    ) -> Iterator[GraphPage]:
+        """Iterate over the cube's whole graph, one :class:`GraphPage` at a time, following ``next_cursor``.
+
+        Each page carries the nodes its edges touch, so a node can appear on several pages. Arguments are
+        checked now; the first page is fetched on the first ``next()``.
+        """
+        _core.check_page_size(page_size, "page_size")
+        return self._iterate_graph(cube_id, types=types, page_size=page_size)
+
+    def _iterate_graph(
+        self, cube_id: Id, *, types: str | Sequence[str] | None, page_size: int
+    ) -> Iterator[GraphPage]:
+        cursor: str | None = None
+        while True:
+            page = self._client._send(_core.graph_page(cube_id, types=types, limit=page_size, cursor=cursor))
+            yield page
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def entities(
+        self, cube_id: Id, *, q: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> EntityList:
+        """One page of the cube's named entities, optionally those whose name contains ``q``."""
+        return self._client._send(_core.entities_page(cube_id, q=q, limit=limit, cursor=cursor))
+
+    def wait_enriched(self, cube_id: Id, *, timeout: float = 120, poll: float = 0.2) -> Cube:
+        """Poll the cube every ``poll`` seconds until no memory awaits enrichment; return it then.
+
+        Writes are acknowledged before enrichment (fine-search indexes, entities, graph edges) runs, so a
+        ``mode="fine"`` search, ``graph`` or ``entities`` right after a write may miss it. Raises
+        :class:`APITimeoutError` (code ``enrichment_timeout``) when memories are still pending after
+        ``timeout`` seconds.
+        """
+        _core.check_wait_arguments(timeout, poll)
+        deadline = time.monotonic() + timeout
+        while True:
+            cube = self.get(cube_id)
+            if cube.enrichment_pending == 0:
+                return cube
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _core.enrichment_timeout(cube, timeout)
+            self._client._sleep(min(poll, remaining))
+
 
 class Memories(_Resource):
     """Memories in cubes: add, list, get, update (versioned), soft delete, restore, history."""
@@ -383,6 +489,10 @@ class Memories(_Resource):
     def history(self, memory_id: Id) -> MemoryHistory:
         return self._client._send(_core.memory_history(memory_id))
 
+    def links(self, memory_id: Id) -> MemoryLinks:
+        """The memory's entity names and its graph edges, each with the memory at the other end."""
+        return self._client._send(_core.memory_links(memory_id))
+
 
 class Messages(_Resource):
     """Conversation turns, stored as episodic memories with their event time (no LLM involved)."""
@@ -407,3 +517,43 @@ class Messages(_Resource):
                 idempotency_key=idempotency_key,
             )
         )
+
+
+class Activations(_Resource):
+    """Activation memory: KV caches of rendered memory prefixes that ``generate`` reuses."""
+
+    def create(
+        self,
+        cube_id: Id,
+        *,
+        text: str | None = None,
+        memory_ids: Sequence[Id] | None = None,
+        query: str | None = None,
+        top_k: int | None = None,
+        timeout: TimeoutLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> Activation:
+        """Store the KV cache of exactly one source: raw ``text``, the cube's ``memory_ids``, or the
+        ``top_k`` memories best matching ``query``. ``timeout`` defaults to 300 s (the first call may load
+        the model)."""
+        return self._client._send(
+            _core.create_activation(
+                cube_id,
+                text=text,
+                memory_ids=memory_ids,
+                query=query,
+                top_k=top_k,
+                timeout=timeout,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def list(self, cube_id: Id) -> builtins.list[Activation]:
+        return self._client._send(_core.list_activations(cube_id))
+
+    def stats(self) -> ActivationStats:
+        """The caller's activations per tier and the server's cache counters."""
+        return self._client._send(_core.activation_stats())
+
+    def delete(self, activation_id: Id) -> Activation:
+        return self._client._send(_core.delete_activation(activation_id))

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -22,13 +22,19 @@ import pydantic
 
 from . import _errors
 from ._models import (
+    Activation,
+    ActivationStats,
     Cube,
+    EntityList,
+    GenerateResponse,
+    GraphPage,
     ImportResult,
     KeyCreated,
     KeyRevoked,
     Memory,
     MemoryHistory,
     MemoryIn,
+    MemoryLinks,
     MemoryPage,
     Message,
     RequestDatetime,
@@ -47,12 +53,16 @@ _AwareDatetime: pydantic.TypeAdapter[datetime] = pydantic.TypeAdapter(RequestDat
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"  # the `memcubed serve` default
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# Routes that run the server's language model: the first call may load and convert it (about a minute).
+MODEL_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 NDJSON = "application/x-ndjson"
 
 Id = str | uuid.UUID
 MemoryLike = MemoryIn | Mapping[str, Any]
 MessageLike = Message | Mapping[str, Any]
 FiltersLike = SearchFilters | Mapping[str, Any]
+SearchMode = Literal["fast", "fine"]
+TimeoutLike = float | httpx.Timeout
 
 
 # --- configuration -----------------------------------------------------------------------------------
@@ -120,15 +130,17 @@ def default_headers(config: ClientConfig) -> dict[str, str]:
 
 @dataclass
 class RequestSpec:
-    """One HTTP request, relative to the base URL. ``retry=False`` forbids retries whatever the method."""
+    """One HTTP request, relative to the base URL. ``retry=False`` forbids retries whatever the method;
+    ``timeout`` replaces the client's for this request only. A list in ``params`` repeats the parameter."""
 
     method: str
     path: str
-    params: dict[str, str | int] | None = None
+    params: dict[str, str | int | list[str]] | None = None
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     retry: bool = True
+    timeout: httpx.Timeout | None = None
 
 
 @dataclass
@@ -179,6 +191,18 @@ def _coerce(model: type[_Request], value: _Request | Mapping[str, Any]) -> _Requ
 
 def _parse(model: type[M], data: Any) -> M:
     return model.model_validate(data)
+
+
+def _json_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Extra body keys, JSON-ready (datetimes, UUIDs, models), for parameters the SDK does not name yet."""
+    dumped: dict[str, Any] = pydantic.TypeAdapter(dict[str, Any]).dump_python(dict(extra), mode="json")
+    return dumped
+
+
+def _timeout(value: TimeoutLike | None, default: httpx.Timeout) -> httpx.Timeout:
+    if value is None:
+        return default
+    return value if isinstance(value, httpx.Timeout) else httpx.Timeout(value)
 
 
 # --- response handling -------------------------------------------------------------------------------
@@ -421,7 +445,7 @@ def list_memories_page(
     occurred_before: datetime | None = None,
 ) -> Call[MemoryPage]:
     check_list_arguments(limit)
-    params: dict[str, str | int] = _drop_none(
+    params: dict[str, str | int | list[str]] = _drop_none(
         {
             "limit": limit,
             "cursor": cursor,
@@ -518,18 +542,189 @@ def search(
     *,
     top_k: int = 10,
     filters: FiltersLike | None = None,
-    mode: str = "fast",
+    mode: SearchMode = "fast",
+    explain: bool = False,
     idempotency_key: str | None = None,
     **extra: Any,
 ) -> Call[SearchResponse]:
-    """``extra`` keys go into the JSON body as they are, so parameters the server adds later
-    (e.g. ``explain``) can be used before the SDK names them."""
+    """``explain`` is sent only when true (a server without it refuses the field). ``extra`` keys go into
+    the JSON body as they are, so parameters the server adds later can be used before the SDK names them."""
     ids = [cube_ids] if isinstance(cube_ids, (str, uuid.UUID)) else list(cube_ids)
     body: dict[str, Any] = {"query": query, "cube_ids": [str(i) for i in ids], "top_k": top_k, "mode": mode}
     if filters is not None:
         body["filters"] = _dump(_coerce(SearchFilters, filters))
-    body.update(pydantic.TypeAdapter(dict[str, Any]).dump_python(extra, mode="json"))
+    if explain:
+        body["explain"] = True
+    body.update(_json_extra(extra))
     return Call(
         RequestSpec("POST", "/v1/search", json=body, idempotency_key=idempotency_key),
         lambda data: _parse(SearchResponse, data),
+    )
+
+
+# --- graph -------------------------------------------------------------------------------------------
+
+
+def memory_links(memory_id: Id) -> Call[MemoryLinks]:
+    return Call(
+        RequestSpec("GET", f"/v1/memories/{_seg(memory_id)}/links"),
+        lambda data: _parse(MemoryLinks, data),
+    )
+
+
+def _edge_types(types: str | Sequence[str] | None) -> list[str] | None:
+    if types is None:
+        return None
+    names = [types] if isinstance(types, str) else [str(t) for t in types]
+    return names or None
+
+
+def check_page_size(limit: int, name: str = "limit") -> None:
+    if limit < 1:
+        raise ValueError(f"{name} must be >= 1")
+
+
+def graph_page(
+    cube_id: Id,
+    *,
+    types: str | Sequence[str] | None = None,
+    limit: int = 200,
+    cursor: str | None = None,
+) -> Call[GraphPage]:
+    """``types`` is sent as one repeated ``type`` parameter per edge type."""
+    check_page_size(limit)
+    params: dict[str, str | int | list[str]] = _drop_none(
+        {"type": _edge_types(types), "limit": limit, "cursor": cursor}
+    )
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/graph", params=params),
+        lambda data: _parse(GraphPage, data),
+    )
+
+
+def entities_page(
+    cube_id: Id, *, q: str | None = None, limit: int = 100, cursor: str | None = None
+) -> Call[EntityList]:
+    check_page_size(limit)
+    params: dict[str, str | int | list[str]] = _drop_none({"q": q, "limit": limit, "cursor": cursor})
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/entities", params=params),
+        lambda data: _parse(EntityList, data),
+    )
+
+
+def check_wait_arguments(timeout: float, poll: float) -> None:
+    if timeout < 0:
+        raise ValueError("timeout must be >= 0")
+    if poll <= 0:
+        raise ValueError("poll must be > 0")
+
+
+def enrichment_timeout(cube: Cube, timeout: float) -> _errors.APITimeoutError:
+    """Raised by ``cubes.wait_enriched`` when memories are still pending after ``timeout`` seconds."""
+    return _errors.APITimeoutError(
+        f"cube {cube.id} still has {cube.enrichment_pending} memories to enrich after {timeout:g} s",
+        code="enrichment_timeout",
+        details={"cube_id": cube.id, "enrichment_pending": cube.enrichment_pending},
+    )
+
+
+# --- activations and generation ----------------------------------------------------------------------
+
+
+def create_activation(
+    cube_id: Id,
+    *,
+    text: str | None = None,
+    memory_ids: Sequence[Id] | None = None,
+    query: str | None = None,
+    top_k: int | None = None,
+    timeout: TimeoutLike | None = None,
+    idempotency_key: str | None = None,
+) -> Call[Activation]:
+    """Exactly one source: ``text``, ``memory_ids`` (rendered in that order) or ``query`` (its ``top_k``
+    best memories). Checked here so a mistake fails before anything is sent."""
+    if sum(v is not None for v in (text, memory_ids, query)) != 1:
+        raise ValueError("give exactly one of text, memory_ids or query")
+    if top_k is not None and query is None:
+        raise ValueError("top_k only applies with query")
+    ids: list[str] | None = None
+    if memory_ids is not None:
+        if isinstance(memory_ids, (str, bytes, uuid.UUID)):
+            raise TypeError("memory_ids must be a sequence of ids")
+        ids = [str(i) for i in memory_ids]
+        if not ids:
+            raise ValueError("memory_ids must not be empty")
+    body = _drop_none({"text": text, "memory_ids": ids, "query": query, "top_k": top_k})
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/activations",
+            json=body,
+            idempotency_key=idempotency_key,
+            timeout=_timeout(timeout, MODEL_TIMEOUT),
+        ),
+        lambda data: _parse(Activation, data),
+    )
+
+
+def list_activations(cube_id: Id) -> Call[list[Activation]]:
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/activations"),
+        lambda data: [Activation.model_validate(a) for a in data["activations"]],
+    )
+
+
+def activation_stats() -> Call[ActivationStats]:
+    return Call(RequestSpec("GET", "/v1/activations/stats"), lambda data: _parse(ActivationStats, data))
+
+
+def delete_activation(activation_id: Id) -> Call[Activation]:
+    return Call(
+        RequestSpec("DELETE", f"/v1/activations/{_seg(activation_id)}"),
+        lambda data: _parse(Activation, data),
+    )
+
+
+def generate(
+    prompt: str,
+    *,
+    cube_id: Id | None = None,
+    activation_id: Id | None = None,
+    max_new_tokens: int = 32,
+    use_activation: bool = True,
+    chat: bool = False,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    timeout: TimeoutLike | None = None,
+    idempotency_key: str | None = None,
+    **extra: Any,
+) -> Call[GenerateResponse]:
+    """``timeout`` defaults to :data:`MODEL_TIMEOUT`, not the client's: the first call may load the model."""
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "max_new_tokens": max_new_tokens,
+        "use_activation": use_activation,
+        "chat": chat,
+        "temperature": temperature,
+    }
+    body.update(
+        _drop_none(
+            {
+                "cube_id": None if cube_id is None else str(cube_id),
+                "activation_id": None if activation_id is None else str(activation_id),
+                "seed": seed,
+            }
+        )
+    )
+    body.update(_json_extra(extra))
+    return Call(
+        RequestSpec(
+            "POST",
+            "/v1/generate",
+            json=body,
+            idempotency_key=idempotency_key,
+            timeout=_timeout(timeout, MODEL_TIMEOUT),
+        ),
+        lambda data: _parse(GenerateResponse, data),
     )

@@ -14,21 +14,33 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Activation",
+    "ActivationStats",
     "Cube",
+    "Edge",
+    "Entity",
+    "EntityList",
+    "GenerateResponse",
+    "GraphNode",
+    "GraphPage",
     "ImportResult",
     "KeyCreated",
     "KeyRevoked",
     "Memory",
     "MemoryHistory",
     "MemoryIn",
+    "MemoryLink",
+    "MemoryLinks",
     "MemoryPage",
     "MemoryVersion",
     "Message",
+    "ModelInfo",
     "SearchFilters",
     "SearchHit",
     "SearchResponse",
     "Tenant",
     "TenantCreated",
+    "TierStats",
 ]
 
 
@@ -98,6 +110,9 @@ class KeyRevoked(_Response):
 
 
 class Cube(_Response):
+    """A cube. ``enrichment_pending`` counts memories whose enrichment (fine-search indexes, entities, graph
+    edges) has not finished yet; ``cubes.wait_enriched`` waits for it to reach 0."""
+
     id: str
     tenant_id: str
     name: str
@@ -105,6 +120,7 @@ class Cube(_Response):
     owner_id: str | None = None
     status: str
     memory_count: int
+    enrichment_pending: int = 0
     created_at: ResponseDatetime
     updated_at: ResponseDatetime
 
@@ -169,8 +185,12 @@ class MemoryHistory(_Response):
 
 
 class SearchHit(_Response):
+    """A result; ``explain`` (with ``search(..., explain=True)``) holds its per-channel ranks and scores,
+    e.g. ``{"channels": {"dense": {"rank": 1, "score": 0.8}, "bm25": {...}}, ...}``."""
+
     memory: Memory
     score: float
+    explain: dict[str, Any] | None = None
 
 
 class SearchResponse(_Response):
@@ -181,6 +201,143 @@ class SearchResponse(_Response):
     def memories(self) -> list[Memory]:
         """The hits' memories, best first: what an agent usually puts in its prompt."""
         return [hit.memory for hit in self.results]
+
+
+# --- graph -------------------------------------------------------------------------------------------
+
+
+class Edge(_Response):
+    """A directed, typed edge between two memories of a cube (``similar``, ``shares_entity``,
+    ``next_in_session``, ``updates``, ``contradicts``, ``derived_from``, ``mentions``)."""
+
+    id: str
+    source_id: str
+    target_id: str
+    type: str
+    weight: float
+    created_at: ResponseDatetime
+
+
+class MemoryLink(_Response):
+    """An edge seen from one memory: ``direction`` is ``"out"`` or ``"in"``, ``memory_id``/``content`` the
+    other end."""
+
+    edge: Edge
+    direction: str
+    memory_id: str
+    content: str
+
+
+class MemoryLinks(_Response):
+    """A memory's entity names and every edge touching it."""
+
+    memory_id: str
+    entities: list[str] = Field(default_factory=list)
+    links: list[MemoryLink] = Field(default_factory=list)
+
+
+class GraphNode(_Response):
+    id: str
+    content: str
+    memory_type: str
+    session_id: str | None = None
+    occurred_at: ResponseDatetime | None = None
+
+
+class GraphPage(_Response):
+    """A page of a cube's edges and every node they touch, so each page stands on its own."""
+
+    nodes: list[GraphNode]
+    edges: list[Edge]
+    next_cursor: str | None = None
+
+
+class Entity(_Response):
+    """A named entity extracted from a cube's memories; ``mentions`` counts the memories naming it."""
+
+    id: str
+    name: str
+    kind: str
+    mentions: int
+    created_at: ResponseDatetime
+
+
+class EntityList(_Response):
+    """One page of ``GET /v1/cubes/{cube_id}/entities``; pass ``next_cursor`` back as ``cursor``."""
+
+    entities: list[Entity]
+    next_cursor: str | None = None
+
+
+# --- activations and generation ----------------------------------------------------------------------
+
+
+class Activation(_Response):
+    """A stored KV cache of a rendered prefix (``text``). A prompt that starts with ``text`` reuses it.
+    ``compatible`` is ``None`` until the server has loaded its model."""
+
+    id: str
+    cube_id: str
+    model_id: str
+    fingerprint: str
+    compatible: bool | None = None
+    source: str
+    tokens: int
+    token_hash: str
+    bytes: int
+    tier: str | None = None
+    precision: str
+    status: str
+    hits: int
+    created_at: ResponseDatetime
+    last_used_at: ResponseDatetime | None = None
+    text: str
+
+
+class TierStats(_Response):
+    bytes: int
+    entries: int
+    budget_bytes: int
+    available: bool
+
+
+class ModelInfo(_Response):
+    loaded: bool
+    model_id: str | None = None
+    fingerprint: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    precision: str | None = None
+
+
+class ActivationStats(_Response):
+    """The caller's activations per tier (``gpu``, ``cpu``, ``disk``), and the server process's counters
+    since it started."""
+
+    tiers: dict[str, TierStats]
+    hits: int
+    misses: int
+    evictions: int
+    promotions: int
+    demotions: int
+    model: ModelInfo
+
+
+class GenerateResponse(_Response):
+    """A completion. ``activation_id``/``tier_hit``/``reused_tokens`` say which stored cache was reused."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    model_id: str
+    fingerprint: str
+    activation_id: str | None = None
+    tier_hit: str | None = None
+    reused_tokens: int
+    prefill_tokens: int
+    prompt_tokens: int
+    ttft_ms: float
+    total_ms: float
 
 
 # --- requests ----------------------------------------------------------------------------------------
