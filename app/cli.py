@@ -56,6 +56,21 @@ def serve(
 
 
 @cli.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run the job worker (consolidation, forgetting, the schedule) on the Redis queue.
+
+    Needs MEMCUBED_REDIS_URL and MEMCUBED_DATABASE_URL (the API's Postgres). Without Redis, jobs run inside
+    the API process and no worker is needed.
+    """
+    from app.workers.worker import run_worker
+
+    settings = _settings(data_dir)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"memcubed worker: queue {settings.redis_queue} on {settings.redis_url}")
+    run_worker(settings)
+
+
+@cli.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Apply database migrations (the service also does this at start)."""
     from app.container import open_database

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         default=0.95, description="Cosine similarity at or above which consolidation merges near duplicates."
     )
     consolidation_supersede_similarity: float = Field(
-        default=0.8, description="Least similarity of two statements about one subject for the newer to supersede."
+        default=0.5, description="Least similarity of two statements about one subject for the newer to supersede."
     )
     summary_min_turns: int = Field(default=6, description="Fewest episodic turns in a session to summarise it.")
     summary_sentences: int = Field(default=3, description="Most sentences in an extractive session summary.")

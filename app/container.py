@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
@@ -15,14 +16,17 @@ from app.db import make_engine, make_sessions, migrate, resolve_database_url
 from app.graph.traversal import GraphCache
 from app.repositories import graph as graph_repo
 from app.services.activation import ActivationService
+from app.services.admission import AdmissionService
 from app.services.auth import AuthService, new_key
 from app.services.base import Principal, Transactor
 from app.services.cubes import CubeService
 from app.services.derived import DerivedIndexes
 from app.services.enrichment import EnrichmentService
+from app.services.forgetting import ForgettingService
 from app.services.graph import GraphService
 from app.services.hybrid import HybridRetriever
 from app.services.indexing import IndexService
+from app.services.jobs import JobExecutor, JobService
 from app.services.memories import MemoryService
 from app.services.search import SearchService
 from app.vector.embedder import Embedder, load_embedder
@@ -30,6 +34,7 @@ from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
 from app.vector.splade import load_splade
 from app.workers.inprocess import CubeJobRunner
+from app.workers.runtime import JobMachinery, handlers, reconcile
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class Container:
     search: SearchService
     indexing: IndexService
     activation: ActivationService
+    jobs: JobMachinery
+    forgetting: ForgettingService
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
@@ -67,6 +74,7 @@ class Container:
             return False
 
     def close(self) -> None:
+        self.jobs.close()
         self.enricher.stop()
         self.flusher.stop()
         self.engine.dispose()
@@ -117,19 +125,46 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         enricher.schedule(cube_id)
     enricher.start()
     auth = AuthService(sessions, tx)
+    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.schedule)
     search = SearchService(sessions, embedder, vectors, HybridRetriever(vectors, fine, graphs))
     container = Container(
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
         vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher,
         graph=GraphService(sessions), auth=auth,
         cubes=CubeService(sessions, tx, indexes),
-        memories=MemoryService(settings, sessions, tx, embedder, indexes),
+        memories=MemoryService(settings, sessions, tx, embedder, indexes, AdmissionService(settings, vectors)),
         search=search, indexing=indexing,
         # Lazy: the activation model loads on the first activation or generate request, not here.
         activation=ActivationService(settings, sessions, tx, search),
+        jobs=jobs, forgetting=ForgettingService(sessions, tx, indexes),
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container
+
+
+def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Session], tx: Transactor,
+               embedder: Embedder, indexes: DerivedIndexes, vectors: VectorStore, fine: FineStore,
+               indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None]) -> JobMachinery:
+    """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
+    from app.workers.queue import ArqQueue, IndexSubscriber, InProcessQueue
+
+    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings))
+    if settings.redis_url:
+        queue: ArqQueue | InProcessQueue = ArqQueue(settings)
+        service = JobService(settings, sessions, tx, queue.submit)
+        subscriber = IndexSubscriber(
+            settings, sessions, indexes,
+            lambda: reconcile(sessions, vectors, fine, indexing, schedule_enrichment))
+        subscriber.start()
+        return JobMachinery(jobs=service, executor=executor, queue=queue, subscriber=subscriber)
+    holder: list[JobService] = []
+    inproc = InProcessQueue(executor.run, settings.schedule_minutes * 60, lambda: holder[0].schedule_all())
+    service = JobService(settings, sessions, tx, inproc.submit)
+    holder.append(service)
+    inproc.start()
+    for job_id in service.unfinished():  # interrupted by a stop or crash: run again
+        inproc.submit(job_id)
+    return JobMachinery(jobs=service, executor=executor, queue=inproc)
 
 
 def bootstrap_admin_key(settings: Settings, auth: AuthService) -> str | None:

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import errors
 from app.api.errors import envelope
-from app.api.routes import activation, admin, cubes, graph, health, memories
+from app.api.routes import activation, admin, cubes, graph, health, jobs, memories
 from app.config import Settings
 from app.container import Container, build
 
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, admin, cubes, memories, graph, activation):
+    for module in (health, admin, cubes, memories, graph, activation, jobs):
         app.include_router(module.router)
     app.add_middleware(RequestLimits, settings=settings)
     return app

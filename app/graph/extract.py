@@ -56,7 +56,7 @@ def entities(text: str) -> list[str]:
     seen: dict[str, str] = {}
     for match in _ENTITY.finditer(text):
         words = match.group(1).split()
-        while words and words[0].strip("'") in NOT_NAMES:
+        while words and (words[0].strip("'") in NOT_NAMES or words[0].lower() in STOPWORDS):
             words = words[1:]
         while words and words[-1].lower() in ("of", "the", "and"):
             words = words[:-1]

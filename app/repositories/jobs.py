@@ -168,3 +168,11 @@ def add_feedback(s: Session, memory: Memory, signal: str) -> None:
     column = {"useful": "useful_count", "not_useful": "not_useful_count", "wrong": "wrong_count"}[signal]
     setattr(memory, column, getattr(memory, column) + 1)
     s.flush()
+
+
+def memories_by_vec_ids(s: Session, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> list[Memory]:
+    """Active memories of the cube with these vector ids."""
+    if not vec_ids:
+        return []
+    return list(s.scalars(select(Memory).where(Memory.cube_id == cube_id, Memory.vec_id.in_(list(vec_ids)),
+                                               Memory.status == "active")))

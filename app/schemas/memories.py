@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.schemas.common import Text, UtcDatetime
+from app.schemas.jobs import Admission
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 Channel = Literal["dense", "bm25", "bm25_window", "splade", "splade_window", "time", "typed"]
@@ -89,6 +90,13 @@ class MemoryOut(BaseModel):
     last_accessed_at: datetime | None
     embedding_model: str
     embedding_dim: int
+    merged_into: uuid.UUID | None = Field(default=None, description="Archived as a duplicate of this memory.")
+    superseded_by: uuid.UUID | None = Field(default=None, description="Archived: this newer memory replaced it.")
+    tier: str = Field(default="short", description="short (recent turns), mid (topic segments), long (profile).")
+    heat: float = Field(default=0.0, description="Visits, recency and length, as consolidation last computed it.")
+    feedback: dict[str, int] = Field(default_factory=dict, description="Counts of useful / not_useful / wrong.")
+    admission: Admission | None = Field(
+        default=None, description="Only in the response of a write: what admission decided for this item.")
 
 
 INT32 = 2**31 - 1

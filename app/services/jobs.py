@@ -81,6 +81,10 @@ class JobRun:
         with self.sessions.begin() as s:
             jobs_repo.set_progress(s, self.job_id, max(0.0, min(1.0, fraction)))
 
+    def batch(self, size: int) -> int:
+        """Changes per transaction; one when paced, so that a stop between two changes keeps the first."""
+        return 1 if self.settings.job_step_delay_ms > 0 else size
+
     def pace(self) -> None:
         """Pause after a change when configured (lets tests stop a worker in the middle of a job)."""
         if self.settings.job_step_delay_ms > 0:
@@ -209,7 +213,7 @@ class JobService:
                 raise NotFound("job", job_id)
             return job_out(job)
 
-    def list(self, principal: Principal, cube_id: uuid.UUID | None, status: str | None, kind: str | None,
+    def list_jobs(self, principal: Principal, cube_id: uuid.UUID | None, status: str | None, kind: str | None,
              limit: int) -> JobList:
         tenant_id = principal.require_tenant()
         with self.sessions() as s:

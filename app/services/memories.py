@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -22,6 +22,7 @@ from app.repositories import audit
 from app.repositories import memories as repo
 from app.repositories.memories import MemoryFilter
 from app.schemas.cubes import ImportResult
+from app.schemas.jobs import Admission, AdmissionItem
 from app.schemas.memories import (
     ImportLine,
     MemoryHistory,
@@ -32,6 +33,7 @@ from app.schemas.memories import (
     MemoryVersionOut,
     MessagesCreate,
 )
+from app.services.admission import AdmissionService, Candidate, Decision
 from app.services.base import Idempotency, Principal, Transactor, Tx
 from app.services.cubes import require_cube
 from app.services.derived import DerivedIndexes
@@ -42,7 +44,11 @@ EXPORT_VERSION = 1
 
 
 class MemoryBatch(BaseModel):
+    """The memories a write stored (admitted ones active, merged ones archived with ``merged_into``), in input
+    order, and what admission decided for every input item, in input order (rejected items store nothing)."""
+
     memories: list[MemoryOut]
+    admission: list[AdmissionItem] = Field(default_factory=list)
 
 
 def memory_out(m: Memory) -> MemoryOut:
@@ -52,13 +58,16 @@ def memory_out(m: Memory) -> MemoryOut:
         occurred_at=m.occurred_at, created_at=m.created_at, updated_at=m.updated_at, tags=list(m.tags or []),
         metadata=m.meta or {}, source=m.source or {}, status=m.status, version=m.version,
         importance=m.importance, access_count=m.access_count, last_accessed_at=m.last_accessed_at,
-        embedding_model=m.embedding_model, embedding_dim=m.embedding_dim,
+        embedding_model=m.embedding_model, embedding_dim=m.embedding_dim, merged_into=m.merged_into,
+        superseded_by=m.superseded_by, tier=m.tier or "short", heat=round(m.heat or 0.0, 4),
+        feedback={"useful": m.useful_count or 0, "not_useful": m.not_useful_count or 0, "wrong": m.wrong_count or 0},
     )
 
 
 def snapshot(m: Memory) -> dict[str, Any]:
     """The state kept in ``memory_versions`` before each change; JSON so it survives export."""
-    out = memory_out(m).model_dump(mode="json", exclude={"id", "cube_id", "embedding_model", "embedding_dim"})
+    out = memory_out(m).model_dump(mode="json", exclude={"id", "cube_id", "embedding_model", "embedding_dim",
+                                                                  "admission"})
     return out
 
 
@@ -102,12 +111,13 @@ class ExportedMemory(BaseModel):
 
 class MemoryService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
-                 indexes: DerivedIndexes) -> None:
+                 indexes: DerivedIndexes, admission: AdmissionService | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
         self.embedder = embedder
         self.indexes = indexes
+        self.admission = admission
 
     # -- checks -----------------------------------------------------------------------------------
     def _check_batch(self, items: Sequence[MemoryIn]) -> None:
@@ -161,15 +171,46 @@ class MemoryService:
 
         def work(tx: Tx) -> MemoryBatch:
             require_cube(tx.session, tenant_id, cube_id)
-            rows = repo.add_memories(tx.session, [self._row(tenant_id, cube_id, it, v) for it, v in zip(items, vecs)])
+            decisions = self._admit(tx.session, cube_id, items, vecs)
+            planned: list[tuple[int, Memory]] = []
+            for i, (it, v, d) in enumerate(zip(items, vecs, decisions)):
+                if d.admission.status == "rejected":
+                    continue
+                row = self._row(tenant_id, cube_id, it, v)
+                row.id = uuid.uuid4()
+                if d.merge_with_item is not None:
+                    d.admission.merged_into = next(r.id for j, r in planned if j == d.merge_with_item)
+                if d.admission.status == "merged":
+                    row.status, row.merged_into = "archived", d.admission.merged_into
+                planned.append((i, row))
+            rows = repo.add_memories(tx.session, [r for _, r in planned])
+            details: dict[str, Any] = {"memory_ids": [str(r.id) for r in rows]}
+            if len(rows) != len(items) or any(r.status != "active" for r in rows):
+                details["admission"] = [d.admission.status for d in decisions]
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action=action,
-                         object_type="cube", object_id=cube_id,
-                         details={"memory_ids": [str(r.id) for r in rows]})
-            vec_ids = [r.vec_id for r in rows]
-            tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, vecs))
-            return MemoryBatch(memories=[memory_out(r) for r in rows])
+                         object_type="cube", object_id=cube_id, details=details)
+            active = [(r.vec_id, i) for i, r in planned if r.status == "active"]
+            if active:
+                vec_ids, act_vecs = [a[0] for a in active], vecs[[a[1] for a in active]]
+                tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, act_vecs))
+            by_index = dict(planned)
+            outs = []
+            for i, _ in planned:
+                out = memory_out(by_index[i])
+                out.admission = decisions[i].admission
+                outs.append(out)
+            report = [AdmissionItem(index=i, memory_id=by_index[i].id if i in by_index else None,
+                                    **d.admission.model_dump()) for i, d in enumerate(decisions)]
+            return MemoryBatch(memories=outs, admission=report)
 
         return self.tx.run(principal, idem, MemoryBatch, work)
+
+    def _admit(self, s: Session, cube_id: uuid.UUID, items: Sequence[MemoryIn], vecs: np.ndarray) -> list[Decision]:
+        candidates = [Candidate(it.content, content_hash(it.content), (it.user_id, it.agent_id, it.memory_type))
+                      for it in items]
+        if self.admission is None:
+            return [Decision(Admission(status="admitted")) for _ in items]
+        return self.admission.decide(s, cube_id, candidates, vecs)
 
     def add_messages(self, principal: Principal, cube_id: uuid.UUID, body: MessagesCreate,
                      idem: Idempotency | None = None) -> MemoryBatch:
@@ -255,6 +296,7 @@ class MemoryService:
             if m.status == "active":
                 raise Conflict("memory is already active", {"id": str(m.id)})
             m.status = "active"
+            m.merged_into = m.superseded_by = None  # back on its own: no longer a duplicate or an old fact
 
         return self._change(principal, memory_id, "restore", "memory.restore", mutate)
 

@@ -70,7 +70,13 @@ def update_memory(memory_id: uuid.UUID, body: MemoryPatch, c: C, p: P) -> Memory
 
 
 @router.delete("/memories/{memory_id}", response_model=MemoryOut)
-def delete_memory(memory_id: uuid.UUID, c: C, p: P) -> MemoryOut:
+def delete_memory(
+    memory_id: uuid.UUID, c: C, p: P,
+    hard: Annotated[bool, Query(description="Destroy the memory and its versions (audited); default: soft delete.")]
+    = False,
+) -> MemoryOut:
+    if hard:
+        return c.forgetting.hard_delete(p, memory_id)
     return c.memories.delete(p, memory_id)
 
 

@@ -1,0 +1,224 @@
+"""The job queue: arq on Redis when ``MEMCUBED_REDIS_URL`` is set, an in-process thread otherwise.
+
+Why arq: it is asyncio-native (the API is ASGI), small, maintained, and its execution is pessimistic — a job
+stays in the Redis queue until a worker finishes it, so a worker killed mid-job leaves the job to be picked up
+again once its in-progress marker expires (``job_timeout + 10 s``). It has cron schedules, ``Retry`` with a
+delay (our exponential backoff), and de-duplicates enqueues by job id (our ``jobs.id``), so re-submitting an
+id is harmless. The queue carries only the job id; state lives in the ``jobs`` table.
+
+A separate worker process cannot touch the API process's FAISS and fine indexes, so a worker publishes each
+change as a notice on Redis (``<queue>:index``) and the API applies it through ``DerivedIndexes``; when the
+API (re)subscribes it re-checks every cube against Postgres, so a notice missed while it was down heals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.models import Memory
+from app.services.derived import DerivedIndexes
+from app.services.jobs import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def index_channel(settings: Settings) -> str:
+    return f"{settings.redis_queue}:index"
+
+
+class InProcessQueue:
+    """The embedded default: one thread runs jobs in order of their due time; retries wait their backoff.
+    Writes never wait for it. A periodic timer asks for the scheduled jobs."""
+
+    def __init__(self, executor: Callable[[uuid.UUID], Outcome], every_seconds: float = 0,
+                 schedule: Callable[[], object] | None = None) -> None:
+        self._run = executor
+        self._heap: list[tuple[float, int, uuid.UUID]] = []
+        self._queued: set[uuid.UUID] = set()
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._busy = False
+        self._stopped = False
+        self._every = every_seconds
+        self._schedule = schedule
+        self._thread = threading.Thread(target=self._loop, name="memcubed-jobs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job_id: uuid.UUID, delay: float = 0.0) -> None:
+        with self._cond:
+            if job_id in self._queued:
+                return
+            self._queued.add(job_id)
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, job_id))
+            self._cond.notify_all()
+
+    def idle(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._heap and not self._busy, timeout)
+
+    def _loop(self) -> None:
+        next_schedule = time.monotonic() + self._every if self._every > 0 else float("inf")
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    due = self._heap[0][0] if self._heap else float("inf")
+                    if due <= now or next_schedule <= now:
+                        break
+                    self._cond.wait(min(due, next_schedule) - now)
+                if self._stopped:
+                    return
+                if next_schedule <= time.monotonic():
+                    job_id = None
+                else:
+                    _, _, job_id = heapq.heappop(self._heap)
+                    self._queued.discard(job_id)
+                self._busy = True
+            try:
+                if job_id is None:
+                    next_schedule = time.monotonic() + self._every
+                    if self._schedule is not None:
+                        self._schedule()
+                    continue
+                outcome = self._run(job_id)
+                if outcome.status in ("retry", "locked"):
+                    self.submit(job_id, outcome.delay)
+            except Exception:
+                log.exception("job %s could not run; it is retried at the next schedule", job_id)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+
+class ArqQueue:
+    """The API's side of the Redis queue: enqueue job ids on an arq pool that lives on its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        assert settings.redis_url is not None
+        self.settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="memcubed-arq", daemon=True)
+        self._thread.start()
+        self._pool = asyncio.run_coroutine_threadsafe(
+            create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=settings.redis_queue),
+            self._loop).result(timeout=30)
+
+    def submit(self, job_id: uuid.UUID, delay: float = 0.0) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(
+                self._pool.enqueue_job("run_job", str(job_id), _job_id=str(job_id),
+                                       _defer_by=timedelta(seconds=delay) if delay else None),
+                self._loop).result(timeout=10)
+        except Exception:
+            # The row stays queued; the schedule hands stale queued jobs to the queue again.
+            log.exception("could not enqueue job %s on Redis; the schedule will retry", job_id)
+
+    def stop(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._pool.aclose(), self._loop).result(timeout=5)
+        except Exception:
+            log.debug("arq pool close failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class RedisIndexNotifier:
+    """A worker's index sink: tells the API process which vectors to add or remove."""
+
+    def __init__(self, settings: Settings) -> None:
+        import redis
+
+        assert settings.redis_url is not None
+        self._redis = redis.Redis.from_url(settings.redis_url)
+        self._channel = index_channel(settings)
+
+    def add(self, cube_id: uuid.UUID, vec_ids: Sequence[int], vecs: np.ndarray) -> None:
+        self._publish({"cube_id": str(cube_id), "add": [int(v) for v in vec_ids]})
+
+    def remove(self, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> None:
+        self._publish({"cube_id": str(cube_id), "remove": [int(v) for v in vec_ids]})
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        self._redis.publish(self._channel, json.dumps(message))
+
+
+class IndexSubscriber:
+    """In the API process (Redis mode): applies workers' index notices through ``DerivedIndexes``."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], indexes: DerivedIndexes,
+                 heal: Callable[[], object]) -> None:
+        import redis
+
+        assert settings.redis_url is not None
+        self._redis = redis.Redis.from_url(settings.redis_url)
+        self._channel = index_channel(settings)
+        self._sessions = sessions
+        self._indexes = indexes
+        self._heal = heal
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="memcubed-index-notices", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def apply(self, message: dict[str, Any]) -> None:
+        cube_id = uuid.UUID(message["cube_id"])
+        if message.get("remove"):
+            self._indexes.remove(cube_id, [int(v) for v in message["remove"]])
+        if message.get("add"):
+            with self._sessions() as s:
+                rows = s.execute(select(Memory.vec_id, Memory.embedding).where(
+                    Memory.vec_id.in_([int(v) for v in message["add"]]), Memory.status == "active",
+                    Memory.cube_id == cube_id)).all()
+            if rows:
+                self._indexes.add(cube_id, [int(v) for v, _ in rows],
+                                  np.stack([np.frombuffer(e, dtype=np.float32) for _, e in rows]))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._channel)
+                self._heal()  # anything published while we were not listening
+                while not self._stop.is_set():
+                    msg = pubsub.get_message(timeout=0.5)
+                    if msg and msg.get("type") == "message":
+                        try:
+                            self.apply(json.loads(msg["data"]))
+                        except Exception:
+                            log.exception("could not apply index notice %r", msg.get("data"))
+                pubsub.close()
+            except Exception:
+                log.exception("index notice subscription failed; retrying")
+                self._stop.wait(2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

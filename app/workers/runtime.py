@@ -1,0 +1,114 @@
+"""Wiring of the job machinery, for the API process (in-process or Redis queue) and the worker process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.repositories import memories as repo
+from app.services.base import Transactor
+from app.services.consolidation import ConsolidationService, summariser_from
+from app.services.forgetting import forget
+from app.services.indexing import IndexService
+from app.services.jobs import Handler, IndexSink, JobExecutor, JobService
+from app.vector.fine import FineStore
+from app.vector.index import Fingerprint, VectorStore
+
+log = logging.getLogger(__name__)
+
+
+def handlers(settings: Settings) -> dict[str, Handler]:
+    consolidation = ConsolidationService(summariser_from(settings), forget)
+    return {"consolidate": consolidation.run, "forget": forget}
+
+
+class LazyEmbed:
+    """The worker loads the embedding model on the first summary, not at start."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._encode: Callable[[list[str]], np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            if self._encode is None:
+                from app.vector.embedder import load_embedder
+
+                self._encode = load_embedder(self.model).encode
+        return self._encode(texts)
+
+
+@dataclass
+class WorkerRuntime:
+    engine: Engine
+    executor: JobExecutor
+    jobs: JobService
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_worker_runtime(settings: Settings) -> WorkerRuntime:
+    from app.container import open_database
+    from app.workers.queue import ArqQueue, RedisIndexNotifier
+
+    _, engine, sessions = open_database(settings)
+    sink: IndexSink = RedisIndexNotifier(settings)
+    executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings.embedding_model), handlers(settings))
+    queue: ArqQueue | None = None
+
+    def submit(job_id: uuid.UUID) -> None:
+        nonlocal queue
+        if queue is None:
+            queue = ArqQueue(settings)
+        queue.submit(job_id)
+
+    jobs = JobService(settings, sessions, Transactor(sessions), submit)
+    log.info("memcubed worker ready: queue %s", settings.redis_queue)
+    return WorkerRuntime(engine=engine, executor=executor, jobs=jobs)
+
+
+def reconcile(sessions: sessionmaker[Session], vectors: VectorStore, fine: FineStore, indexing: IndexService,
+              schedule_enrichment: Callable[[uuid.UUID], None]) -> list[uuid.UUID]:
+    """Make every dense index match Postgres again (and the fine indexes, through re-enrichment)."""
+    rebuilt: list[uuid.UUID] = []
+    with sessions() as s:
+        want = repo.index_fingerprints(s)
+        for cube_id in set(want) | set(vectors.cube_ids()):
+            index = vectors.peek(cube_id)
+            have = index.fingerprint() if index is not None else Fingerprint(0, 0)
+            if have != Fingerprint(*want.get(cube_id, (0, 0))):
+                indexing._rebuild(s, cube_id)
+                rebuilt.append(cube_id)
+    for cube_id in indexing.heal_fine(fine):
+        schedule_enrichment(cube_id)
+    return rebuilt
+
+
+@dataclass
+class JobMachinery:
+    """What the API process holds: the job service, the queue, and (Redis mode) the index notice subscriber."""
+
+    jobs: JobService
+    executor: JobExecutor
+    queue: Any
+    subscriber: Any = None
+
+    def idle(self, timeout: float | None = None) -> bool:
+        idle = getattr(self.queue, "idle", None)
+        return bool(idle(timeout)) if idle is not None else True
+
+    def close(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.stop()
+        self.queue.stop()
