@@ -101,7 +101,7 @@ def build(settings: Settings) -> Container:
 def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session]) -> Container:
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name)
-    fine = FineStore(settings.data_dir / "fine", load_splade)
+    fine = FineStore(settings.data_dir / "fine", load_splade, embedder.encode, embedder.dim)
     tx = Transactor(sessions)
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
     indexing.load_and_heal()

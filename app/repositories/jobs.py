@@ -122,6 +122,15 @@ def lock_memory(s: Session, memory_id: uuid.UUID) -> Memory | None:
     return s.scalar(select(Memory).where(Memory.id == memory_id).with_for_update())
 
 
+def lock_free(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Lock these memories in a fixed order, skipping rows another transaction holds; returns the locked ids."""
+    if not memory_ids:
+        return []
+    stmt = (select(Memory.id).where(Memory.id.in_(list(memory_ids))).order_by(Memory.vec_id)
+            .with_for_update(skip_locked=True))
+    return list(s.scalars(stmt))
+
+
 def active_by_hashes(s: Session, cube_id: uuid.UUID, hashes: Sequence[str]) -> dict[str, Memory]:
     """The oldest active memory of the cube for each content hash."""
     if not hashes:

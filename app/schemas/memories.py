@@ -12,7 +12,8 @@ from app.schemas.common import Text, UtcDatetime
 from app.schemas.jobs import Admission
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
-Channel = Literal["dense", "bm25", "bm25_window", "splade", "splade_window", "time", "typed"]
+Channel = Literal["dense", "dense_window", "bm25", "bm25_window", "bm25_window2", "splade", "splade_window",
+                  "splade_window2", "time", "typed"]
 MemoryStatus = Literal["active", "archived", "deleted"]
 Name = Field(default=None, max_length=200)
 # Tags are stored as varchar(200)[]: longer ones must be refused, not truncated.
@@ -67,6 +68,12 @@ class MemoryPatch(BaseModel):
         return self
 
 
+class Feedback(BaseModel):
+    useful: int = 0
+    not_useful: int = 0
+    wrong: int = 0
+
+
 class MemoryOut(BaseModel):
     id: uuid.UUID
     cube_id: uuid.UUID
@@ -94,7 +101,7 @@ class MemoryOut(BaseModel):
     superseded_by: uuid.UUID | None = Field(default=None, description="Archived: this newer memory replaced it.")
     tier: str = Field(default="short", description="short (recent turns), mid (topic segments), long (profile).")
     heat: float = Field(default=0.0, description="Visits, recency and length, as consolidation last computed it.")
-    feedback: dict[str, int] = Field(default_factory=dict, description="Counts of useful / not_useful / wrong.")
+    feedback: Feedback = Field(default_factory=lambda: Feedback(), description="Feedback signals received.")
     admission: Admission | None = Field(
         default=None, description="Only in the response of a write: what admission decided for this item.")
 

@@ -32,6 +32,12 @@ FILLER = frozenset({
     "hmm", "hmmm", "hm", "um", "umm", "uh", "uhh", "mhm", "mm", "ah", "oh", "ooh", "aw", "aww", "wow", "xd",
 })
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
+NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+
+
+def numbers(content: str) -> frozenset[str]:
+    """Numbers in a text: two texts that differ only in a number ("at 3pm" / "at 4pm") are not duplicates."""
+    return frozenset(NUMBER.findall(content))
 
 
 def meaningful_chars(content: str) -> int:
@@ -87,7 +93,7 @@ class AdmissionService:
                                               reason=f"exact duplicate of item {earlier} of this write"), earlier))
                 continue
             best = near.get(i)
-            if best is not None and best[1] >= threshold:
+            if best is not None and best[1] >= threshold and best[2] == numbers(item.content):
                 out.append(Decision(Admission(status="merged", merged_into=best[0], similarity=round(best[1], 4),
                                               reason="near duplicate of an active memory")))
                 continue
@@ -105,12 +111,12 @@ class AdmissionService:
                       threshold: float) -> int | None:
         for j in range(i):
             if (decided[j].admission.status == "admitted" and items[j].scope == items[i].scope
-                    and within[i, j] >= threshold):
+                    and within[i, j] >= threshold and numbers(items[j].content) == numbers(items[i].content)):
                 return j
         return None
 
     def _nearest(self, s: Session, cube_id: uuid.UUID, items: Sequence[Candidate],
-                 vecs: np.ndarray) -> dict[int, tuple[uuid.UUID, float]]:
+                 vecs: np.ndarray) -> dict[int, tuple[uuid.UUID, float, frozenset[str]]]:
         """The most similar active memory (same scope) for each item, from one batched FAISS search."""
         cube = self.vectors.peek(cube_id)
         if cube is None:
@@ -125,11 +131,11 @@ class AdmissionService:
         if not wanted:
             return {}
         rows = {m.vec_id: m for m in jobs_repo.memories_by_vec_ids(s, cube_id, sorted(wanted))}
-        out: dict[int, tuple[uuid.UUID, float]] = {}
+        out: dict[int, tuple[uuid.UUID, float, frozenset[str]]] = {}
         for i, (row, srow) in enumerate(zip(ids, scores)):
             for v, sc in zip(row, srow):
                 m = rows.get(int(v))
                 if m is not None and (m.user_id, m.agent_id, m.memory_type) == items[i].scope:
-                    out[i] = (m.id, float(sc))
+                    out[i] = (m.id, float(sc), numbers(m.content))
                     break
         return out

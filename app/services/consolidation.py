@@ -29,6 +29,7 @@ from app.models.base import utcnow
 from app.repositories import audit
 from app.repositories import graph as graph_repo
 from app.repositories import jobs as jobs_repo
+from app.services.admission import numbers
 from app.services.jobs import JobRun, versioned_change
 from app.services.memories import content_hash, indexed_text
 
@@ -185,11 +186,12 @@ class ConsolidationService:
 
         scope = [(m.user_id, m.agent_id, m.memory_type, str((m.meta or {}).get("speaker") or "")) for m in mems]
         keys = [fact_key(m) for m in mems]
+        nums = [numbers(m.content) for m in mems]
         for i in range(len(mems)):
             for p in range(lims[i], lims[i + 1]):
                 j, sim = int(labels[p]), float(dists[p])
                 if j > i and scope[i] == scope[j] and sim >= st.consolidation_merge_similarity \
-                        and not self._differs(keys[i], keys[j]):
+                        and not self._differs(keys[i], keys[j]) and nums[i] == nums[j]:
                     parent[find(j)] = find(i)
         # Statements of one subject and relation ("my favourite colour is …", "Alice lives in …"): the newest
         # value supersedes older, different values. Similar enough to be about the same thing, too.
@@ -344,10 +346,13 @@ class ConsolidationService:
         with run.sessions() as s:
             mems = jobs_repo.active_memories(s, run.cube_id)
             heats = {m.id: heat_of(m, now) for m in mems}
-            if mems:
-                s.execute(update(Memory), [{"id": m.id, "heat": heats[m.id]} for m in mems])
-            s.commit()
             s.expunge_all()
+        for start in range(0, len(mems), 500):
+            # Heat is a derived score: rows another transaction holds (enrichment) are skipped, not waited for.
+            with run.sessions.begin() as s:
+                free = jobs_repo.lock_free(s, [m.id for m in mems[start : start + 500]])
+                if free:
+                    s.execute(update(Memory), [{"id": i, "heat": heats[i]} for i in free])
         sessions_by_time: dict[str, datetime] = {}
         for m in mems:
             if m.memory_type == "episodic" and m.session_id:
@@ -379,7 +384,10 @@ class ConsolidationService:
         done = 0
         for start in range(0, len(changes), 500):
             with run.sessions.begin() as s:
+                free = set(jobs_repo.lock_free(s, [c.memory_id for c in changes[start : start + 500]]))
                 for c in changes[start : start + 500]:
+                    if c.memory_id not in free:
+                        continue  # busy elsewhere: the next run moves it
                     m = jobs_repo.lock_memory(s, c.memory_id)
                     if m is None or m.status != "active" or m.version != c.version:
                         continue

@@ -20,7 +20,7 @@ from app.repositories import audit
 from app.repositories import graph as graph_repo
 from app.repositories import memories as repo
 from app.services.memories import indexed_text, snapshot
-from app.vector.fine import FineStore
+from app.vector.fine import FineStore, Window
 from app.vector.index import VectorStore
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,16 @@ class LinkPolicy:
     max_tags: int = 20
 
 
-def window(session: list[Memory], position: int) -> tuple[str, list[int]]:
-    """The memory with its previous and next turn in the same session: joined text and vec_ids."""
-    members = session[max(0, position - 1) : position + 2]
-    return " ".join(indexed_text(m.content, m.meta) for m in members), [m.vec_id for m in members]
+def window(session: list[Memory], position: int) -> Window:
+    """A memory with one and with two turns either side of it in its session."""
+    def span(width: int) -> tuple[str, list[int]]:
+        members = session[max(0, position - width) : position + width + 1]
+        return " ".join(indexed_text(m.content, m.meta) for m in members), [m.vec_id for m in members]
+
+    m = session[position]
+    near, near_ids = span(1)
+    wide, wide_ids = span(2)
+    return Window(m.vec_id, indexed_text(m.content, m.meta), near, near_ids, wide, wide_ids)
 
 
 class EnrichmentService:
@@ -71,15 +77,14 @@ class EnrichmentService:
             if not pending:
                 return 0
             now = utcnow()
-            touched: dict[int, tuple[str, str, list[int]]] = {}
+            touched: dict[int, Window] = {}
             by_session: dict[str | None, list[Memory]] = defaultdict(list)
             for m in pending:
                 by_session[m.session_id].append(m)
             for session_id, members in by_session.items():
                 if session_id is None:
                     for m in members:
-                        text = indexed_text(m.content, m.meta)
-                        touched[m.vec_id] = (text, text, [m.vec_id])
+                        touched[m.vec_id] = window([m], 0)
                     continue
                 ordered = graph_repo.session_neighbours(s, cube_id, session_id)
                 member_ids = {m.id for m in members}
@@ -89,10 +94,10 @@ class EnrichmentService:
                     if i is None:
                         continue
                     # The new memory and its neighbours: their windows now include it.
-                    for j in range(max(0, i - 1), min(len(ordered), i + 2)):
+                    for j in range(max(0, i - 2), min(len(ordered), i + 3)):
                         other = ordered[j]
                         if other.enriched_at is not None or other.id in member_ids:
-                            touched[other.vec_id] = (indexed_text(other.content, other.meta), *window(ordered, j))
+                            touched[other.vec_id] = window(ordered, j)
                     edges = []
                     if i > 0:
                         edges.append((ordered[i - 1].id, m.id, "next_in_session", 1.0))
@@ -112,7 +117,7 @@ class EnrichmentService:
             # Indexed before the commit, so a cube reporting nothing pending is searchable in fine mode; if the
             # commit fails, the start-up check finds the index ahead of Postgres and rebuilds it.
             self.fine.upsert(cube_id, [(m.vec_id, indexed_text(m.content, m.meta)) for m in pending],
-                             [(vec_id, *parts) for vec_id, parts in touched.items()])
+                             list(touched.values()))
         return len(pending)
 
     def _link(self, s: Session, m: Memory) -> None:

@@ -24,17 +24,22 @@ from app.vector.fine import FineStore
 from app.vector.index import VectorStore
 
 RRF_K = 60
+# Weights from a grid search on LoCoMo turn recall@10 (docs/benchmarks.md). Plain BM25 adds nothing once its
+# windowed forms are in, so it is off by default and kept for ablations.
 CHANNEL_WEIGHTS = {
     "dense": 1.0,
-    "dense_window": 0.0,
-    "bm25": 0.8,
-    "bm25_window": 1.0,
-    "splade": 1.2,
-    "splade_window": 1.2,
-    "time": 0.8,
+    "dense_window": 1.0,
+    "bm25": 0.0,
+    "bm25_window": 2.0,
+    "bm25_window2": 1.0,
+    "splade": 1.0,
+    "splade_window": 1.0,
+    "splade_window2": 1.0,
+    "time": 1.0,
     "typed": 0.3,
 }
-GRAPH_WEIGHT = 0.4
+DEFAULT_CHANNELS = frozenset(c for c, w in CHANNEL_WEIGHTS.items() if w > 0)
+GRAPH_WEIGHT = 0.1
 DEPTH = 100  # candidates taken from each channel
 
 
@@ -78,7 +83,7 @@ class HybridRetriever:
                  allowed: dict[uuid.UUID, np.ndarray] | None, channels: set[str] | None = None,
                  graph: bool = True) -> list[tuple[int, Candidate]]:
         """Ranked (vec_id, candidate) pairs across the cubes; ``channels`` limits the fusion (ablations)."""
-        use = channels or set(CHANNEL_WEIGHTS)
+        use = channels or DEFAULT_CHANNELS
         depth = max(DEPTH, top_k * 3)
         cands: dict[int, Candidate] = defaultdict(Candidate)
         sparse_q = self.fine.encoder.encode([query])
@@ -92,10 +97,13 @@ class HybridRetriever:
                 scores, ids = index.search(query_vec, depth, allow_arr)
                 lists["dense"] = list(zip(scores.tolist(), ids.tolist()))
             cube = self.fine.cube(cube_id)
-            for channel, text_field in (("bm25", "body"), ("bm25_window", "window")):
+            if "dense_window" in use:
+                scores, ids = cube.dense_window.search(query_vec, depth, allow_arr)
+                lists["dense_window"] = list(zip(scores.tolist(), ids.tolist()))
+            for channel, text_field in (("bm25", "body"), ("bm25_window", "window"), ("bm25_window2", "window2")):
                 if channel in use:
                     lists[channel] = cube.lexical.search(query, text_field, depth, allow_set)
-            for channel, view in (("splade", "plain"), ("splade_window", "window")):
+            for channel, view in (("splade", "plain"), ("splade_window", "window"), ("splade_window2", "window2")):
                 if channel in use:
                     lists[channel] = cube.splade[view].search(sparse_q, depth, allow_set)
             if "time" in use and span is not None and index is not None:
@@ -107,7 +115,8 @@ class HybridRetriever:
             for channel, hits in lists.items():
                 if channel not in use:
                     continue
-                weight = CHANNEL_WEIGHTS[channel]
+                # A channel asked for explicitly counts even where its default weight is 0 (plain BM25).
+                weight = CHANNEL_WEIGHTS[channel] or 1.0
                 for rank, (score, vec_id) in enumerate(hits, start=1):
                     c = cands[vec_id]
                     c.ranks[channel] = rank

@@ -24,6 +24,7 @@ from app.repositories.memories import MemoryFilter
 from app.schemas.cubes import ImportResult
 from app.schemas.jobs import Admission, AdmissionItem
 from app.schemas.memories import (
+    Feedback,
     ImportLine,
     MemoryHistory,
     MemoryIn,
@@ -60,7 +61,7 @@ def memory_out(m: Memory) -> MemoryOut:
         importance=m.importance, access_count=m.access_count, last_accessed_at=m.last_accessed_at,
         embedding_model=m.embedding_model, embedding_dim=m.embedding_dim, merged_into=m.merged_into,
         superseded_by=m.superseded_by, tier=m.tier or "short", heat=round(m.heat or 0.0, 4),
-        feedback={"useful": m.useful_count or 0, "not_useful": m.not_useful_count or 0, "wrong": m.wrong_count or 0},
+        feedback=Feedback(useful=m.useful_count or 0, not_useful=m.not_useful_count or 0, wrong=m.wrong_count or 0),
     )
 
 

@@ -1,7 +1,7 @@
 """Per-cube BM25 with Tantivy: a maintained search library that indexes incrementally.
 
-Each memory is one document with two fields: its own text and its session window (itself plus its
-neighbouring turns), because a turn like "Yes, last Saturday!" only makes sense with its neighbours.
+Each memory is one document with three fields: its own text and its session windows (itself with one and
+with two turns either side), because a turn like "Yes, last Saturday!" only makes sense with its neighbours.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tantivy
 
-FIELDS = ("body", "window")
+FIELDS = ("body", "window", "window2")
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 
 
@@ -30,18 +30,25 @@ class LexicalIndex:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.schema = _schema()
-        self.index = tantivy.Index(self.schema, path=str(path))
+        try:
+            self.index = tantivy.Index(self.schema, path=str(path))
+        except ValueError:
+            # Written with another schema (an older version): start empty; the start-up check sees the
+            # count disagree with Postgres and re-enriches the cube.
+            shutil.rmtree(path)
+            path.mkdir(parents=True)
+            self.index = tantivy.Index(self.schema, path=str(path))
         self.lock = threading.RLock()
 
-    def upsert(self, docs: list[tuple[int, str, str]]) -> None:
-        """(vec_id, text, window) triples; an existing vec_id is replaced."""
+    def upsert(self, docs: list[tuple[int, str, str, str]]) -> None:
+        """(vec_id, text, ±1 window, ±2 window); an existing vec_id is replaced."""
         if not docs:
             return
         with self.lock:
             writer = self.index.writer(heap_size=15_000_000, num_threads=1)
-            for vec_id, text, window in docs:
+            for vec_id, text, window, window2 in docs:
                 writer.delete_documents_by_term("vid", vec_id)
-                writer.add_document(tantivy.Document(vid=vec_id, body=text, window=window))
+                writer.add_document(tantivy.Document(vid=vec_id, body=text, window=window, window2=window2))
             writer.commit()
             writer.wait_merging_threads()
             self.index.reload()

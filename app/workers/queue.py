@@ -82,7 +82,8 @@ class InProcessQueue:
                     due = self._heap[0][0] if self._heap else float("inf")
                     if due <= now or next_schedule <= now:
                         break
-                    self._cond.wait(min(due, next_schedule) - now)
+                    wake = min(due, next_schedule)
+                    self._cond.wait(None if wake == float("inf") else wake - now)
                 if self._stopped:
                     return
                 if next_schedule <= time.monotonic():

@@ -92,7 +92,7 @@ def test_graph_entities_and_fine_search(live_client: memcubed.Client) -> None:
     top = found.results[0]
     assert top.memory.id == first
     assert top.explain is not None
-    assert {"dense", "bm25"} <= set(top.explain["channels"])
+    assert {"dense", "bm25_window"} <= set(top.explain["channels"])
     fast = client.search("LGBTQ support group", cube.id, top_k=3)
     assert all(hit.explain is None for hit in fast.results)
 
@@ -126,7 +126,7 @@ async def test_async_graph_and_activation_stats(live_aclient: memcubed.AsyncClie
     assert [e.name for e in entities.entities] == ["Caroline"]
     found = await client.search("support group", [cube.id], mode="fine", explain=True)
     assert found.results and found.results[0].explain is not None
-    assert {"dense", "bm25"} <= set(found.results[0].explain["channels"])
+    assert {"dense", "bm25_window"} <= set(found.results[0].explain["channels"])
 
     stats = await client.activations.stats()
     assert all(tier.entries == 0 for tier in stats.tiers.values())
