@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     index_flush_seconds: float = Field(
         default=5.0, description="How often changed FAISS indexes are written to disk."
     )
+    threads: int = Field(
+        default=1, ge=1, le=256,
+        description="torch and FAISS threads. 1 is fastest for single queries on small machines: on 2 busy cores "
+        "OpenMP barriers made a query embedding 10x slower with 2 threads (docs/benchmarks.md).",
+    )
     log_level: str = Field(default="info", description="Log level of the service.")
     activation_model: str = Field(
         default="smollm2-135m-instruct",

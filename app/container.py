@@ -29,7 +29,7 @@ from app.services.indexing import IndexService
 from app.services.jobs import JobExecutor, JobService
 from app.services.memories import MemoryService
 from app.services.search import SearchService
-from app.vector.embedder import Embedder, load_embedder
+from app.vector.embedder import Embedder, load_embedder, set_compute_threads
 from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
 from app.vector.splade import load_splade
@@ -99,6 +99,7 @@ def build(settings: Settings) -> Container:
 
 
 def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session]) -> Container:
+    set_compute_threads(settings.threads)
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name)
     fine = FineStore(settings.data_dir / "fine", load_splade, embedder.encode, embedder.dim)

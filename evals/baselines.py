@@ -8,6 +8,7 @@ embedding model but outside the service. All of them see exactly the text memcub
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,11 @@ class TokenCounter:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(model_path()))
-        # The fast tokenizer's backend counts without the 512-token model limit warnings.
-        self._backend = tok.backend_tokenizer
+        # The fast tokenizer's backend, copied so that switching off the model's 128-token truncation
+        # (kept in tokenizer.json for embedding) does not affect anyone else's tokenizer.
+        self._backend = copy.deepcopy(tok.backend_tokenizer)
+        self._backend.no_truncation()
+        self._backend.no_padding()
 
     def count(self, text: str) -> int:
         """Number of WordPiece tokens in ``text``."""
@@ -148,9 +152,7 @@ class BM25Baseline:
     def _tokens(self, texts: list[str], return_ids: bool) -> Any:
         import bm25s
 
-        return bm25s.tokenize(
-            texts, stopwords="en", stemmer=self._stemmer, return_ids=return_ids, show_progress=False
-        )
+        return bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=return_ids, show_progress=False)
 
     def index(self, conversation: Conversation) -> None:
         """Build the BM25 index of the conversation's turns."""

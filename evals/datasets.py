@@ -185,7 +185,9 @@ def _read_json(path: Path, what: str, hint: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DatasetFormatError(f"{path}: not a single JSON document ({exc.msg} at line {exc.lineno}); {hint}") from exc
+        raise DatasetFormatError(
+            f"{path}: not a single JSON document ({exc.msg} at line {exc.lineno}); {hint}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,9 +202,7 @@ def parse_locomo_date(value: str) -> datetime:
         raise DatasetFormatError(f"unparseable LoCoMo session date {value!r}") from exc
 
 
-def resolve_evidence(
-    raw: Iterable[str], turn_ids: set[str], question_id: str, stats: EvidenceStats
-) -> list[str]:
+def resolve_evidence(raw: Iterable[str], turn_ids: set[str], question_id: str, stats: EvidenceStats) -> list[str]:
     """Map raw evidence entries to existing turn ids, repairing malformed ones where possible.
 
     Handles the shapes found in locomo10.json: several ids in one string (``D8:6; D9:17``,
@@ -381,8 +381,10 @@ def _lme_item(path: Path, i: int, item: Any) -> Conversation:
             raise DatasetFormatError(f"{where}: session {sid!r} is not a list of turns")
         turns = []
         for n, t in enumerate(sessions_raw[k], start=1):
-            if not isinstance(t, dict) or t.get("role") not in ("user", "assistant") or not isinstance(
-                t.get("content"), str
+            if (
+                not isinstance(t, dict)
+                or t.get("role") not in ("user", "assistant")
+                or not isinstance(t.get("content"), str)
             ):
                 raise DatasetFormatError(
                     f"{where}: session {sid!r} turn {n} must be {{'role': 'user'|'assistant', 'content': str}}"

@@ -81,7 +81,8 @@ LOCOMO_JUDGE_SYSTEM = "You are an expert grader who decides whether answers matc
 # LoCoMo's upstream rule for adversarial (category 5) questions.
 LOCOMO_ADVERSARIAL_MARKERS = ("no information available", "not mentioned")
 
-LONGMEMEVAL_ANSWER_PROMPT = """I will give you several past chat sessions between you and a user. Answer the question using the relevant chat history.
+LONGMEMEVAL_ANSWER_PROMPT = """I will give you several past chat sessions between you and a user. \
+Answer the question using the relevant chat history.
 
 History Chats:
 
@@ -264,9 +265,7 @@ def parse_judge_label(text: str) -> bool:
         if isinstance(label, str):
             return label.strip().upper() == "CORRECT"
     upper = text.upper()
-    if "CORRECT" in upper and "WRONG" not in upper:
-        return True
-    return False
+    return "CORRECT" in upper and "WRONG" not in upper
 
 
 def locomo_adversarial_correct(answer: str) -> bool:

@@ -79,10 +79,12 @@ def sharing_entities(s: Session, entity_ids: Sequence[uuid.UUID], exclude: uuid.
 def unenriched(s: Session, cube_id: uuid.UUID, limit: int) -> list[Memory]:
     stmt = (
         select(Memory)
-        .where(Memory.cube_id == cube_id, Memory.enriched_at.is_(None), Memory.status == "active")
+        .join(Cube, Cube.id == Memory.cube_id)
+        .where(Memory.cube_id == cube_id, Memory.enriched_at.is_(None), Memory.status == "active",
+               Cube.status != "deleted")
         .order_by(Memory.vec_id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=Memory, skip_locked=True)
     )
     return list(s.scalars(stmt))
 

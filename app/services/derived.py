@@ -21,9 +21,10 @@ class DerivedIndexes:
         self.graphs = graphs
         self.schedule_enrichment = schedule_enrichment
 
-    def add(self, cube_id: uuid.UUID, vec_ids: Sequence[int], vecs: np.ndarray) -> None:
-        """Dense search sees new memories at once; fine indexes and the graph follow after enrichment."""
-        self.vectors.add(cube_id, vec_ids, vecs)
+    def add(self, cube_id: uuid.UUID, vec_ids: Sequence[int], vecs: np.ndarray, new: bool = False) -> None:
+        """Dense search sees the memories at once; fine indexes and the graph follow after enrichment.
+        ``new``: the ids were never indexed (fresh rows), so nothing needs replacing."""
+        self.vectors.add(cube_id, vec_ids, vecs, replace=not new)
         self.schedule_enrichment(cube_id)
 
     def remove(self, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> None:

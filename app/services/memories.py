@@ -193,7 +193,7 @@ class MemoryService:
             active = [(r.vec_id, i) for i, r in planned if r.status == "active"]
             if active:
                 vec_ids, act_vecs = [a[0] for a in active], vecs[[a[1] for a in active]]
-                tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, act_vecs))
+                tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, act_vecs, new=True))
             by_index = dict(planned)
             outs = []
             for i, _ in planned:
@@ -402,7 +402,7 @@ class MemoryService:
             active = [(r.vec_id, v) for r, v in zip(rows, vecs) if r.status == "active"]
             if active:
                 ids, act_vecs = [a[0] for a in active], np.stack([a[1] for a in active])
-                tx.after_commit.append(lambda: self.indexes.add(cube_id, ids, act_vecs))
+                tx.after_commit.append(lambda: self.indexes.add(cube_id, ids, act_vecs, new=True))
             return ImportResult(imported=len(rows),
                                 id_map={str(it.memory.id): str(r.id) for it, r in zip(items, rows)})
 

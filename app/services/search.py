@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import NotFound
@@ -19,6 +21,8 @@ from app.services.hybrid import Candidate, HybridRetriever
 from app.services.memories import memory_out
 from app.vector.embedder import Embedder
 from app.vector.index import VectorStore
+
+log = logging.getLogger(__name__)
 
 
 def to_filter(req: SearchRequest) -> MemoryFilter:
@@ -80,6 +84,10 @@ class SearchService:
         ]
 
     def record_access(self, memory_ids: list[uuid.UUID]) -> None:
-        """Count retrievals after the response is sent, so searching never waits on this write."""
-        with self.sessions.begin() as s:
-            repo.touch(s, memory_ids, utcnow())
+        """Count retrievals after the response is sent, so searching never waits on this write. A failure
+        is logged, never raised: it would reach uvicorn and drop the client's keep-alive connection."""
+        try:
+            with self.sessions.begin() as s:
+                repo.touch(s, memory_ids, utcnow())
+        except SQLAlchemyError:
+            log.exception("could not record access to %d memories", len(memory_ids))

@@ -56,6 +56,15 @@ class Embedder:
         return self.encode([text])[0]
 
 
+def set_compute_threads(n: int) -> None:
+    """One knob for torch's and FAISS's OpenMP pools."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+
+
 @lru_cache(maxsize=4)
 def load_embedder(name: str) -> Embedder:
     """Loading takes seconds; every app in a process shares one read-only model."""

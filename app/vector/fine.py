@@ -147,8 +147,12 @@ class FineStore:
     def reset(self, cube_id: uuid.UUID) -> None:
         """Forget a cube's fine indexes (before a rebuild, or when the cube is deleted)."""
         with self._lock:
-            self._cubes.pop(cube_id, None)
-        shutil.rmtree(self.directory / str(cube_id), ignore_errors=True)
+            cube = self._cubes.pop(cube_id, None)
+        if cube is not None:
+            with cube.lexical.lock:  # not while a write to it is in flight
+                shutil.rmtree(self.directory / str(cube_id), ignore_errors=True)
+        else:
+            shutil.rmtree(self.directory / str(cube_id), ignore_errors=True)
 
     def flush(self) -> None:
         with self._lock:

@@ -47,10 +47,12 @@ class CubeIndex:
         cube.index = index
         return cube
 
-    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vecs: np.ndarray, replace: bool = True) -> None:
+        """``replace`` for ids that may be indexed already (restore, content update): never duplicate them.
+        New memories skip it, since removal scans the whole index (O(n) per call)."""
         with self.lock:
-            # Re-adding an id (restore, content update) must replace, never duplicate.
-            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+            if replace:
+                self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
             self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids.astype(np.int64))
             self.dirty = True
 
@@ -108,10 +110,10 @@ class VectorStore:
         with self._lock:
             return self._cubes.get(cube_id)
 
-    def add(self, cube_id: uuid.UUID, ids: Iterable[int], vecs: np.ndarray) -> None:
+    def add(self, cube_id: uuid.UUID, ids: Iterable[int], vecs: np.ndarray, replace: bool = True) -> None:
         id_arr = np.fromiter(ids, dtype=np.int64)
         if len(id_arr):
-            self.get(cube_id).add(id_arr, vecs)
+            self.get(cube_id).add(id_arr, vecs, replace)
 
     def remove(self, cube_id: uuid.UUID, ids: Iterable[int]) -> None:
         id_arr = np.fromiter(ids, dtype=np.int64)

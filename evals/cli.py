@@ -1,0 +1,214 @@
+"""``memcubed eval locomo|longmemeval``: one command from dataset file to report.
+
+Mounted by the service CLI as ``app.add_typer(eval_app, name="eval")``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from evals.baselines import BASELINE_NAMES, DEFAULT_CONTEXT_BUDGET
+from evals.datasets import DatasetFormatError, DatasetName
+from evals.llm import LLMConfig
+from evals.runner import RunConfig, ServiceTarget, embedded_target, run
+
+eval_app = typer.Typer(
+    help="Evaluate memcubed on LoCoMo / LongMemEval, with baselines measured in the same run.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+DatasetOpt = Annotated[Path, typer.Option("--dataset", help="Path to the dataset file (never copied).")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="A running memcubed (needs a tenant API key).")]
+EmbeddedOpt = Annotated[bool, typer.Option("--embedded", help="Start a throwaway memcubed for this run.")]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", envvar="MEMCUBED_API_KEY", help="Tenant API key for --url.")
+]
+TopKOpt = Annotated[int, typer.Option("--top-k", min=1, max=500, help="Memories handed to the answerer.")]
+ConvOpt = Annotated[
+    str | None,
+    typer.Option("--conversations", help="Comma-separated ids (LoCoMo sample ids / LongMemEval question ids)."),
+]
+ModeOpt = Annotated[str, typer.Option("--mode", help="Search mode passed to the service: fast | fine.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Output dir (results.json, report.md, PNGs, checkpoints).")]
+BaselinesOpt = Annotated[
+    str, typer.Option("--baselines", help=f"Comma-separated subset of {','.join(BASELINE_NAMES)}, or 'none'.")
+]
+BudgetOpt = Annotated[int, typer.Option("--context-budget", min=1, help="Token budget of the full-context baseline.")]
+MaxQOpt = Annotated[int | None, typer.Option("--max-questions", min=1, help="Per conversation (smoke runs).")]
+NoServiceOpt = Annotated[bool, typer.Option("--baselines-only", help="Run only the baselines, no memcubed.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Ignore checkpoints from an earlier run.")]
+KeepOpt = Annotated[bool, typer.Option("--keep-cubes", help="Do not delete the evaluation cubes afterwards.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data dir for --embedded (default: temporary).")]
+LlmSystemsOpt = Annotated[
+    str | None, typer.Option("--llm-systems", help="Systems to answer+judge with the LLM (default: all).")
+]
+LlmConcOpt = Annotated[int, typer.Option("--llm-concurrency", min=1, max=64, help="Parallel LLM requests.")]
+
+
+def _split(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _execute(
+    dataset: DatasetName,
+    dataset_path: Path,
+    url: str | None,
+    embedded: bool,
+    api_key: str | None,
+    top_k: int,
+    conversations: str | None,
+    mode: str,
+    out: Path | None,
+    baselines: str,
+    context_budget: int,
+    max_questions: int | None,
+    baselines_only: bool,
+    fresh: bool,
+    keep_cubes: bool,
+    data_dir: Path | None,
+    llm_systems: str | None,
+    llm_concurrency: int,
+) -> None:
+    if sum([bool(url), embedded, baselines_only]) != 1:
+        raise typer.BadParameter("give exactly one of --url URL, --embedded or --baselines-only")
+    base = [] if baselines.strip() == "none" else (_split(baselines) or [])
+    unknown = [b for b in base if b not in BASELINE_NAMES]
+    if unknown:
+        raise typer.BadParameter(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINE_NAMES)}")
+    llm = LLMConfig.from_env()
+    config = RunConfig(
+        dataset=dataset,
+        dataset_path=dataset_path,
+        out_dir=out or Path("eval-out") / dataset,
+        top_k=top_k,
+        mode=mode,
+        conversations=_split(conversations),
+        baselines=base,
+        context_budget=context_budget,
+        max_questions=max_questions,
+        keep_cubes=keep_cubes,
+        resume=not fresh,
+        llm=llm,
+        llm_systems=_split(llm_systems),
+        llm_concurrency=llm_concurrency,
+        show_progress=True,
+    )
+    if llm is None:
+        console.print("[yellow]No MEMCUBED_LLM_BASE_URL: the answer-and-judge part is skipped.[/yellow]")
+    target_cm: AbstractContextManager[ServiceTarget | None]
+    if embedded:
+        target_cm = embedded_target(data_dir)
+    elif url:
+        key = api_key or os.environ.get("MEMCUBED_API_KEY")
+        if not key:
+            raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
+        target_cm = nullcontext(ServiceTarget(url.rstrip("/"), key))
+    else:
+        target_cm = nullcontext(None)
+    from evals.report import write_report
+
+    try:
+        with target_cm as target:
+            result = run(config, target, console=console)
+    except DatasetFormatError as exc:
+        console.print(f"[red]dataset error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    paths = write_report(result, config.out_dir)
+    for name, path in paths.items():
+        console.print(f"{name}: {path}", soft_wrap=True)
+
+
+@eval_app.command("locomo")
+def locomo(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    embedded: EmbeddedOpt = False,
+    api_key: ApiKeyOpt = None,
+    top_k: TopKOpt = 10,
+    conversations: ConvOpt = None,
+    mode: ModeOpt = "fast",
+    out: OutOpt = None,
+    baselines: BaselinesOpt = ",".join(BASELINE_NAMES),
+    context_budget: BudgetOpt = DEFAULT_CONTEXT_BUDGET,
+    max_questions: MaxQOpt = None,
+    baselines_only: NoServiceOpt = False,
+    fresh: FreshOpt = False,
+    keep_cubes: KeepOpt = False,
+    data_dir: DataDirOpt = None,
+    llm_systems: LlmSystemsOpt = None,
+    llm_concurrency: LlmConcOpt = 4,
+) -> None:
+    """LoCoMo (locomo10.json): one cube per conversation; headline = categories 1-4."""
+    _execute(
+        "locomo",
+        dataset,
+        url,
+        embedded,
+        api_key,
+        top_k,
+        conversations,
+        mode,
+        out,
+        baselines,
+        context_budget,
+        max_questions,
+        baselines_only,
+        fresh,
+        keep_cubes,
+        data_dir,
+        llm_systems,
+        llm_concurrency,
+    )
+
+
+@eval_app.command("longmemeval")
+def longmemeval(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    embedded: EmbeddedOpt = False,
+    api_key: ApiKeyOpt = None,
+    top_k: TopKOpt = 10,
+    conversations: ConvOpt = None,
+    mode: ModeOpt = "fast",
+    out: OutOpt = None,
+    baselines: BaselinesOpt = ",".join(BASELINE_NAMES),
+    context_budget: BudgetOpt = DEFAULT_CONTEXT_BUDGET,
+    max_questions: MaxQOpt = None,
+    baselines_only: NoServiceOpt = False,
+    fresh: FreshOpt = False,
+    keep_cubes: KeepOpt = False,
+    data_dir: DataDirOpt = None,
+    llm_systems: LlmSystemsOpt = None,
+    llm_concurrency: LlmConcOpt = 4,
+) -> None:
+    """LongMemEval (official longmemeval_s/m/oracle JSON): one cube per question."""
+    _execute(
+        "longmemeval",
+        dataset,
+        url,
+        embedded,
+        api_key,
+        top_k,
+        conversations,
+        mode,
+        out,
+        baselines,
+        context_budget,
+        max_questions,
+        baselines_only,
+        fresh,
+        keep_cubes,
+        data_dir,
+        llm_systems,
+        llm_concurrency,
+    )
