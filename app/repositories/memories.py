@@ -114,10 +114,9 @@ def filtered_vec_ids(s: Session, cube_id: uuid.UUID, flt: MemoryFilter) -> list[
 def touch(s: Session, memory_ids: Sequence[uuid.UUID], at: datetime) -> None:
     """Count a retrieval: feeds access heat for forgetting and tiering."""
     if memory_ids:
-        # Lock in id order and skip rows another touch holds: concurrent searches never deadlock, and a
-        # missed count under contention is harmless for a heat score.
+        # Lock in id order, so concurrent searches touching the same memories queue instead of deadlocking.
         locked = (select(Memory.id).where(Memory.id.in_(memory_ids)).order_by(Memory.id)
-                  .with_for_update(skip_locked=True).scalar_subquery())
+                  .with_for_update().scalar_subquery())
         s.execute(
             update(Memory)
             .where(Memory.id.in_(locked))
