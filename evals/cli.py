@@ -212,3 +212,32 @@ def longmemeval(
         llm_systems,
         llm_concurrency,
     )
+
+
+@eval_app.command("ablation")
+def ablation(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    embedded: EmbeddedOpt = False,
+    api_key: ApiKeyOpt = None,
+    conversations: ConvOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """LoCoMo retrieval ablation: dense → + BM25 → + windows → + SPLADE → + time → + graph, on the same cubes."""
+    from evals.ablation import run_ablation
+
+    if bool(url) == embedded:
+        raise typer.BadParameter("give exactly one of --url URL or --embedded")
+    target_cm: AbstractContextManager[ServiceTarget]
+    if embedded:
+        target_cm = embedded_target(data_dir)
+    else:
+        key = api_key or os.environ.get("MEMCUBED_API_KEY")
+        if not key:
+            raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
+        target_cm = nullcontext(ServiceTarget(str(url).rstrip("/"), key))
+    out_dir = out or Path("eval-out") / "ablation"
+    with target_cm as target:
+        run_ablation(dataset, target, _split(conversations), out_dir, console=console)
+    console.print((out_dir / "ablation.md").read_text(), soft_wrap=True)
