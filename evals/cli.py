@@ -128,90 +128,37 @@ def _execute(
         console.print(f"{name}: {path}", soft_wrap=True)
 
 
-@eval_app.command("locomo")
-def locomo(
-    dataset: DatasetOpt,
-    url: UrlOpt = None,
-    embedded: EmbeddedOpt = False,
-    api_key: ApiKeyOpt = None,
-    top_k: TopKOpt = 10,
-    conversations: ConvOpt = None,
-    mode: ModeOpt = "fast",
-    out: OutOpt = None,
-    baselines: BaselinesOpt = ",".join(BASELINE_NAMES),
-    context_budget: BudgetOpt = DEFAULT_CONTEXT_BUDGET,
-    max_questions: MaxQOpt = None,
-    baselines_only: NoServiceOpt = False,
-    fresh: FreshOpt = False,
-    keep_cubes: KeepOpt = False,
-    data_dir: DataDirOpt = None,
-    llm_systems: LlmSystemsOpt = None,
-    llm_concurrency: LlmConcOpt = 4,
-) -> None:
-    """LoCoMo (locomo10.json): one cube per conversation; headline = categories 1-4."""
-    _execute(
-        "locomo",
-        dataset,
-        url,
-        embedded,
-        api_key,
-        top_k,
-        conversations,
-        mode,
-        out,
-        baselines,
-        context_budget,
-        max_questions,
-        baselines_only,
-        fresh,
-        keep_cubes,
-        data_dir,
-        llm_systems,
-        llm_concurrency,
-    )
+def _dataset_command(name: DatasetName, doc: str) -> None:
+    """Register ``memcubed eval NAME``: both datasets take the same options."""
+
+    def command(
+        dataset: DatasetOpt,
+        url: UrlOpt = None,
+        embedded: EmbeddedOpt = False,
+        api_key: ApiKeyOpt = None,
+        top_k: TopKOpt = 10,
+        conversations: ConvOpt = None,
+        mode: ModeOpt = "fast",
+        out: OutOpt = None,
+        baselines: BaselinesOpt = ",".join(BASELINE_NAMES),
+        context_budget: BudgetOpt = DEFAULT_CONTEXT_BUDGET,
+        max_questions: MaxQOpt = None,
+        baselines_only: NoServiceOpt = False,
+        fresh: FreshOpt = False,
+        keep_cubes: KeepOpt = False,
+        data_dir: DataDirOpt = None,
+        llm_systems: LlmSystemsOpt = None,
+        llm_concurrency: LlmConcOpt = 4,
+    ) -> None:
+        _execute(name, dataset, url, embedded, api_key, top_k, conversations, mode, out, baselines, context_budget,
+                 max_questions, baselines_only, fresh, keep_cubes, data_dir, llm_systems, llm_concurrency)
+
+    command.__doc__ = doc
+    eval_app.command(name)(command)
 
 
-@eval_app.command("longmemeval")
-def longmemeval(
-    dataset: DatasetOpt,
-    url: UrlOpt = None,
-    embedded: EmbeddedOpt = False,
-    api_key: ApiKeyOpt = None,
-    top_k: TopKOpt = 10,
-    conversations: ConvOpt = None,
-    mode: ModeOpt = "fast",
-    out: OutOpt = None,
-    baselines: BaselinesOpt = ",".join(BASELINE_NAMES),
-    context_budget: BudgetOpt = DEFAULT_CONTEXT_BUDGET,
-    max_questions: MaxQOpt = None,
-    baselines_only: NoServiceOpt = False,
-    fresh: FreshOpt = False,
-    keep_cubes: KeepOpt = False,
-    data_dir: DataDirOpt = None,
-    llm_systems: LlmSystemsOpt = None,
-    llm_concurrency: LlmConcOpt = 4,
-) -> None:
-    """LongMemEval (official longmemeval_s/m/oracle JSON): one cube per question."""
-    _execute(
-        "longmemeval",
-        dataset,
-        url,
-        embedded,
-        api_key,
-        top_k,
-        conversations,
-        mode,
-        out,
-        baselines,
-        context_budget,
-        max_questions,
-        baselines_only,
-        fresh,
-        keep_cubes,
-        data_dir,
-        llm_systems,
-        llm_concurrency,
-    )
+_dataset_command("locomo", "LoCoMo (locomo10.json): one cube per conversation; headline = categories 1-4.")
+_dataset_command("longmemeval", "LongMemEval (official longmemeval_s/m/oracle JSON): one cube per question.")
 
 
 @eval_app.command("ablation")
