@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, description="Most memories (or messages) in one write.")
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body, in bytes.")
     max_import_bytes: int = Field(default=256 * 1024 * 1024, description="Largest cube import body, in bytes.")
+    ivf_min_vectors: int = Field(
+        default=50_000, ge=1, description="A cube's dense index becomes approximate (IVF) from this size on."
+    )
+    ivf_nprobe: int = Field(default=32, ge=1, description="IVF lists scanned per query: recall against speed.")
     index_flush_seconds: float = Field(
         default=5.0, description="How often changed FAISS indexes are written to disk."
     )

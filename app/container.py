@@ -101,7 +101,8 @@ def build(settings: Settings) -> Container:
 def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session]) -> Container:
     set_compute_threads(settings.threads)
     embedder = load_embedder(settings.embedding_model)
-    vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name)
+    vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
+                          settings.ivf_nprobe)
     fine = FineStore(settings.data_dir / "fine", load_splade, embedder.encode, embedder.dim)
     tx = Transactor(sessions)
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
