@@ -87,7 +87,7 @@ class CubeIndex:
 
     @property
     def is_ivf(self) -> bool:
-        return isinstance(faiss.downcast_index(self.index.index), faiss.IndexIVF)
+        return isinstance(faiss.downcast_index(self.index), faiss.IndexIVF)
 
     def to_ivf(self, nprobe: int, seed: int = 0) -> None:
         """Rebuild as IVF over the same vectors and ids. Runs under the cube's lock (a few seconds once, at
@@ -102,14 +102,23 @@ class CubeIndex:
             ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             ivf.train(sample)
             ivf.nprobe = nprobe
-            mapped = faiss.IndexIDMap2(ivf)
-            mapped.add_with_ids(vecs, ids)
-            self.index = mapped
+            # IVF keeps external ids in its lists itself; an IDMap around it would mis-map ids after removals.
+            ivf.add_with_ids(vecs, ids)
+            self.index = ivf
             self.dirty = True
+
+    def ids(self) -> np.ndarray:
+        with self.lock:
+            if not self.is_ivf:
+                return faiss.vector_to_array(self.index.id_map)
+            lists = self.index.invlists
+            parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                     for i in range(self.index.nlist) if lists.list_size(i)]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def fingerprint(self) -> Fingerprint:
         with self.lock:
-            ids = faiss.vector_to_array(self.index.id_map)
+            ids = self.ids()
         return Fingerprint(len(ids), int(ids.sum()) if len(ids) else 0)
 
 
