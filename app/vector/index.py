@@ -68,7 +68,8 @@ class CubeIndex:
             n = self.index.ntotal
             if n == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
                 return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-            params, selector = None, None
+            params: Any = None
+            selector: Any = None
             if allowed is not None:
                 # ``selector`` stays referenced here until the search returns; SWIG would not keep it alive.
                 selector = faiss.IDSelectorBatch(allowed.astype(np.int64))

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 __all__ = [
     "Activation",
     "ActivationStats",
+    "Admission",
     "Cube",
     "Edge",
     "Entity",
@@ -24,6 +25,7 @@ __all__ = [
     "GraphNode",
     "GraphPage",
     "ImportResult",
+    "Job",
     "KeyCreated",
     "KeyRevoked",
     "Memory",
@@ -32,9 +34,12 @@ __all__ = [
     "MemoryLink",
     "MemoryLinks",
     "MemoryPage",
+    "MemoryFeedback",
     "MemoryVersion",
     "Message",
     "ModelInfo",
+    "Policy",
+    "PurgeResult",
     "SearchFilters",
     "SearchHit",
     "SearchResponse",
@@ -135,6 +140,28 @@ class ImportResult(_Response):
 # --- memories ----------------------------------------------------------------------------------------
 
 
+class MemoryFeedback(_Response):
+    """Counts of the feedback signals a memory received (``memories.feedback``)."""
+
+    useful: int = 0
+    not_useful: int = 0
+    wrong: int = 0
+
+
+class Admission(_Response):
+    """What write admission decided for one written item (only on write responses): ``status`` is
+    ``admitted``, ``merged`` (a duplicate of ``merged_into``, with its ``similarity``) or ``rejected``.
+    In a write response's ``admission`` list, ``index`` is the input position and ``memory_id`` the stored
+    memory (``None`` when rejected)."""
+
+    status: str
+    merged_into: str | None = None
+    similarity: float | None = None
+    reason: str | None = None
+    index: int | None = None
+    memory_id: str | None = None
+
+
 class Memory(_Response):
     """One memory. ``occurred_at`` is event time; ``created_at``/``updated_at`` are system time."""
 
@@ -160,6 +187,12 @@ class Memory(_Response):
     last_accessed_at: ResponseDatetime | None = None
     embedding_model: str
     embedding_dim: int
+    merged_into: str | None = None
+    superseded_by: str | None = None
+    tier: str = "short"
+    heat: float = 0.0
+    feedback: MemoryFeedback = Field(default_factory=lambda: MemoryFeedback())
+    admission: Admission | None = None
 
 
 class MemoryPage(_Response):
@@ -201,6 +234,57 @@ class SearchResponse(_Response):
     def memories(self) -> list[Memory]:
         """The hits' memories, best first: what an agent usually puts in its prompt."""
         return [hit.memory for hit in self.results]
+
+
+# --- jobs, forgetting policy, purge -------------------------------------------------------------------
+
+
+class Job(_Response):
+    """A background job (``consolidate`` or ``forget``) of a cube. ``status`` goes ``queued`` → ``running``
+    → ``done`` | ``failed`` | ``cancelled``; ``jobs.wait`` polls until it is finished."""
+
+    id: str
+    tenant_id: str
+    cube_id: str
+    kind: str
+    status: str
+    trigger: str
+    attempts: int
+    max_attempts: int
+    error: str | None = None
+    progress: float = 0.0
+    params: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(default_factory=dict)
+    created_at: ResponseDatetime
+    started_at: ResponseDatetime | None = None
+    finished_at: ResponseDatetime | None = None
+    updated_at: ResponseDatetime
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed", "cancelled")
+
+
+class Policy(_Response):
+    """A cube's forgetting policy; ``is_default`` is true until one is set with ``cubes.set_policy``.
+    Forgetting archives memories (restorable); it never destroys them."""
+
+    cube_id: str
+    enabled: bool
+    threshold: float
+    max_active: int | None = None
+    ttl_days: float | None = None
+    half_life_days: float
+    min_age_hours: float
+    is_default: bool
+    updated_at: ResponseDatetime | None = None
+
+
+class PurgeResult(_Response):
+    """Memories destroyed by ``cubes.purge``."""
+
+    purged: int
+    memory_ids: list[str] = Field(default_factory=list)
 
 
 # --- graph -------------------------------------------------------------------------------------------
