@@ -24,6 +24,7 @@ OTHER_MEMORY_ID = "55555555-5555-4555-8555-555555555555"
 EDGE_ID = "66666666-6666-4666-8666-666666666666"
 ENTITY_ID = "77777777-7777-4777-8777-777777777777"
 ACTIVATION_ID = "88888888-8888-4888-8888-888888888888"
+JOB_ID = "99999999-9999-4999-8999-999999999999"
 
 
 def memory_json(**overrides: Any) -> dict[str, Any]:
@@ -51,6 +52,45 @@ def memory_json(**overrides: Any) -> dict[str, Any]:
         "last_accessed_at": None,
         "embedding_model": "all-MiniLM-L6-v2",
         "embedding_dim": 384,
+    }
+    body.update(overrides)
+    return body
+
+
+def job_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": JOB_ID,
+        "tenant_id": TENANT_ID,
+        "cube_id": CUBE_ID,
+        "kind": "consolidate",
+        "status": "queued",
+        "trigger": "api",
+        "attempts": 0,
+        "max_attempts": 3,
+        "error": None,
+        "progress": 0.0,
+        "params": {"forget": False, "summaries": True},
+        "result": {},
+        "created_at": NOW,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": NOW,
+    }
+    body.update(overrides)
+    return body
+
+
+def policy_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "cube_id": CUBE_ID,
+        "enabled": True,
+        "threshold": 0.2,
+        "max_active": None,
+        "ttl_days": None,
+        "half_life_days": 30.0,
+        "min_age_hours": 24.0,
+        "is_default": True,
+        "updated_at": None,
     }
     body.update(overrides)
     return body
@@ -242,6 +282,19 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("GET", "v1", "activations", "stats"): lambda: ok(activation_stats_json()),
         ("DELETE", "v1", "activations", "{}"): lambda: ok(activation_json(status="deleted", tier=None)),
         ("POST", "v1", "generate"): lambda: ok(generate_json()),
+        ("GET", "v1", "jobs"): lambda: ok({"jobs": [job_json()]}),
+        ("GET", "v1", "jobs", "{}"): lambda: ok(job_json(status="done", progress=1.0)),
+        ("POST", "v1", "jobs", "{}", "cancel"): lambda: ok(job_json(status="cancelled")),
+        ("POST", "v1", "cubes", "{}", "consolidate"): lambda: ok(job_json(), 202),
+        ("POST", "v1", "cubes", "{}", "forget"): lambda: ok(job_json(kind="forget", params={}), 202),
+        ("GET", "v1", "cubes", "{}", "policy"): lambda: ok(policy_json()),
+        ("PUT", "v1", "cubes", "{}", "policy"): lambda: ok(
+            policy_json(threshold=0.5, is_default=False, updated_at=NOW)
+        ),
+        ("POST", "v1", "cubes", "{}", "purge"): lambda: ok({"purged": 1, "memory_ids": [MEMORY_ID]}),
+        ("POST", "v1", "memories", "{}", "feedback"): lambda: ok(
+            memory_json(feedback={"useful": 1, "not_useful": 0, "wrong": 0})
+        ),
     }
     handler = table.get(route)
     if handler is None:

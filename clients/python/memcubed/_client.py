@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _core
-from ._core import Call, FiltersLike, Id, MemoryLike, MessageLike, RequestSpec, SearchMode, TimeoutLike
+from ._core import Call, FeedbackSignal, FiltersLike, Id, MemoryLike, MessageLike, RequestSpec, SearchMode, TimeoutLike
 from ._models import (
     Activation,
     ActivationStats,
@@ -21,14 +21,18 @@ from ._models import (
     GenerateResponse,
     GraphPage,
     ImportResult,
+    Job,
     KeyCreated,
     KeyRevoked,
     Memory,
     MemoryHistory,
     MemoryLinks,
+    Policy,
+    PurgeResult,
     SearchResponse,
     Tenant,
     TenantCreated,
+    WriteResult,
 )
 from ._retry import RETRY_STATUSES, RetryPolicy, is_retryable_request, parse_retry_after
 from ._streams import ExportTarget, Upload, UploadSource, open_sink
@@ -85,6 +89,7 @@ class Client:
         self.memories = Memories(self)
         self.messages = Messages(self)
         self.activations = Activations(self)
+        self.jobs = Jobs(self)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -368,6 +373,39 @@ class Cubes(_Resource):
         """One page of the cube's named entities, optionally those whose name contains ``q``."""
         return self._client._send(_core.entities_page(cube_id, q=q, limit=limit, cursor=cursor))
 
+    def consolidate(
+        self, cube_id: Id, *, forget: bool | None = None, summaries: bool | None = None
+    ) -> Job:
+        """Queue a consolidation job (dedup, summaries when ``summaries``, then the forgetting policy when
+        ``forget``; unset options take the server's defaults). Returns the job; see ``jobs.wait``."""
+        return self._client._send(_core.consolidate(cube_id, forget=forget, summaries=summaries))
+
+    def forget(self, cube_id: Id) -> Job:
+        """Queue a job applying the cube's forgetting policy (archives memories; restorable)."""
+        return self._client._send(_core.forget(cube_id))
+
+    def get_policy(self, cube_id: Id) -> Policy:
+        """The cube's forgetting policy (the server's default until one is set)."""
+        return self._client._send(_core.get_policy(cube_id))
+
+    def set_policy(self, cube_id: Id, **fields: Any) -> Policy:
+        """Replace the cube's forgetting policy (``enabled``, ``threshold``, ``max_active``, ``ttl_days``,
+        ``half_life_days``, ``min_age_hours``); fields not given take the server's defaults."""
+        return self._client._send(_core.set_policy(cube_id, **fields))
+
+    def purge(
+        self,
+        cube_id: Id,
+        *,
+        statuses: Sequence[str] | None = None,
+        older_than_days: float | None = None,
+    ) -> PurgeResult:
+        """Destroy the cube's memories with these statuses (server default: archived and deleted), only
+        those last changed more than ``older_than_days`` ago when given. Cannot be undone."""
+        return self._client._send(
+            _core.purge(cube_id, statuses=statuses, older_than_days=older_than_days)
+        )
+
     def wait_enriched(self, cube_id: Id, *, timeout: float = 120, poll: float = 0.2) -> Cube:
         """Poll the cube every ``poll`` seconds until no memory awaits enrichment; return it then.
 
@@ -407,7 +445,9 @@ class Memories(_Resource):
         importance: float | None = None,
         idempotency_key: str | None = None,
     ) -> Memory:
-        """Add one memory. ``occurred_at`` (event time) must be timezone-aware."""
+        """Add one memory. ``occurred_at`` (event time) must be timezone-aware. The answer's ``admission``
+        says whether it was admitted or merged into a duplicate (then archived, with ``merged_into``);
+        raises :class:`MemcubedError` (code ``admission_rejected``) when write admission stored nothing."""
         memory = _core.memory_in(
             content,
             memory_type=memory_type,
@@ -420,13 +460,26 @@ class Memories(_Resource):
             source=source,
             importance=importance,
         )
-        return self.add_many(cube_id, [memory], idempotency_key=idempotency_key)[0]
+        result = self.add_many_detailed(cube_id, [memory], idempotency_key=idempotency_key)
+        if not result.memories:
+            raise _core.admission_rejected(result)
+        return result.memories[0]
 
     def add_many(
         self, cube_id: Id, memories: Sequence[MemoryLike], *, idempotency_key: str | None = None
     ) -> builtins.list[Memory]:
-        """Add a batch in one request; the server stores all or none."""
+        """Add a batch in one request; the server stores all or none. Items write admission rejects
+        store nothing, so the list can be shorter than the input: see :meth:`add_many_detailed`."""
         return self._client._send(_core.add_memories(cube_id, memories, idempotency_key=idempotency_key))
+
+    def add_many_detailed(
+        self, cube_id: Id, memories: Sequence[MemoryLike], *, idempotency_key: str | None = None
+    ) -> WriteResult:
+        """``add_many``, returning also write admission's decision for every input item, in input order
+        (``admitted``, ``merged`` into a duplicate, or ``rejected``: nothing stored for that item)."""
+        return self._client._send(
+            _core.add_memories_detailed(cube_id, memories, idempotency_key=idempotency_key)
+        )
 
     def get(self, memory_id: Id) -> Memory:
         return self._client._send(_core.get_memory(memory_id))
@@ -479,9 +532,15 @@ class Memories(_Resource):
         """Change fields; the server keeps the prior state as a version with ``reason``."""
         return self._client._send(_core.update_memory(memory_id, reason=reason, **fields))
 
-    def delete(self, memory_id: Id) -> Memory:
-        """Soft delete: the memory stays, with status ``deleted``, and can be restored."""
-        return self._client._send(_core.delete_memory(memory_id))
+    def delete(self, memory_id: Id, *, hard: bool = False) -> Memory:
+        """Soft delete: the memory stays, with status ``deleted``, and can be restored. ``hard=True``
+        destroys it and its versions (audited); it is then gone (``get`` raises :class:`NotFoundError`)."""
+        return self._client._send(_core.delete_memory(memory_id, hard=hard))
+
+    def feedback(self, memory_id: Id, signal: FeedbackSignal) -> Memory:
+        """Record a feedback signal (``useful``, ``not_useful`` or ``wrong``); it weighs on retention and
+        consolidation. Returns the memory with its updated ``feedback`` counts. Never retried."""
+        return self._client._send(_core.memory_feedback(memory_id, signal))
 
     def restore(self, memory_id: Id, *, idempotency_key: str | None = None) -> Memory:
         return self._client._send(_core.restore_memory(memory_id, idempotency_key=idempotency_key))
@@ -557,3 +616,40 @@ class Activations(_Resource):
 
     def delete(self, activation_id: Id) -> Activation:
         return self._client._send(_core.delete_activation(activation_id))
+
+
+class Jobs(_Resource):
+    """Background jobs of the caller's cubes (``cubes.consolidate``, ``cubes.forget``)."""
+
+    def list(
+        self,
+        *,
+        cube_id: Id | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[Job]:
+        """The most recent jobs (server maximum 500), optionally of one cube, status or kind."""
+        return self._client._send(_core.list_jobs(cube_id=cube_id, status=status, kind=kind, limit=limit))
+
+    def get(self, job_id: Id) -> Job:
+        return self._client._send(_core.get_job(job_id))
+
+    def cancel(self, job_id: Id) -> Job:
+        """Cancel a queued job. Raises :class:`ConflictError` when it is no longer queued."""
+        return self._client._send(_core.cancel_job(job_id))
+
+    def wait(self, job_id: Id, *, timeout: float = 120, poll: float = 0.2) -> Job:
+        """Poll the job every ``poll`` seconds until it is ``done``, ``failed`` or ``cancelled``; return it
+        then (a failed job is returned, not raised: check ``status`` and ``error``). Raises
+        :class:`APITimeoutError` (code ``job_timeout``) when it is unfinished after ``timeout`` seconds."""
+        _core.check_wait_arguments(timeout, poll)
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.status in _core.JOB_FINISHED:
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _core.job_timeout(job, timeout)
+            self._client._sleep(min(poll, remaining))

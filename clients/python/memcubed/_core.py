@@ -24,11 +24,13 @@ from . import _errors
 from ._models import (
     Activation,
     ActivationStats,
+    Admission,
     Cube,
     EntityList,
     GenerateResponse,
     GraphPage,
     ImportResult,
+    Job,
     KeyCreated,
     KeyRevoked,
     Memory,
@@ -37,11 +39,14 @@ from ._models import (
     MemoryLinks,
     MemoryPage,
     Message,
+    Policy,
+    PurgeResult,
     RequestDatetime,
     SearchFilters,
     SearchResponse,
     Tenant,
     TenantCreated,
+    WriteResult,
     _Request,
 )
 from ._retry import RetryPolicy, parse_retry_after
@@ -62,6 +67,7 @@ MemoryLike = MemoryIn | Mapping[str, Any]
 MessageLike = Message | Mapping[str, Any]
 FiltersLike = SearchFilters | Mapping[str, Any]
 SearchMode = Literal["fast", "fine"]
+FeedbackSignal = Literal["useful", "not_useful", "wrong"]
 TimeoutLike = float | httpx.Timeout
 
 
@@ -409,7 +415,39 @@ def add_memories(
             json={"memories": items},
             idempotency_key=idempotency_key,
         ),
-        lambda data: [Memory.model_validate(m) for m in data["memories"]],
+        lambda data: _write_result(data).memories,
+    )
+
+
+def add_memories_detailed(
+    cube_id: Id, memories: Sequence[MemoryLike], *, idempotency_key: str | None = None
+) -> Call[WriteResult]:
+    """``add_memories`` returning the whole answer: the stored memories and admission's decisions."""
+    call = add_memories(cube_id, memories, idempotency_key=idempotency_key)
+    return Call(call.request, _write_result)
+
+
+def _write_result(data: Any) -> WriteResult:
+    """A write's answer. Each memory also gets its own item's decision as ``admission`` when the server
+    did not already put it there, so ``Memory.admission`` is set on every write response."""
+    result = WriteResult.model_validate(data)
+    by_id = {a.memory_id: a for a in result.admission if a.memory_id is not None}
+    for memory in result.memories:
+        if memory.admission is None and memory.id in by_id:
+            item = by_id[memory.id]
+            memory.admission = Admission.model_validate(
+                item.model_dump(exclude={"index", "memory_id"}, exclude_none=True)
+            )
+    return result
+
+
+def admission_rejected(result: WriteResult) -> _errors.MemcubedError:
+    """Raised by ``memories.add`` when admission stored nothing for its single item."""
+    reason = result.admission[0].reason if result.admission else None
+    return _errors.MemcubedError(
+        f"memory rejected by write admission: {reason or 'no reason given'}",
+        code="admission_rejected",
+        details={"admission": [a.model_dump(mode="json") for a in result.admission]},
     )
 
 
@@ -494,8 +532,28 @@ def update_memory(memory_id: Id, *, reason: str = "update", **fields: Any) -> Ca
     )
 
 
-def delete_memory(memory_id: Id) -> Call[Memory]:
-    return Call(RequestSpec("DELETE", f"/v1/memories/{_seg(memory_id)}"), lambda data: _parse(Memory, data))
+def delete_memory(memory_id: Id, *, hard: bool = False) -> Call[Memory]:
+    """``hard`` destroys the memory and its versions (sent as ``?hard=true`` only when set)."""
+    params: dict[str, str | int | list[str]] | None = {"hard": "true"} if hard else None
+    return Call(
+        RequestSpec("DELETE", f"/v1/memories/{_seg(memory_id)}", params=params),
+        lambda data: _parse(Memory, data),
+    )
+
+
+def memory_feedback(memory_id: Id, signal: FeedbackSignal) -> Call[Memory]:
+    """Never retried: the server counts every signal it receives and keeps no idempotency key for it."""
+    if signal not in ("useful", "not_useful", "wrong"):
+        raise ValueError(f"signal must be 'useful', 'not_useful' or 'wrong', got {signal!r}")
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/memories/{_seg(memory_id)}/feedback",
+            json={"signal": signal},
+            retry=False,
+        ),
+        lambda data: _parse(Memory, data),
+    )
 
 
 def restore_memory(memory_id: Id, *, idempotency_key: str | None = None) -> Call[Memory]:
@@ -532,7 +590,7 @@ def add_messages(
         RequestSpec(
             "POST", f"/v1/cubes/{_seg(cube_id)}/messages", json=body, idempotency_key=idempotency_key
         ),
-        lambda data: [Memory.model_validate(m) for m in data["memories"]],
+        lambda data: _write_result(data).memories,
     )
 
 
@@ -626,6 +684,99 @@ def enrichment_timeout(cube: Cube, timeout: float) -> _errors.APITimeoutError:
         f"cube {cube.id} still has {cube.enrichment_pending} memories to enrich after {timeout:g} s",
         code="enrichment_timeout",
         details={"cube_id": cube.id, "enrichment_pending": cube.enrichment_pending},
+    )
+
+
+# --- jobs, forgetting policy, purge -------------------------------------------------------------------
+
+JOB_FINISHED = frozenset({"done", "failed", "cancelled"})
+
+
+def list_jobs(
+    *,
+    cube_id: Id | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+) -> Call[list[Job]]:
+    check_page_size(limit)
+    params: dict[str, str | int | list[str]] = _drop_none(
+        {"cube_id": None if cube_id is None else str(cube_id), "status": status, "kind": kind, "limit": limit}
+    )
+    return Call(
+        RequestSpec("GET", "/v1/jobs", params=params),
+        lambda data: [Job.model_validate(j) for j in data["jobs"]],
+    )
+
+
+def get_job(job_id: Id) -> Call[Job]:
+    return Call(RequestSpec("GET", f"/v1/jobs/{_seg(job_id)}"), lambda data: _parse(Job, data))
+
+
+def cancel_job(job_id: Id) -> Call[Job]:
+    return Call(
+        RequestSpec("POST", f"/v1/jobs/{_seg(job_id)}/cancel"),
+        lambda data: _parse(Job, data),
+    )
+
+
+def job_timeout(job: Job, timeout: float) -> _errors.APITimeoutError:
+    """Raised by ``jobs.wait`` when the job is still unfinished after ``timeout`` seconds."""
+    return _errors.APITimeoutError(
+        f"job {job.id} is still {job.status} after {timeout:g} s",
+        code="job_timeout",
+        details={"job_id": job.id, "status": job.status, "progress": job.progress},
+    )
+
+
+def consolidate(
+    cube_id: Id,
+    *,
+    forget: bool | None = None,
+    summaries: bool | None = None,
+) -> Call[Job]:
+    """The body is sent only when an option is given (the server's defaults otherwise). A retry cannot
+    queue a second job: the server answers with the same kind's job still queued on the cube."""
+    body = _drop_none({"forget": forget, "summaries": summaries}) or None
+    return Call(
+        RequestSpec("POST", f"/v1/cubes/{_seg(cube_id)}/consolidate", json=body),
+        lambda data: _parse(Job, data),
+    )
+
+
+def forget(cube_id: Id) -> Call[Job]:
+    return Call(
+        RequestSpec("POST", f"/v1/cubes/{_seg(cube_id)}/forget"),
+        lambda data: _parse(Job, data),
+    )
+
+
+def get_policy(cube_id: Id) -> Call[Policy]:
+    return Call(RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/policy"), lambda data: _parse(Policy, data))
+
+
+def set_policy(cube_id: Id, **fields: Any) -> Call[Policy]:
+    """PUT replaces the whole policy: fields not given take the server's defaults."""
+    return Call(
+        RequestSpec("PUT", f"/v1/cubes/{_seg(cube_id)}/policy", json=_json_extra(fields)),
+        lambda data: _parse(Policy, data),
+    )
+
+
+def purge(
+    cube_id: Id,
+    *,
+    statuses: Sequence[str] | None = None,
+    older_than_days: float | None = None,
+) -> Call[PurgeResult]:
+    if isinstance(statuses, str):
+        statuses = [statuses]
+    body = _drop_none(
+        {"statuses": None if statuses is None else list(statuses), "older_than_days": older_than_days}
+    ) or None
+    return Call(
+        RequestSpec("POST", f"/v1/cubes/{_seg(cube_id)}/purge", json=body),
+        lambda data: _parse(PurgeResult, data),
     )
 
 

@@ -29,12 +29,12 @@ __all__ = [
     "KeyCreated",
     "KeyRevoked",
     "Memory",
+    "MemoryFeedback",
     "MemoryHistory",
     "MemoryIn",
     "MemoryLink",
     "MemoryLinks",
     "MemoryPage",
-    "MemoryFeedback",
     "MemoryVersion",
     "Message",
     "ModelInfo",
@@ -46,6 +46,7 @@ __all__ = [
     "Tenant",
     "TenantCreated",
     "TierStats",
+    "WriteResult",
 ]
 
 
@@ -193,6 +194,15 @@ class Memory(_Response):
     heat: float = 0.0
     feedback: MemoryFeedback = Field(default_factory=lambda: MemoryFeedback())
     admission: Admission | None = None
+
+
+class WriteResult(_Response):
+    """The whole answer of a write: the stored memories (admitted ones active, merged ones archived with
+    ``merged_into``) and admission's decision for every input item, in input order (a rejected item stores
+    nothing and has ``memory_id`` ``None``)."""
+
+    memories: list[Memory]
+    admission: list[Admission] = Field(default_factory=list)
 
 
 class MemoryPage(_Response):

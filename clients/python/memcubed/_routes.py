@@ -41,4 +41,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/activations/stats"): "activations.stats",
     ("DELETE", "/v1/activations/{activation_id}"): "activations.delete",
     ("POST", "/v1/generate"): "generate",
+    ("GET", "/v1/jobs"): "jobs.list",
+    ("GET", "/v1/jobs/{job_id}"): "jobs.get",
+    ("POST", "/v1/jobs/{job_id}/cancel"): "jobs.cancel",
+    ("POST", "/v1/cubes/{cube_id}/consolidate"): "cubes.consolidate",
+    ("POST", "/v1/cubes/{cube_id}/forget"): "cubes.forget",
+    ("GET", "/v1/cubes/{cube_id}/policy"): "cubes.get_policy",
+    ("PUT", "/v1/cubes/{cube_id}/policy"): "cubes.set_policy",
+    ("POST", "/v1/cubes/{cube_id}/purge"): "cubes.purge",
+    ("POST", "/v1/memories/{memory_id}/feedback"): "memories.feedback",
 }
