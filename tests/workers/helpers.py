@@ -27,6 +27,11 @@ def wait_job(http: httpx.Client, job_id: str, timeout: float = 120, until: tuple
 
 
 def consolidate(t: TenantCtx, cube: str, **body: Any) -> Json:
+    """Ask for a run once enrichment has settled: a job skips memories that enrichment holds locked (they
+    are taken at the next run), and these tests want every memory considered now."""
+    deadline = time.monotonic() + 120
+    while t.http.get(f"/v1/cubes/{cube}").json()["enrichment_pending"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     r = t.http.post(f"/v1/cubes/{cube}/consolidate", json=body or None)
     assert r.status_code == 202, r.text
     return dict(r.json())

@@ -47,7 +47,7 @@ def test_merge_and_supersede_keep_versions_and_search_shows_the_current_fact(liv
 
     job = wait_job(tenant.http, consolidate(tenant, cube)["id"])
     assert job["status"] == "done", job
-    assert job["result"]["merged"] == 2 and job["result"]["superseded"] == 1
+    assert job["result"]["merged"] == 2 and job["result"]["superseded"] == 1, job["result"]
     versions = {}
     for dup in (one, two):
         m = get(tenant, dup)
