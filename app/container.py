@@ -26,14 +26,14 @@ from app.services.forgetting import ForgettingService
 from app.services.graph import GraphService
 from app.services.hybrid import HybridRetriever
 from app.services.indexing import IndexService
-from app.services.jobs import JobExecutor, JobService
+from app.services.jobs import JobExecutor, JobService, Outcome
 from app.services.memories import MemoryService
 from app.services.search import SearchService
 from app.vector.embedder import Embedder, load_embedder, set_compute_threads
 from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
 from app.vector.splade import load_splade
-from app.workers.inprocess import CubeJobRunner
+from app.workers.queue import InProcessQueue
 from app.workers.runtime import JobMachinery, handlers, reconcile
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Container:
     fine: FineStore
     flusher: Flusher
     enrichment: EnrichmentService
-    enricher: CubeJobRunner
+    enricher: InProcessQueue
     graph: GraphService
     auth: AuthService
     cubes: CubeService
@@ -117,17 +117,19 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     graphs = GraphCache(cube_edges)
     enrichment = EnrichmentService(sessions, vectors, fine)
 
-    def enrich(cube_id: uuid.UUID) -> None:
+    def enrich(cube_id: uuid.UUID) -> Outcome:
         enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
         graphs.invalidate(cube_id)
+        return Outcome("done")
 
-    enricher = CubeJobRunner(enrich)
-    indexes = DerivedIndexes(vectors, fine, graphs, enricher.schedule)
+    # The same in-process runner as jobs: one thread, a queued cube is not queued twice.
+    enricher = InProcessQueue(enrich)
+    indexes = DerivedIndexes(vectors, fine, graphs, enricher.submit)
     for cube_id in indexing.heal_fine(fine):
-        enricher.schedule(cube_id)
+        enricher.submit(cube_id)
     enricher.start()
     auth = AuthService(sessions, tx)
-    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.schedule)
+    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit)
     search = SearchService(sessions, embedder, vectors, HybridRetriever(vectors, fine, graphs))
     container = Container(
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
@@ -148,7 +150,7 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
                embedder: Embedder, indexes: DerivedIndexes, vectors: VectorStore, fine: FineStore,
                indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None]) -> JobMachinery:
     """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
-    from app.workers.queue import ArqQueue, IndexSubscriber, InProcessQueue
+    from app.workers.queue import ArqQueue, IndexSubscriber
 
     executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings))
     if settings.redis_url:

@@ -69,6 +69,11 @@ class InProcessQueue:
             heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, job_id))
             self._cond.notify_all()
 
+    @property
+    def running(self) -> bool:
+        """False once stop() was called: long work checks it between steps."""
+        return not self._stopped
+
     def idle(self, timeout: float | None = None) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: not self._heap and not self._busy, timeout)
