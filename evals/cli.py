@@ -79,6 +79,8 @@ def _execute(
     llm_systems: str | None,
     llm_concurrency: int,
 ) -> None:
+    if mode not in ("fast", "fine"):
+        raise typer.BadParameter(f"--mode must be fast or fine, not {mode!r}")
     if sum([bool(url), embedded, baselines_only]) != 1:
         raise typer.BadParameter("give exactly one of --url URL, --embedded or --baselines-only")
     base = [] if baselines.strip() == "none" else (_split(baselines) or [])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.progress import (
@@ -135,8 +135,10 @@ class MemcubedSystem:
     name = MEMCUBED
 
     def __init__(self, client: memcubed.Client, mode: str, batch_size: int, keep_cubes: bool) -> None:
+        if mode not in ("fast", "fine"):
+            raise ValueError(f"search mode must be 'fast' or 'fine', not {mode!r}")
         self.client = client
-        self.mode = mode
+        self.mode: Literal["fast", "fine"] = "fine" if mode == "fine" else "fast"
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
         self.keep_cubes = keep_cubes
         self.run_tag = uuid.uuid4().hex[:8]
