@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -118,8 +119,13 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     enrichment = EnrichmentService(sessions, vectors, fine)
 
     def enrich(cube_id: uuid.UUID) -> Outcome:
-        enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
-        graphs.invalidate(cube_id)
+        try:
+            enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
+        except OperationalError as exc:  # e.g. a deadlock with a consolidation job: try again shortly
+            log.warning("enrichment of cube %s failed (%s); retrying", cube_id, exc.orig)
+            return Outcome("retry", 2.0)
+        finally:
+            graphs.invalidate(cube_id)
         return Outcome("done")
 
     # The same in-process runner as jobs: one thread, a queued cube is not queued twice.
