@@ -120,13 +120,6 @@ class Settings(BaseSettings):
     def pg_dir(self) -> Path:
         return self.data_dir / "pg"
 
-    @property
-    def sqlalchemy_url(self) -> str:
-        """The configured URL with the psycopg 3 driver named, as SQLAlchemy needs it."""
-        if self.database_url is None:
-            raise RuntimeError("database_url is resolved at start (embedded Postgres); call db.resolve_database_url")
-        return to_psycopg_url(self.database_url)
-
 
 def to_psycopg_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` URLs mean psycopg 3 here."""

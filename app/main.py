@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -16,6 +17,7 @@ from app.api.errors import envelope
 from app.api.routes import activation, admin, cubes, graph, health, jobs, memories
 from app.config import Settings
 from app.container import Container, build
+from app.schemas.common import ErrorEnvelope
 
 
 class RequestLimits:
@@ -87,7 +89,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         lifespan=lifespan,
     )
     errors.install(app)
+    # Document the error envelope every route answers with, in place of FastAPI's default 422 shape.
+    error_responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorEnvelope, "description": description}
+        for status, description in ((401, "Missing or bad API key"), (403, "Wrong key scope"), (404, "Not found"),
+                                    (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"))
+    }
     for module in (health, admin, cubes, memories, graph, activation, jobs):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=None if module is health else error_responses)
     app.add_middleware(RequestLimits, settings=settings)
     return app

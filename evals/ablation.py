@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import memcubed
 from rich.console import Console
@@ -26,14 +25,15 @@ CATEGORY_NAMES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-ho
 @dataclass(frozen=True)
 class Config:
     name: str
-    mode: str
+    mode: Literal["fast", "fine"]
     channels: tuple[str, ...] | None = None
     graph: bool = False
 
-    def search_kwargs(self) -> dict[str, Any]:
+    def options(self) -> dict[str, Any]:
+        """Fine-mode parameters; fast mode takes none."""
         if self.mode == "fast":
-            return {"mode": "fast"}
-        out: dict[str, Any] = {"mode": "fine", "graph": self.graph}
+            return {}
+        out: dict[str, Any] = {"graph": self.graph}
         if self.channels is not None:
             out["channels"] = list(self.channels)
         return out
@@ -68,15 +68,6 @@ class Tally:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _ranked(resp: memcubed.SearchResponse) -> list[str]:
-    out: list[str] = []
-    for hit in resp.results:
-        dia = (hit.memory.metadata or {}).get("dia_id")
-        if dia and dia not in out:
-            out.append(str(dia))
-    return out
-
-
 def run_ablation(dataset: Path, target: ServiceTarget, conversations: list[str] | None, out_dir: Path,
                  k: int = 10, console: Console | None = None) -> dict[str, Tally]:
     console = console or Console()
@@ -90,14 +81,12 @@ def run_ablation(dataset: Path, target: ServiceTarget, conversations: list[str] 
             system.ingest("locomo", conv, lambda _n: None)
             assert system.cube_id is not None
             questions = [q for q in conv.questions if q.category_code in HEADLINE and q.evidence]
-            client.search(questions[0].question, [system.cube_id], top_k=k, mode="fine")  # warm-up
             for cfg in CONFIGS:
                 tally = tallies[cfg.name]
                 for q in questions:
-                    t0 = time.perf_counter()
-                    resp = client.search(q.question, [system.cube_id], top_k=k, **cfg.search_kwargs())
-                    tally.latencies.append((time.perf_counter() - t0) * 1000)
-                    recall = recall_at_k(_ranked(resp), set(q.evidence), k)
+                    ranked, latency_ms, _, _ = system.search(q, k, cfg.mode, **cfg.options())
+                    tally.latencies.append(latency_ms)
+                    recall = recall_at_k(ranked, set(q.evidence), k)
                     if recall is not None and q.category_code is not None:
                         tally.recalls.setdefault(q.category_code, []).append(recall)
             system.cleanup()

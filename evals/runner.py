@@ -198,14 +198,16 @@ class MemcubedSystem:
                 return time.perf_counter() - t0, pending
             time.sleep(0.5)
 
-    def search(self, question: Question, depth: int) -> tuple[list[str], float, float | None, dict[str, str]]:
-        """Ranked dia_ids, client latency (ms), server took_ms, and hits that map to no turn."""
+    def search(self, question: Question, depth: int, mode: Literal["fast", "fine"] | None = None,
+               **options: Any) -> tuple[list[str], float, float | None, dict[str, str]]:
+        """Ranked dia_ids, client latency (ms), server took_ms, and hits that map to no turn. ``mode`` and
+        ``options`` (extra search parameters, e.g. the ablation's ``channels`` and ``graph``) override the run's."""
         assert self.cube_id is not None
         if not self._warm:  # one untimed search per run: lazy model loading is not query latency
             self.client.search(question.question, [self.cube_id], top_k=depth, mode=self.mode)
             self._warm = True
         t0 = time.perf_counter()
-        resp = self.client.search(question.question, [self.cube_id], top_k=depth, mode=self.mode)
+        resp = self.client.search(question.question, [self.cube_id], top_k=depth, mode=mode or self.mode, **options)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         ranked: list[str] = []
         unmapped: dict[str, str] = {}

@@ -86,10 +86,6 @@ class Counters:
     promotions: int = 0
     demotions: int = 0
 
-    def add(self, other: Counters) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
-
 
 @dataclass(frozen=True)
 class Change:
@@ -158,14 +154,6 @@ class TieredKVStore:
                 if tenant_id is None or e.tenant_id == tenant_id
             )
 
-    def entries(self, tier: str, tenant_id: uuid.UUID | None = None) -> int:
-        with self._lock:
-            return sum(
-                1
-                for e in self._entries.values()
-                if e.bytes_in(tier) and (tenant_id is None or e.tenant_id == tenant_id)
-            )
-
     def get(self, entry_id: uuid.UUID) -> Entry | None:
         with self._lock:
             return self._entries.get(entry_id)
@@ -176,13 +164,6 @@ class TieredKVStore:
             out = list(self._changes.values())
             self._changes.clear()
             return out
-
-    def total_counters(self) -> Counters:
-        total = Counters()
-        with self._lock:
-            for c in self.counters.values():
-                total.add(c)
-        return total
 
     def miss(self, tenant_id: uuid.UUID) -> None:
         with self._lock:

@@ -18,10 +18,6 @@ def record(s: Session, *, tenant_id: uuid.UUID | None, key_id: uuid.UUID | None,
                    object_id=str(object_id), details=details or {}))
 
 
-def entries(s: Session, tenant_id: uuid.UUID | None) -> list[AuditLog]:
-    return list(s.scalars(select(AuditLog).where(AuditLog.tenant_id == tenant_id).order_by(AuditLog.id)))
-
-
 def lock_idempotency_key(s: Session, key_id: uuid.UUID, idem_key: str) -> None:
     """Serialise requests that share an Idempotency-Key until this transaction ends, so a concurrent retry
     waits for the first one and replays it instead of racing it."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, delete, func, or_, select, update
+from sqlalchemy import Connection, CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Cube, CubePolicy, Job, Memory
@@ -164,13 +164,6 @@ def hard_delete(s: Session, memory_ids: Sequence[uuid.UUID]) -> int:
         return 0
     result = cast(CursorResult[Any], s.execute(delete(Memory).where(Memory.id.in_(list(memory_ids)))))
     return int(result.rowcount or 0)
-
-
-def pointing_to(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]:
-    if not memory_ids:
-        return []
-    ids = list(memory_ids)
-    return list(s.scalars(select(Memory).where(or_(Memory.merged_into.in_(ids), Memory.superseded_by.in_(ids)))))
 
 
 def add_feedback(s: Session, memory: Memory, signal: str) -> None:

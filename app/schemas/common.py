@@ -42,7 +42,7 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] = {}
 
 
-class ErrorEnvelope(BaseModel):
+class ErrorEnvelope(BaseModel):  # documents the shape in OpenAPI; app.api.errors builds it
     """Every error response: ``{"error": {"code", "message", "details"}}``."""
 
     error: ErrorBody

@@ -86,7 +86,7 @@ class HybridRetriever:
         use = channels or DEFAULT_CHANNELS
         depth = max(DEPTH, top_k * 3)
         cands: dict[int, Candidate] = defaultdict(Candidate)
-        sparse_q = self.fine.encoder.encode([query])
+        sparse_q = self.fine.encoder.encode([query]) if use & {"splade", "splade_window", "splade_window2"} else None
         span = time_window(query, datetime.now(UTC))
         for cube_id in cube_ids:
             allow_arr = None if allowed is None else allowed[cube_id]
@@ -104,7 +104,7 @@ class HybridRetriever:
                 if channel in use:
                     lists[channel] = cube.lexical.search(query, text_field, depth, allow_set)
             for channel, view in (("splade", "plain"), ("splade_window", "window"), ("splade_window2", "window2")):
-                if channel in use:
+                if channel in use and sparse_q is not None:
                     lists[channel] = cube.splade[view].search(sparse_q, depth, allow_set)
             if "time" in use and span is not None and index is not None:
                 in_span = self._in_span(s, cube_id, span)

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HealReport:
-    checked: int = 0
     rebuilt: list[uuid.UUID] = field(default_factory=list)
     dropped: list[uuid.UUID] = field(default_factory=list)
 
@@ -57,7 +56,6 @@ class IndexService:
             want = repo.index_fingerprints(s)
             live = set(cubes.all_live_cube_ids(s))
             for cube_id in set(want) | set(self.vectors.cube_ids()):
-                report.checked += 1
                 if cube_id not in live:
                     self.vectors.drop(cube_id)
                     report.dropped.append(cube_id)
@@ -94,7 +92,6 @@ class IndexService:
             for cube_id in cubes.all_live_cube_ids(s):
                 self._rebuild(s, cube_id)
                 report.rebuilt.append(cube_id)
-                report.checked += 1
         self.vectors.flush()
         return report
 

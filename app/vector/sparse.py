@@ -88,12 +88,14 @@ class SparseIndex:
             for seg, (matrix, _, ids) in enumerate(self._segments):
                 scores = matrix[:, cols] @ vals
                 nz = np.flatnonzero(scores > 0)
+                taken = 0  # the k best live rows of each segment; the merge below keeps the k best overall
                 for r in nz[np.argsort(-scores[nz])].tolist():
                     vec_id = int(ids[r])
                     if self._live.get(vec_id) != (seg, r) or (allowed is not None and vec_id not in allowed):
                         continue
                     scored.append((float(scores[r]), vec_id))
-                    if len(scored) >= k * (seg + 1):
+                    taken += 1
+                    if taken == k:
                         break
         scored.sort(key=lambda h: -h[0])
         return scored[:k]
