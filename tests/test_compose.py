@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.config import Settings
+from app.config import Settings, to_psycopg_url
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 
@@ -52,7 +52,8 @@ def test_api_and_worker_get_database_and_redis_urls(compose: dict[str, Any], nam
     assert env["MEMCUBED_REDIS_URL"].startswith("redis://redis:6379")
     # The settings the service actually reads accept these.
     settings = Settings(database_url=env["MEMCUBED_DATABASE_URL"], redis_url=env["MEMCUBED_REDIS_URL"])
-    assert settings.sqlalchemy_url.startswith("postgresql+psycopg://")
+    assert settings.database_url is not None
+    assert to_psycopg_url(settings.database_url).startswith("postgresql+psycopg://")
     depends = service.get("depends_on") or {}
     assert {"postgres", "redis"} <= set(depends)
     if isinstance(depends, dict):
