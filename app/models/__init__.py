@@ -13,8 +13,10 @@ from app.models.entities import (
 )
 from app.models.graph import Edge, Entity, MemoryEntity
 from app.models.jobs import CubePolicy, Job
+from app.models.lifecycle import ForgetRequest, Snapshot
+from app.models.parametric import Adapter
 
 __all__ = [
-    "Activation", "ApiKey", "AuditLog", "Base", "Cube", "CubePolicy", "Edge", "Entity", "IdempotencyRecord", "Job",
-    "Memory", "MemoryEntity", "MemoryVersion", "Tenant",
+    "Activation", "Adapter", "ApiKey", "AuditLog", "Base", "Cube", "CubePolicy", "Edge", "Entity", "ForgetRequest",
+    "IdempotencyRecord", "Job", "Memory", "MemoryEntity", "MemoryVersion", "Snapshot", "Tenant",
 ]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -49,6 +50,10 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(TZ, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Scoped sharing (migration 0005): a tenant key limited to these cubes (None = all of the tenant's cubes)
+    # with a permission: read < write < admin. Unscoped tenant keys are "admin" on every cube.
+    cube_ids: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(Uuid))
+    permission: Mapped[str] = mapped_column(String(8), default="admin", server_default=text("'admin'"))
 
 
 class Cube(Base):
@@ -72,6 +77,9 @@ class Cube(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(TZ, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(TZ, default=utcnow, onupdate=utcnow)
+    # Lifecycle (migration 0005): where the cube came from (import, fork, merge) and what a forget request does.
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    forget_policy: Mapped[str] = mapped_column(String(8), default="archive", server_default=text("'archive'"))
 
 
 class Memory(Base):
