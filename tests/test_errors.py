@@ -104,11 +104,10 @@ def test_revoked_key_is_401_on_every_route(live_server: LiveServer, admin: httpx
 
 def test_tenant_key_on_admin_routes_is_403(tenant: TenantCtx, admin: httpx.Client) -> None:
     before = admin.get("/v1/tenants").json()
+    # An unscoped tenant key manages its own tenant's keys (tests/test_scoped_keys.py), never tenants.
     for method, path, body in admin_routes(tenant.id):
-        assert_error(call(tenant.http, method, path, body), 403, "permission_denied")
-    # Revoking the tenant's own key with the tenant key is refused too.
-    created = admin.post(f"/v1/tenants/{tenant.id}/keys").json()
-    assert_error(tenant.http.delete(f"/v1/keys/{created['id']}"), 403, "permission_denied")
+        if "/keys" not in path:
+            assert_error(call(tenant.http, method, path, body), 403, "permission_denied")
     assert admin.get("/v1/tenants").json() == before
 
 

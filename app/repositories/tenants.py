@@ -31,8 +31,9 @@ def list_tenants(s: Session) -> list[Tenant]:
 
 
 def add_key(s: Session, *, tenant_id: uuid.UUID | None, scope: str, key_hash: str, prefix: str,
-            name: str | None) -> ApiKey:
-    key = ApiKey(tenant_id=tenant_id, scope=scope, key_hash=key_hash, prefix=prefix, name=name)
+            name: str | None, cube_ids: list[uuid.UUID] | None = None, permission: str = "admin") -> ApiKey:
+    key = ApiKey(tenant_id=tenant_id, scope=scope, key_hash=key_hash, prefix=prefix, name=name,
+                 cube_ids=cube_ids, permission=permission)
     s.add(key)
     s.flush()
     return key

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.common import Text
 
@@ -31,8 +32,18 @@ class TenantList(BaseModel):
     tenants: list[TenantOut]
 
 
+Permission = Literal["read", "write", "admin"]
+
+
 class KeyCreate(BaseModel):
+    """A tenant key; with ``cube_ids`` it sees only those cubes (sharing them with another agent), with
+    ``permission`` read (GETs, search, generate) < write (content changes) < admin (deletes, purge, policy).
+    Unknown fields are refused: a misspelt ``cube_ids`` must not mint a key for the whole tenant."""
+
+    model_config = ConfigDict(extra="forbid")
     name: Text | None = Field(default=None, max_length=200)
+    cube_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=1000)
+    permission: Permission = "admin"
 
 
 class KeyCreated(BaseModel):
@@ -41,6 +52,8 @@ class KeyCreated(BaseModel):
     scope: str
     api_key: str
     created_at: datetime
+    cube_ids: list[uuid.UUID] | None = None
+    permission: Permission = "admin"
 
 
 class KeyRevoked(BaseModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.common import Text
+from app.schemas.forget_requests import ForgetPolicy
 
 
 class CubeCreate(BaseModel):
@@ -24,11 +25,21 @@ class CubeOut(BaseModel):
     owner_id: str | None
     status: str
     memory_count: int
+    forget_policy: str = Field(default="archive", description="What a forget request does: archive or purge.")
     enrichment_pending: int = Field(
         default=0, description="Memories not yet enriched (fine-retrieval indexes, entities, graph edges)."
     )
     created_at: datetime
     updated_at: datetime
+
+
+class CubePatch(BaseModel):
+    """The cube settings that change after creation; each needs an admin key for the cube."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    forget_policy: ForgetPolicy | None = Field(
+        default=None, description="archive: a forget request archives (revertible); purge: it destroys.")
 
 
 class CubeList(BaseModel):

@@ -8,10 +8,10 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import Conflict, NotFound, Unauthenticated
+from app.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from app.models.base import utcnow
-from app.repositories import audit, tenants
-from app.schemas.admin import KeyCreated, KeyRevoked, TenantCreated, TenantOut
+from app.repositories import audit, cubes, tenants
+from app.schemas.admin import KeyCreate, KeyCreated, KeyRevoked, TenantCreated, TenantOut
 from app.services.base import Idempotency, Principal, Transactor, Tx
 
 KEY_PREFIX = "mck_"
@@ -38,7 +38,9 @@ class AuthService:
             key = tenants.key_by_hash(s, hash_key(raw))
             if key is None or key.revoked_at is not None:
                 raise Unauthenticated("invalid or revoked API key")
-            return Principal(key_id=key.id, scope=key.scope, tenant_id=key.tenant_id)
+            return Principal(key_id=key.id, scope=key.scope, tenant_id=key.tenant_id,
+                             cube_ids=frozenset(key.cube_ids) if key.cube_ids is not None else None,
+                             permission=key.permission)
 
     def ensure_admin_key(self, raw: str) -> bool:
         """Register ``raw`` as an admin key if it is not yet known. Returns True when it was added."""
@@ -72,29 +74,47 @@ class AuthService:
         with self.sessions() as s:
             return [TenantOut.model_validate(t, from_attributes=True) for t in tenants.list_tenants(s)]
 
-    def create_key(self, principal: Principal, tenant_id: uuid.UUID, name: str | None,
+    def _require_key_manager(self, principal: Principal, tenant_id: uuid.UUID | None) -> None:
+        """Admin keys manage every tenant's keys; an unscoped admin-permission tenant key manages its own
+        tenant's (to share a cube with another agent without the operator). Another tenant is a 404."""
+        if principal.scope == "admin":
+            return
+        if principal.require_unscoped("admin") != tenant_id:
+            raise NotFound("tenant", tenant_id)
+
+    def create_key(self, principal: Principal, tenant_id: uuid.UUID, body: KeyCreate,
                    idem: Idempotency | None = None) -> KeyCreated:
-        principal.require_admin()
+        self._require_key_manager(principal, tenant_id)
+        cube_ids = list(dict.fromkeys(body.cube_ids)) if body.cube_ids is not None else None
 
         def work(tx: Tx) -> KeyCreated:
             if tenants.get_tenant(tx.session, tenant_id) is None:
                 raise NotFound("tenant", tenant_id)
+            if cube_ids is not None:
+                live = cubes.live_cube_ids(tx.session, tenant_id, cube_ids)
+                missing = [str(c) for c in cube_ids if c not in live]
+                if missing:
+                    raise InvalidInput("cube_ids names cubes this tenant does not have",
+                                       {"field": "cube_ids", "missing": missing})
             raw = new_key()
             key = tenants.add_key(tx.session, tenant_id=tenant_id, scope="tenant", key_hash=hash_key(raw),
-                                  prefix=raw[:12], name=name)
+                                  prefix=raw[:12], name=body.name, cube_ids=cube_ids, permission=body.permission)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="key.create",
-                         object_type="api_key", object_id=key.id)
+                         object_type="api_key", object_id=key.id,
+                         details={"cube_ids": [str(c) for c in cube_ids] if cube_ids is not None else None,
+                                  "permission": body.permission})
             return KeyCreated(id=key.id, tenant_id=tenant_id, scope=key.scope, api_key=raw,
-                              created_at=key.created_at)
+                              created_at=key.created_at, cube_ids=cube_ids, permission=body.permission)
 
         return self.tx.run(principal, idem, KeyCreated, work)
 
     def revoke_key(self, principal: Principal, key_id: uuid.UUID) -> KeyRevoked:
-        principal.require_admin()
+        if principal.scope != "admin":
+            principal.require_unscoped("admin")
 
         def work(tx: Tx) -> KeyRevoked:
             key = tenants.get_key(tx.session, key_id)
-            if key is None:
+            if key is None or (principal.scope != "admin" and key.tenant_id != principal.tenant_id):
                 raise NotFound("api key", key_id)
             if key.revoked_at is None:
                 tenants.revoke_key(tx.session, key, utcnow())

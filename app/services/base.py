@@ -51,16 +51,25 @@ class Principal:
         self.require_permission(need)
         return tenant_id
 
+    def require_object(self, cube_id: uuid.UUID, need: str, what: str, object_id: uuid.UUID) -> None:
+        """For routes that address an object (a memory, a job...) by id, once it is loaded: one in a cube outside
+        a scoped key's grant does not exist for it (a 404 naming the object, not its cube)."""
+        if self.cube_ids is not None and cube_id not in self.cube_ids:
+            raise NotFound(what, object_id)
+        self.require_permission(need)
+
     def require_permission(self, need: str) -> None:
         if PERMISSIONS.index(self.permission) < PERMISSIONS.index(need):
             raise PermissionDenied(f"this API key has {self.permission!r} permission; this needs {need!r}",
                                    {"permission": self.permission, "needed": need})
 
-    def require_unscoped(self) -> uuid.UUID:
-        """Routes that are not about one granted cube (creating a cube, say) need a key of the whole tenant."""
+    def require_unscoped(self, need: str = "write") -> uuid.UUID:
+        """Routes that are not about one granted cube (creating a cube, say) need a key of the whole tenant
+        with at least ``need`` (by default write: a tenant-wide read key creates nothing)."""
         tenant_id = self.require_tenant()
         if self.cube_ids is not None:
             raise PermissionDenied("this API key is scoped to some cubes; this needs a key for the whole tenant")
+        self.require_permission(need)
         return tenant_id
 
     def require_tenant(self) -> uuid.UUID:

@@ -101,6 +101,16 @@ class Change:
     details: dict[str, Any]
 
 
+def chat_completion(base_url: str, api_key: str | None, model: str, timeout: float,
+                    messages: list[dict[str, str]]) -> str:
+    """One deterministic call to an OpenAI-compatible ``/chat/completions``; the reply's text, stripped."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"model": model, "temperature": 0, "messages": messages}
+    r = httpx.post(f"{base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=timeout)
+    r.raise_for_status()
+    return str(r.json()["choices"][0]["message"]["content"]).strip()
+
+
 class Summariser:
     """Session summaries: the most central turns (extractive), or an OpenAI-compatible chat model."""
 
@@ -127,16 +137,12 @@ class Summariser:
     def llm(self, turns: Sequence[Memory]) -> str:
         assert self.base_url is not None
         transcript = "\n".join(indexed_text(t.content, t.meta) for t in turns)[:24_000]
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = {"model": self.model, "temperature": 0, "messages": [
+        text = chat_completion(self.base_url, self.api_key, self.model, self.timeout, [
             {"role": "system", "content": "Summarise this conversation session in at most "
                                           f"{self.sentences} sentences of durable facts: who did what, when, "
                                           "preferences, plans. Name people. No preamble."},
             {"role": "user", "content": transcript},
-        ]}
-        r = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self.timeout)
-        r.raise_for_status()
-        text = str(r.json()["choices"][0]["message"]["content"]).strip()
+        ])
         if not text:
             raise ValueError("the LLM returned an empty summary")
         return text[:4000]

@@ -8,9 +8,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import Conflict, NotFound
 from app.models import Cube
+from app.models.base import utcnow
 from app.repositories import audit, cubes
 from app.repositories import graph as graph_repo
-from app.schemas.cubes import CubeCreate, CubeOut
+from app.schemas.cubes import CubeCreate, CubeOut, CubePatch
 from app.services.base import Idempotency, Principal, Transactor, Tx
 from app.services.derived import DerivedIndexes
 
@@ -18,7 +19,8 @@ from app.services.derived import DerivedIndexes
 def cube_out(cube: Cube, memory_count: int, enrichment_pending: int = 0) -> CubeOut:
     return CubeOut(id=cube.id, tenant_id=cube.tenant_id, name=cube.name, description=cube.description,
                    owner_id=cube.owner_id, status=cube.status, memory_count=memory_count,
-                   enrichment_pending=enrichment_pending, created_at=cube.created_at, updated_at=cube.updated_at)
+                   forget_policy=cube.forget_policy, enrichment_pending=enrichment_pending,
+                   created_at=cube.created_at, updated_at=cube.updated_at)
 
 
 def require_cube(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, *, lock: bool = False) -> Cube:
@@ -35,7 +37,7 @@ class CubeService:
         self.indexes = indexes
 
     def create(self, principal: Principal, body: CubeCreate, idem: Idempotency | None = None) -> CubeOut:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_unscoped("write")
 
         def work(tx: Tx) -> CubeOut:
             if cubes.live_cube_by_name(tx.session, tenant_id, body.name) is not None:
@@ -49,7 +51,7 @@ class CubeService:
         return self.tx.run(principal, idem, CubeOut, work)
 
     def get(self, principal: Principal, cube_id: uuid.UUID) -> CubeOut:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         with self.sessions() as s:
             cube = require_cube(s, tenant_id, cube_id)
             pending = graph_repo.count_unenriched(s, [cube.id]).get(cube.id, 0)
@@ -58,14 +60,32 @@ class CubeService:
     def list_all(self, principal: Principal) -> list[CubeOut]:
         tenant_id = principal.require_tenant()
         with self.sessions() as s:
-            found = cubes.list_live_cubes(s, tenant_id)
+            found = [c for c in cubes.list_live_cubes(s, tenant_id)
+                     if principal.cube_ids is None or c.id in principal.cube_ids]
             counts = cubes.memory_counts(s, [c.id for c in found])
             pending = graph_repo.count_unenriched(s, [c.id for c in found])
             return [cube_out(c, counts.get(c.id, 0), pending.get(c.id, 0)) for c in found]
 
+    def update(self, principal: Principal, cube_id: uuid.UUID, body: CubePatch) -> CubeOut:
+        tenant_id = principal.require_cube(cube_id, "admin")
+        fields = body.model_dump(exclude_none=True)
+
+        def work(tx: Tx) -> CubeOut:
+            cube = require_cube(tx.session, tenant_id, cube_id, lock=True)
+            for name, value in fields.items():
+                setattr(cube, name, value)
+            cube.updated_at = utcnow()
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.update",
+                         object_type="cube", object_id=cube.id, details=fields)
+            tx.session.flush()
+            pending = graph_repo.count_unenriched(tx.session, [cube.id]).get(cube.id, 0)
+            return cube_out(cube, cubes.memory_counts(tx.session, [cube.id]).get(cube.id, 0), pending)
+
+        return self.tx.run(principal, None, CubeOut, work)
+
     def delete(self, principal: Principal, cube_id: uuid.UUID) -> None:
         """Soft delete: the rows stay (an operator can recover them), the cube and its index disappear."""
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "admin")
 
         def work(tx: Tx) -> CubeOut:
             cube = require_cube(tx.session, tenant_id, cube_id, lock=True)

@@ -115,13 +115,13 @@ class ForgettingService:
         self.indexes = indexes
 
     def get_policy(self, principal: Principal, cube_id: uuid.UUID) -> PolicyOut:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
             return policy_out(cube_id, jobs_repo.get_policy(s, cube_id))
 
     def put_policy(self, principal: Principal, cube_id: uuid.UUID, body: PolicyIn) -> PolicyOut:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "admin")
 
         def work(tx: Tx) -> PolicyOut:
             require_cube(tx.session, tenant_id, cube_id)
@@ -139,6 +139,7 @@ class ForgettingService:
             m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
             if m is None:
                 raise NotFound("memory", memory_id)
+            principal.require_object(m.cube_id, "write", "memory", memory_id)
             jobs_repo.add_feedback(tx.session, m, signal)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="memory.feedback",
                          object_type="memory", object_id=m.id, details={"signal": signal})
@@ -154,6 +155,7 @@ class ForgettingService:
             m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
             if m is None:
                 raise NotFound("memory", memory_id)
+            principal.require_object(m.cube_id, "admin", "memory", memory_id)
             out = memory_out(m)
             cube_id, vec_id, was_active = m.cube_id, m.vec_id, m.status == "active"
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="memory.purge",
@@ -170,7 +172,7 @@ class ForgettingService:
 
     def purge(self, principal: Principal, cube_id: uuid.UUID, body: PurgeRequest) -> PurgeResult:
         """Destroy a cube's archived and/or deleted memories (never active ones), audited with every id."""
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "admin")
         before = utcnow() - timedelta(days=body.older_than_days) if body.older_than_days is not None else None
 
         def work(tx: Tx) -> PurgeResult:

@@ -34,6 +34,7 @@ class GraphService:
             m = repo.live_memory(s, tenant_id, memory_id)
             if m is None:
                 raise NotFound("memory", memory_id)
+            principal.require_object(m.cube_id, "read", "memory", memory_id)
             edges = graph_repo.edges_of(s, m.id)
             others = {o.id: o for o in graph_repo.memories_by_ids(
                 s, [e.target_id if e.source_id == m.id else e.source_id for e in edges])}
@@ -49,7 +50,7 @@ class GraphService:
     def graph(self, principal: Principal, cube_id: uuid.UUID, types: Sequence[str] | None, limit: int,
               cursor: str | None) -> GraphPage:
         """A page of edges plus every node they touch, so each page can be drawn on its own."""
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         after = _after(cursor)
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
@@ -65,7 +66,7 @@ class GraphService:
 
     def entities(self, principal: Principal, cube_id: uuid.UUID, limit: int, cursor: str | None,
                  query: str | None) -> EntityList:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
             found = graph_repo.entities_page(s, cube_id, limit + 1, _after(cursor), query)

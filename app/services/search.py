@@ -43,6 +43,8 @@ class SearchService:
         started = time.perf_counter()
         tenant_id = principal.require_tenant()
         cube_ids = list(dict.fromkeys(req.cube_ids))
+        for cube_id in cube_ids:
+            principal.require_cube(cube_id, "read")
         flt = to_filter(req)
         with self.sessions() as s:
             live = cubes.live_cube_ids(s, tenant_id, cube_ids)

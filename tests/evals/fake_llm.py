@@ -18,6 +18,9 @@ from typing import Any
 def canned_reply(messages: list[dict[str, str]]) -> str:
     """Answers and verdicts that depend only on the prompt, so tests can predict every score."""
     prompt = messages[-1]["content"]
+    if prompt.startswith("Message to classify:"):  # forget-request classifier: only "make my X vanish" is one
+        found = re.search(r"make (?:my )?(.+?) vanish", prompt, re.IGNORECASE)
+        return json.dumps({"forget": found is not None, "subject": found.group(1) if found else None})
     if "Generated answer:" in prompt:  # LoCoMo judge: CORRECT iff the gold answer is in the generated one
         gold = re.findall(r"Gold answer: (.*)", prompt)[-1]  # the last one: the first is the example
         gen = re.findall(r"Generated answer: (.*)", prompt)[-1]

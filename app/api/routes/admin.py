@@ -25,8 +25,9 @@ def list_tenants(c: C, p: P) -> TenantList:
 
 @router.post("/tenants/{tenant_id}/keys", status_code=201, response_model=KeyCreated)
 def create_key(tenant_id: uuid.UUID, c: C, p: P, body: KeyCreate | None = None, idem: IdemKey = None) -> KeyCreated:
-    name = body.name if body else None
-    return c.auth.create_key(p, tenant_id, name, Idempotency.of(idem, "key", str(tenant_id), name))
+    req = body or KeyCreate()
+    return c.auth.create_key(p, tenant_id, req,
+                             Idempotency.of(idem, "key", str(tenant_id), req.model_dump(mode="json")))
 
 
 @router.delete("/keys/{key_id}", response_model=KeyRevoked)

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import C, IdemKey, P
 from app.errors import PayloadTooLarge
-from app.schemas.cubes import CubeCreate, CubeList, CubeOut, ImportResult
+from app.schemas.cubes import CubeCreate, CubeList, CubeOut, CubePatch, ImportResult
 from app.services.base import Idempotency
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"])
@@ -29,6 +29,11 @@ def list_cubes(c: C, p: P) -> CubeList:
 @router.get("/{cube_id}", response_model=CubeOut)
 def get_cube(cube_id: uuid.UUID, c: C, p: P) -> CubeOut:
     return c.cubes.get(p, cube_id)
+
+
+@router.patch("/{cube_id}", response_model=CubeOut)
+def update_cube(cube_id: uuid.UUID, body: CubePatch, c: C, p: P) -> CubeOut:
+    return c.cubes.update(p, cube_id, body)
 
 
 @router.delete("/{cube_id}", status_code=204)

@@ -1,0 +1,154 @@
+"""Forget requests in chat messages: "forget my address", "don't remember anything about my ex".
+
+Rules first: English imperatives addressed to the agent (forget / stop remembering / don't remember / delete
+what you know about / erase my ...), with an optional polite lead-in ("please", "can you", "I want you to").
+The negatives they must not catch are statements about the speaker's own memory ("I forgot my keys", "I always
+forget her name"), reminders ("don't forget to call mom"), dismissals ("forget it, let's move on") and
+questions about forgetting ("did you forget my address?"). A request only counts with a concrete subject;
+"forget it" or "forget everything" names nothing to look for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+# Polite or addressed lead-ins that may precede the imperative.
+LEAD = (r"^(?:(?:ok(?:ay)?|hey|hi|so|and|also|oh|well|actually|right|now|alright|one more thing)\b[,!]?\s*)*"
+        r"(?:(?:please|pls|kindly),?\s+)?"
+        r"(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|(?:i\s+(?:want|need)|i'd\s+like|i\s+would\s+like)"
+        r"\s+you\s+to\s+|you\s+(?:should|must|need\s+to)\s+|(?:i'm\s+)?asking\s+you\s+to\s+)?"
+        r"(?:(?:please|just|kindly)\s+)?")
+MEMORY_MARK = (r"(?:(?:everything\s+|anything\s+|all\s+)?(?:that\s+|what\s+)?you\s+(?:know|have|remember|stored|saved|"
+               r"learned|kept|recorded)(?:\s+(?:about|on|of))?\s+)")
+FROM_MEMORY = r"\s+from\s+(?:your\s+)?(?:memory|memories|records|notes|database)\b"
+PATTERNS = [
+    # forget my address / forget about X / forget (that) I told you about X / forget what I said about X
+    re.compile(LEAD + r"forget\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?(?:told\s+you|mentioned|said)"
+               r"(?:\s+anything)?\s+(?:about\s+)?|what\s+i\s+(?:told\s+you|said|mentioned)\s+about\s+|"
+               r"(?:everything|anything|all)\s+(?:about|regarding)\s+|" + MEMORY_MARK + r")?(?P<s>.+)$"),
+    # don't remember (anything about) X; don't store my X (not "don't store the leftovers": personal data only)
+    re.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:remember|memori[sz]e)\s+"
+               r"(?:anything\s+(?:about\s+)?|about\s+)?(?P<s>.+)$"),
+    re.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:keep\s+track\s+of|store|save|keep|record|"
+               r"retain|track)\s+(?:anything\s+about\s+|any\s+of\s+)?(?P<s>(?:my|our)\s+.+)$"),
+    # I don't want you to remember X
+    re.compile(r"^i\s+(?:don't|do\s+not|no\s+longer)\s+want\s+you\s+to\s+(?:remember|know|store|keep|save)\s+"
+               r"(?:anything\s+)?(?:about\s+)?(?P<s>.+)$"),
+    # stop remembering / storing / tracking X
+    re.compile(LEAD + r"stop\s+(?:remembering|storing|saving|keeping|tracking|keeping\s+track\s+of|recording)\s+"
+               r"(?:anything\s+)?(?:about\s+)?(?P<s>.+)$"),
+    # delete / remove / clear what you know about X; X from your memory
+    re.compile(LEAD + r"(?:delete|remove|clear|purge|drop|erase|wipe)\s+(?:out\s+)?" + MEMORY_MARK + r"(?P<s>.+)$"),
+    re.compile(LEAD + r"(?:delete|remove|clear|purge|drop|erase|wipe)\s+(?:out\s+)?(?P<s>.+?)" + FROM_MEMORY),
+    # erase / wipe / scrub / get rid of my X; purge any record of X
+    re.compile(LEAD + r"(?:erase|wipe|scrub|get\s+rid\s+of)\s+(?:out\s+)?(?P<s>my\s+.+)$"),
+    re.compile(LEAD + r"(?:delete|remove|clear|purge|erase|wipe|scrub)\s+(?:any|all|every)\s+(?:records?|traces?|"
+               r"mentions?)\s+of\s+(?P<s>.+)$"),
+]
+QUESTION_START = re.compile(r"^(?:did|do|does|have|has|had|why|how|what|when|where|who|is|are|was|were|will|would|"
+                            r"can|could|should|shall|may|might)\b")
+POLITE_REQUEST = re.compile(LEAD.replace("^", "^", 1) + r"(?:forget|stop|delete|remove|erase|wipe|clear|purge|"
+                            r"don't|dont|do\s+not|never)\b")
+TRAILERS = re.compile(r"(?:,?\s+(?:please|thanks|thank\s+you|for\s+good|forever|completely|entirely|altogether|"
+                      r"permanently|right\s+now|now|too|as\s+well|ok(?:ay)?|from\s+now\s+on|going\s+forward|"
+                      r"anymore|any\s+more))+$|" + FROM_MEMORY + r".*$")
+LEADING = re.compile(r"^(?:about|regarding|the\s+fact\s+that|that|all|any|the|my|our|me\s+and\s+my)\s+")
+EMPTY_SUBJECTS = {"it", "that", "this", "them", "everything", "anything", "all", "all that", "all of it", "all of that",
+                  "about it", "about that", "me", "what i said", "the rest", "it all", "everything else", "him",
+                  "her", "those", "these", "that for now", "it for now"}
+# Words that, after the imperative, turn it into something else: "forget to", "forget it,".
+NOT_SUBJECT = re.compile(r"^(?:to\b|it\b|that\b\s*[,!.]|about\s+it\b|i\s+asked\b|i\s+said\s+anything\b|"
+                         r"what\s+i\s+just\s+said\b)")
+# Lowercased content words of a subject, for the lexical match.
+STOPWORDS = frozenset({"a", "an", "the", "my", "our", "your", "his", "her", "their", "me", "i", "you", "we", "of",
+                       "about", "on", "in", "at", "to", "for", "and", "or", "is", "was", "with", "that", "this",
+                       "these", "those", "any", "all", "every"})
+GATE = re.compile(r"forget|remember|delete|erase|remove|wipe|clear|purge|stor|sav|keep|track|memor|record|know")
+
+
+@dataclass(frozen=True)
+class Detection:
+    subject: str
+    sentence: str
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\u2019", "'").replace("\u2018", "'")).strip().lower()
+
+
+def clean_subject(raw: str) -> str | None:
+    """The thing to forget, without lead-ins, politeness or possessives; None when it names nothing."""
+    subject = raw.strip().strip("\"'").rstrip(".!?;, ")
+    for _ in range(3):
+        subject = TRAILERS.sub("", subject).rstrip(".!?;, ")
+        subject = LEADING.sub("", subject).strip()
+    if not subject or subject in EMPTY_SUBJECTS or len(subject) > 200:
+        return None
+    return subject
+
+
+def content_words(subject: str) -> list[str]:
+    return [w for w in re.findall(r"[\w'-]+", subject.lower()) if w not in STOPWORDS]
+
+
+def detect_sentence(sentence: str) -> Detection | None:
+    text = normalise(sentence)
+    body = text.rstrip("?!. ")
+    if text.endswith("?") and (QUESTION_START.match(body) and not POLITE_REQUEST.match(body)):
+        return None
+    for pattern in PATTERNS:
+        m = pattern.match(body)
+        if m is None:
+            continue
+        raw = m.group("s")
+        if NOT_SUBJECT.match(raw):
+            return None
+        subject = clean_subject(raw)
+        if subject is not None and content_words(subject):
+            return Detection(subject=subject, sentence=sentence.strip())
+    return None
+
+
+def detect(text: str) -> Detection | None:
+    """The first forget request among the sentences of a message, if any."""
+    for sentence in SENTENCE.split(text.strip()):
+        if sentence and (found := detect_sentence(sentence)) is not None:
+            return found
+    return None
+
+
+def might_be_request(text: str) -> bool:
+    """Cheap gate before an LLM call: every forget request names a memory verb."""
+    return GATE.search(text.lower()) is not None
+
+
+CLASSIFIER_PROMPT = (
+    "You classify one chat message a user sent to an AI assistant that has long-term memory. Decide whether the "
+    "user asks the assistant to forget, delete or stop remembering something it knows about them. Statements "
+    "about the user's own memory (\"I forgot my keys\"), reminders (\"don't forget to call mom\") and dismissals "
+    "(\"forget it\") are not requests. Reply with JSON only: {\"forget\": true|false, \"subject\": \"<the thing to "
+    "forget, a short noun phrase without 'my'>\" or null}."
+)
+
+
+def parse_classifier_reply(reply: str, sentence: str) -> Detection | None:
+    """The LLM's JSON verdict; anything malformed counts as no request (the rules still ran before)."""
+    match = re.search(r"\{.*\}", reply, re.DOTALL)
+    if match is None:
+        return None
+    try:
+        verdict = json.loads(match.group(0))
+    except ValueError:
+        return None
+    if not isinstance(verdict, dict) or verdict.get("forget") is not True:
+        return None
+    if not isinstance(verdict.get("subject"), str):
+        return None
+    subject = clean_subject(normalise(verdict["subject"]))
+    if subject is None or not content_words(subject):
+        return None
+    return Detection(subject=subject, sentence=sentence.strip())

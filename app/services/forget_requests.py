@@ -1,0 +1,241 @@
+"""Forget requests: a user tells the agent "forget my address" in a message; the cube's memories about the
+subject are archived (restorable by reverting the request) or, under the cube's ``purge`` forget policy,
+destroyed. The request itself is kept with its subject only; the message is stored with the request sentence
+replaced by ``[forget request: <subject>]``, so the conversation still shows that the user asked.
+
+Which memories are "about" the subject: those containing every content word of it (lexical), plus those whose
+embedding is at least ``forget_min_score`` similar to it (dense). Memories written in the same batch and the
+markers of earlier requests are never forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import Conflict, NotFound
+from app.forgetting.detector import (
+    CLASSIFIER_PROMPT,
+    Detection,
+    content_words,
+    detect,
+    might_be_request,
+    parse_classifier_reply,
+)
+from app.models import Memory
+from app.models.base import utcnow
+from app.models.lifecycle import ForgetRequest
+from app.repositories import audit
+from app.repositories import forget_requests as repo
+from app.repositories import jobs as jobs_repo
+from app.schemas.forget_requests import ForgetRequestList, ForgetRequestOut
+from app.schemas.memories import MessageIn
+from app.services.base import Principal, Transactor, Tx
+from app.services.consolidation import chat_completion
+from app.services.cubes import require_cube
+from app.services.derived import DerivedIndexes
+from app.services.jobs import versioned_change
+from app.vector.embedder import Embedder
+from app.vector.index import VectorStore
+
+log = logging.getLogger(__name__)
+
+REASON = "forget request"
+MARKER_KEY = "forget_request_id"  # in the metadata of a stored request message: never itself forgotten
+
+
+def marker(subject: str) -> str:
+    return f"[forget request: {subject}]"
+
+
+def llm_verdict(settings: Settings, text: str) -> Detection | None:
+    """The configured LLM's verdict on one message; raises when the call fails."""
+    assert settings.llm_base_url is not None
+    reply = chat_completion(settings.llm_base_url, settings.llm_api_key, settings.llm_model,
+                            settings.llm_timeout_seconds, [
+                                {"role": "system", "content": CLASSIFIER_PROMPT},
+                                {"role": "user", "content": f"Message to classify: {text[:4000]}"},
+                            ])
+    return parse_classifier_reply(reply, text)
+
+
+def request_out(row: ForgetRequest) -> ForgetRequestOut:
+    return ForgetRequestOut.model_validate(row, from_attributes=True)
+
+
+@dataclass(frozen=True)
+class ForgetPlan:
+    """The forget requests found among a batch of messages, decided before the write's transaction."""
+
+    request_id: uuid.UUID
+    detector: str
+    found: dict[int, Detection]  # message index → what it asks to forget
+    queries: np.ndarray  # one embedding per subject, in ``found`` order
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(d.subject for d in self.found.values()))
+
+    def redact(self, index: int, content: str) -> str:
+        """The message as stored: the request sentence replaced by its marker (the whole message if the
+        sentence cannot be found verbatim, e.g. an LLM verdict on a long message)."""
+        d = self.found[index]
+        if d.sentence and d.sentence in content and d.sentence != content.strip():
+            return content.replace(d.sentence, marker(d.subject), 1)
+        return marker(d.subject)
+
+
+class ForgetRequestService:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
+                 vectors: VectorStore, indexes: DerivedIndexes) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.tx = tx
+        self.embedder = embedder
+        self.vectors = vectors
+        self.indexes = indexes
+
+    # -- detection ---------------------------------------------------------------------------------------------
+    def classify(self, text: str) -> tuple[Detection | None, str]:
+        """The LLM's verdict when one is configured (messages without any memory verb skip the call); the rules
+        otherwise, or when the call fails."""
+        s = self.settings
+        if s.llm_base_url and s.forget_llm:
+            if not might_be_request(text):
+                return None, "llm"
+            try:
+                return llm_verdict(s, text), "llm"
+            except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+                log.warning("forget-request classifier failed (%s); using the rules", exc)
+        return detect(text), "rules"
+
+    def plan(self, messages: Sequence[MessageIn]) -> ForgetPlan | None:
+        """The users' messages that are forget requests (an assistant saying "I'll forget it" is not one)."""
+        found: dict[int, Detection] = {}
+        detectors: set[str] = set()
+        for i, msg in enumerate(messages):
+            if msg.role.strip().lower() != "user":
+                continue
+            detection, detector = self.classify(msg.content)
+            if detection is not None:
+                found[i] = detection
+                detectors.add(detector)
+        if not found:
+            return None
+        subjects = list(dict.fromkeys(d.subject for d in found.values()))
+        return ForgetPlan(request_id=uuid.uuid4(), detector="llm" if "llm" in detectors else "rules", found=found,
+                          queries=self.embedder.encode(subjects))
+
+    # -- apply, inside the write of the messages -------------------------------------------------------------------
+    def apply(self, tx: Tx, principal: Principal, tenant_id: uuid.UUID, cube_id: uuid.UUID, plan: ForgetPlan,
+              written: set[uuid.UUID]) -> tuple[uuid.UUID, list[uuid.UUID]]:
+        """Archive (or purge) what the plan's subjects match; returns the request id and the forgotten ids."""
+        s = tx.session
+        cube = require_cube(s, tenant_id, cube_id)
+        matched = self._matches(s, cube_id, plan, written)
+        ids = [m.id for m, _ in matched]
+        vec_ids = [m.vec_id for m, _ in matched]
+        scores = {str(m.id): how for m, how in matched}
+        policy = cube.forget_policy
+        if policy == "purge":
+            for m, _ in matched:
+                audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action="memory.purge",
+                             object_type="memory", object_id=m.id,
+                             details={"version": m.version, "status": m.status, "content_hash": m.content_hash,
+                                      "cube_id": str(cube_id), "reason": REASON,
+                                      "forget_request_id": str(plan.request_id)})
+                s.expunge(m)
+            jobs_repo.hard_delete(s, ids)
+        else:
+            for m, _ in matched:
+                versioned_change(s, m, reason=REASON, action="memory.forget", job_id=None, key_id=principal.key_id,
+                                 mutate=lambda mem: setattr(mem, "status", "archived"),
+                                 details={"forget_request_id": str(plan.request_id)})
+        row = repo.add(s, ForgetRequest(
+            id=plan.request_id, tenant_id=tenant_id, cube_id=cube_id, subject="; ".join(plan.subjects),
+            detector=plan.detector, policy=policy, status="purged" if policy == "purge" else "applied",
+            memory_ids=ids, key_id=principal.key_id, created_at=utcnow(),
+            details={"subjects": plan.subjects, "matched": scores, "min_score": self.settings.forget_min_score,
+                     "message_indexes": sorted(plan.found)},
+        ))
+        audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action="forget_request.apply",
+                     object_type="forget_request", object_id=row.id,
+                     details={"cube_id": str(cube_id), "policy": policy, "detector": plan.detector,
+                              "memory_ids": [str(i) for i in ids]})
+        if vec_ids:
+            tx.after_commit.append(lambda: self.indexes.remove(cube_id, vec_ids))
+        return row.id, ids
+
+    def _matches(self, s: Session, cube_id: uuid.UUID, plan: ForgetPlan,
+                 written: set[uuid.UUID]) -> list[tuple[Memory, str]]:
+        """Each matched active memory once, with how it matched ("lexical", or "dense 0.731")."""
+        limit = self.settings.forget_max_memories
+        found: dict[uuid.UUID, tuple[Memory, str]] = {}
+        index = self.vectors.peek(cube_id)
+        for subject, query in zip(plan.subjects, plan.queries):
+            for m in repo.active_containing(s, cube_id, content_words(subject), limit):
+                found.setdefault(m.id, (m, "lexical"))
+            if index is None:
+                continue
+            scores, vec_ids = index.search(query, limit)
+            dense = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
+                     if sc >= self.settings.forget_min_score}
+            for m in repo.active_by_vec_ids(s, cube_id, list(dense)):
+                found.setdefault(m.id, (m, f"dense {dense[m.vec_id]:.3f}"))
+        keep = [(m, how) for m, how in found.values() if m.id not in written and MARKER_KEY not in (m.meta or {})]
+        keep.sort(key=lambda x: (x[0].created_at, x[0].id))
+        return keep[:limit]
+
+    # -- API use cases -----------------------------------------------------------------------------------------
+    def list(self, principal: Principal, cube_id: uuid.UUID, limit: int) -> ForgetRequestList:
+        tenant_id = principal.require_cube(cube_id, "read")
+        with self.sessions() as s:
+            require_cube(s, tenant_id, cube_id)
+            return ForgetRequestList(forget_requests=[request_out(r) for r in repo.in_cube(s, cube_id, limit)])
+
+    def revert(self, principal: Principal, request_id: uuid.UUID) -> ForgetRequestOut:
+        """Bring back what a request archived, exactly as it was; memories changed since (restored, deleted)
+        are left alone and listed. A purged request cannot be reverted."""
+        tenant_id = principal.require_tenant()
+
+        def work(tx: Tx) -> ForgetRequestOut:
+            s = tx.session
+            row = repo.for_tenant(s, tenant_id, request_id, lock=True)
+            if row is None:
+                raise NotFound("forget request", request_id)
+            principal.require_object(row.cube_id, "write", "forget request", request_id)
+            if row.status != "applied":
+                why = "its memories were destroyed" if row.status == "purged" else "it was reverted already"
+                raise Conflict(f"forget request is {row.status}: {why}", {"status": row.status})
+            restored: list[tuple[int, np.ndarray]] = []
+            skipped: list[str] = []
+            for m in repo.memories_locked(s, row.memory_ids):
+                if m.status != "archived":
+                    skipped.append(str(m.id))
+                    continue
+                versioned_change(s, m, reason=f"{REASON} reverted", action="memory.restore", job_id=None,
+                                 key_id=principal.key_id, mutate=lambda mem: setattr(mem, "status", "active"),
+                                 details={"forget_request_id": str(row.id)})
+                m.enriched_at = None  # back in the indexes: enrich it again
+                restored.append((m.vec_id, np.frombuffer(m.embedding, dtype=np.float32)))
+            row.status, row.reverted_at = "reverted", utcnow()
+            details: dict[str, Any] = {**row.details, "skipped_on_revert": skipped}
+            row.details = details
+            audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action="forget_request.revert",
+                         object_type="forget_request", object_id=row.id,
+                         details={"cube_id": str(row.cube_id), "restored": len(restored), "skipped": skipped})
+            s.flush()
+            if restored:
+                cube_id, vec_ids, vecs = row.cube_id, [v for v, _ in restored], np.stack([e for _, e in restored])
+                tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, vecs))
+            return request_out(row)
+
+        return self.tx.run(principal, None, ForgetRequestOut, work)
