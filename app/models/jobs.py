@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, utcnow
 from app.models.entities import TZ
 
-JOB_KINDS = ("consolidate", "forget")
+JOB_KINDS = ("consolidate", "forget", "distill", "fuse_activation")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -41,11 +41,12 @@ def tenant_job(s: Session, tenant_id: uuid.UUID, job_id: uuid.UUID, *, lock: boo
     return s.scalar(stmt)
 
 
-def list_jobs(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID | None, status: str | None, kind: str | None,
-              limit: int) -> list[Job]:
+def list_jobs(s: Session, tenant_id: uuid.UUID, cube_ids: Collection[uuid.UUID] | None, status: str | None,
+              kind: str | None, limit: int) -> list[Job]:
+    """The tenant's jobs, only those on ``cube_ids`` when given (one cube, or a scoped key's grant)."""
     stmt = select(Job).where(Job.tenant_id == tenant_id)
-    if cube_id is not None:
-        stmt = stmt.where(Job.cube_id == cube_id)
+    if cube_ids is not None:
+        stmt = stmt.where(Job.cube_id.in_(list(cube_ids)))
     if status is not None:
         stmt = stmt.where(Job.status == status)
     if kind is not None:

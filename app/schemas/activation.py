@@ -96,6 +96,11 @@ class GenerateRequest(BaseModel):
     )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 is greedy.")
     seed: int | None = Field(default=None, ge=0)
+    adapter_ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=16,
+        description="LoRA adapters (parametric memory) to attach, summed; a KV cache built without them is "
+        "not reused with them.",
+    )
 
 
 class GenerateResponse(BaseModel):
@@ -103,7 +108,8 @@ class GenerateResponse(BaseModel):
     token_ids: list[int]
     finish_reason: str
     model_id: str
-    fingerprint: str
+    fingerprint: str = Field(description="Of the weights that ran: the base model's, or base + adapters'.")
+    adapter_ids: list[uuid.UUID] = Field(default_factory=list, description="The adapters attached.")
     activation_id: uuid.UUID | None = Field(description="The activation whose cache was reused, if any.")
     tier_hit: str | None = Field(description="The tier the reused cache came from: gpu, cpu or disk.")
     reused_tokens: int = Field(description="Prompt tokens covered by the reused cache.")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobKind = Literal["consolidate", "forget"]
+JobKind = Literal["consolidate", "forget", "distill", "fuse_activation"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 AdmissionStatus = Literal["admitted", "merged", "rejected"]
 FeedbackSignal = Literal["useful", "not_useful", "wrong"]

@@ -10,8 +10,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,13 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.activation import kv
 from app.activation.fingerprint import pack_tokens, token_hash, unpack_tokens
 from app.activation.generate import generate, prefill
-from app.activation.model import CausalLM, ModelSpec, load_model
+from app.activation.model import CausalLM, HFCausalLM, ModelSpec, load_model
 from app.activation.store import TIERS, Budgets, Change, TieredKVStore
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.models import Activation
 from app.models.base import utcnow
+from app.parametric.attach import AdapterSlots, effective_fingerprint
+from app.parametric.files import AdapterFiles
+from app.parametric.validate import LoraSpec
 from app.repositories import activations as repo
+from app.repositories import adapters as adapters_repo
 from app.repositories import audit
 from app.schemas.activation import (
     ActivationCreate,
@@ -49,6 +55,17 @@ def render_memories(contents: Sequence[str]) -> str:
     """The plain text of a memory prefix; the model's chat template wraps it as a system turn."""
     lines = "\n".join("- " + " ".join(c.split()) for c in contents)
     return f"{MEMORY_PREAMBLE}\n{lines}"
+
+
+def model_spec(settings: Settings) -> ModelSpec:
+    """The configured causal LM (distillation jobs load their own copy of the same one)."""
+    return ModelSpec(
+        name=settings.activation_model,
+        models_dir=settings.models_dir,
+        device=settings.activation_device,
+        dtype=settings.activation_dtype,
+        threads=settings.activation_torch_threads,
+    )
 
 
 @dataclass
@@ -77,6 +94,7 @@ class ActivationService:
         self._start_lock = threading.Lock()
         self._reconcile_lock = threading.Lock()
         self._reconciled = False
+        self.adapter_slots = AdapterSlots(AdapterFiles(settings.adapter_dir), settings.adapter_lru_size)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -85,14 +103,7 @@ class ActivationService:
         return self._engine is not None
 
     def spec(self) -> ModelSpec:
-        s = self.settings
-        return ModelSpec(
-            name=s.activation_model,
-            models_dir=s.models_dir,
-            device=s.activation_device,
-            dtype=s.activation_dtype,
-            threads=s.activation_torch_threads,
-        )
+        return model_spec(self.settings)
 
     def engine(self) -> Engine:
         """The model and store, loaded on first use (once, even under concurrent first requests)."""
@@ -220,7 +231,7 @@ class ActivationService:
         return "query", model.chat_context(render_memories([h.memory.content for h in hits.results]))
 
     def create(self, principal: Principal, cube_id: uuid.UUID, body: ActivationCreate) -> ActivationOut:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "write")
         self._reconcile()
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
@@ -301,7 +312,7 @@ class ActivationService:
         return result
 
     def list(self, principal: Principal, cube_id: uuid.UUID) -> ActivationList:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         self._reconcile()
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
@@ -315,6 +326,7 @@ class ActivationService:
             row = repo.for_tenant(tx.session, tenant_id, activation_id, lock=True)
             if row is None:
                 raise NotFound("activation", activation_id)
+            principal.require_object(row.cube_id, "write", "activation", activation_id)
             path = self.settings.activation_dir / row.fingerprint[:16] / f"{row.id}.safetensors"
             row.status, row.tier = "deleted", None
             audit.record(
@@ -336,7 +348,8 @@ class ActivationService:
         path.unlink(missing_ok=True)
 
     def stats(self, principal: Principal) -> ActivationStats:
-        tenant_id = principal.require_tenant()
+        """Tenant-wide usage and counters, so only a key of the whole tenant sees them."""
+        tenant_id = principal.require_unscoped("read")
         self._reconcile()
         with self.sessions() as s:
             usage = repo.usage_by_tier(s, tenant_id)
@@ -379,25 +392,65 @@ class ActivationService:
             model=model,
         )
 
+    def _adapters(
+        self, principal: Principal, tenant_id: uuid.UUID, adapter_ids: Sequence[uuid.UUID], model: CausalLM
+    ) -> tuple[tuple[str, LoraSpec], ...]:
+        """(sha256, spec) of the requested adapters, each the caller's, active, and built for this model."""
+        if not adapter_ids:
+            return ()
+        if len(adapter_ids) > self.adapter_slots.capacity:
+            raise InvalidInput(
+                f"at most {self.adapter_slots.capacity} adapters at once",
+                {"field": "adapter_ids", "limit": self.adapter_slots.capacity},
+            )
+        if not isinstance(model, HFCausalLM):
+            raise InvalidInput("adapters need a transformers model", {"field": "adapter_ids"})
+        with self.sessions() as s:
+            rows = adapters_repo.many_for_tenant(s, tenant_id, adapter_ids)
+        found: dict[str, LoraSpec] = {}
+        for adapter_id in dict.fromkeys(adapter_ids):
+            row = rows.get(adapter_id)
+            if row is None:
+                raise NotFound("adapter", adapter_id)
+            principal.require_cube(row.cube_id, "read")
+            if row.status != "active":
+                raise Conflict(f"adapter {adapter_id} is deleted; restore it first", {"status": row.status})
+            if row.base_fingerprint != model.fingerprint.key:
+                raise Conflict(
+                    f"adapter {adapter_id} was made for another base model (fingerprint "
+                    f"{row.base_fingerprint[:12]}); this server runs {model.fingerprint.model_id!r}",
+                    {"adapter_fingerprint": row.base_fingerprint, "model_fingerprint": model.fingerprint.key},
+                )
+            found[row.sha256] = LoraSpec(
+                rank=row.rank, alpha=row.alpha, target_modules=list(row.target_modules), base_model=row.base_model
+            )
+        return tuple(found.items())
+
     def generate(self, principal: Principal, body: GenerateRequest) -> GenerateResponse:
         tenant_id = principal.require_tenant()
+        principal.require_permission("read")
         self._reconcile()
-        if body.max_new_tokens > self.settings.activation_max_new_tokens:
-            raise InvalidInput(
-                f"max_new_tokens is over the limit of {self.settings.activation_max_new_tokens}",
-                {"field": "max_new_tokens", "limit": self.settings.activation_max_new_tokens},
-            )
         row: Activation | None = None
         with self.sessions() as s:
             if body.cube_id is not None:
+                principal.require_cube(body.cube_id, "read")
                 require_cube(s, tenant_id, body.cube_id)
             if body.activation_id is not None:
                 row = repo.for_tenant(s, tenant_id, body.activation_id)
                 if row is None or (body.cube_id is not None and row.cube_id != body.cube_id):
                     raise NotFound("activation", body.activation_id)
+                principal.require_object(row.cube_id, "read", "activation", body.activation_id)
+        if body.max_new_tokens > self.settings.activation_max_new_tokens:
+            raise InvalidInput(
+                f"max_new_tokens is over the limit of {self.settings.activation_max_new_tokens}",
+                {"field": "max_new_tokens", "limit": self.settings.activation_max_new_tokens},
+            )
         engine = self.engine()
         model = engine.model
         fp = model.fingerprint
+        adapters = self._adapters(principal, tenant_id, body.adapter_ids or [], model)
+        # The cache key includes the adapters: a cache built without them is never reused with them.
+        key = effective_fingerprint(fp.key, [sha for sha, _ in adapters])
         if row is not None and row.fingerprint != fp.key:
             raise Conflict(
                 f"activation {row.id} was computed by model {row.model_id!r} "
@@ -431,11 +484,12 @@ class ActivationService:
             started = time.perf_counter()
             reused = None
             reused_tokens = 0
-            if body.use_activation:
+            if body.use_activation and key == fp.key:
                 target: tuple[uuid.UUID, int] | None = None
                 if row is not None:
                     target = (row.id, min(len(prefix), len(ids) - 1))
-                else:
+                elif body.cube_id is not None or not principal.scoped:
+                    # A scoped key names its cube: reuse never reaches into cubes outside its grant.
                     found = engine.store.match(
                         tenant_id, body.cube_id, ids, self.settings.activation_min_reuse_tokens
                     )
@@ -450,16 +504,19 @@ class ActivationService:
                     )
                 else:
                     engine.store.miss(tenant_id)
-            result = generate(
-                model,
-                ids,
-                reused,
-                reused_tokens,
-                body.max_new_tokens,
-                started=started,
-                temperature=body.temperature,
-                seed=body.seed,
-            )
+            # ``_adapters`` only returns adapters for an HFCausalLM.
+            hf = cast(HFCausalLM, model)
+            with self.adapter_slots.active(hf, adapters) if adapters else nullcontext():
+                result = generate(
+                    model,
+                    ids,
+                    reused,
+                    reused_tokens,
+                    body.max_new_tokens,
+                    started=started,
+                    temperature=body.temperature,
+                    seed=body.seed,
+                )
             del reused
         self._persist(engine, engine.store.changes(), used)
         return GenerateResponse(
@@ -467,7 +524,8 @@ class ActivationService:
             token_ids=result.token_ids,
             finish_reason=result.finish_reason,
             model_id=fp.model_id,
-            fingerprint=fp.key,
+            fingerprint=key,
+            adapter_ids=list(body.adapter_ids or []),
             activation_id=used,
             tier_hit=tier,
             reused_tokens=reused_tokens,

@@ -50,16 +50,19 @@ def job_out(j: Job) -> JobOut:
                   finished_at=j.finished_at, updated_at=j.updated_at)
 
 
-def versioned_change(s: Session, m: Memory, *, reason: str, action: str, job_id: uuid.UUID,
-                     mutate: Callable[[Memory], None], details: dict[str, Any] | None = None) -> None:
-    """The path of ``MemoryService._change`` for a job: the prior state as a version with the reason, the change,
-    version + 1, and an audit row naming the job. The caller syncs the derived indexes after the commit."""
-    repo.add_version(s, m, snapshot(m), reason[:200], None)
+def versioned_change(s: Session, m: Memory, *, reason: str, action: str, job_id: uuid.UUID | None,
+                     mutate: Callable[[Memory], None], details: dict[str, Any] | None = None,
+                     key_id: uuid.UUID | None = None) -> None:
+    """The path of ``MemoryService._change`` for a job (or another batch change, with the key that asked): the
+    prior state as a version with the reason, the change, version + 1, and an audit row naming the job. The caller
+    syncs the derived indexes after the commit."""
+    repo.add_version(s, m, snapshot(m), reason[:200], key_id)
     mutate(m)
     m.version += 1
     m.updated_at = utcnow()
-    audit.record(s, tenant_id=m.tenant_id, key_id=None, action=action, object_type="memory", object_id=m.id,
-                 details={"version": m.version, "reason": reason, "job_id": str(job_id), **(details or {})})
+    job = {"job_id": str(job_id)} if job_id is not None else {}
+    audit.record(s, tenant_id=m.tenant_id, key_id=key_id, action=action, object_type="memory", object_id=m.id,
+                 details={"version": m.version, "reason": reason, **job, **(details or {})})
 
 
 @dataclass
@@ -81,6 +84,11 @@ class JobRun:
         with self.sessions.begin() as s:
             jobs_repo.set_progress(s, self.job_id, max(0.0, min(1.0, fraction)))
 
+    def cancelled(self) -> bool:
+        with self.sessions() as s:
+            job = jobs_repo.get_job(s, self.job_id)
+            return job is None or job.status == "cancelled"
+
     def batch(self, size: int) -> int:
         """Changes per transaction; one when paced, so that a stop between two changes keeps the first."""
         return 1 if self.settings.job_step_delay_ms > 0 else size
@@ -92,6 +100,13 @@ class JobRun:
 
 
 Handler = Callable[[JobRun], dict[str, Any]]
+
+INTERRUPTIBLE = ("distill",)
+"""Job kinds that check ``JobRun.cancelled`` between steps, so a running one can be cancelled."""
+
+
+class JobCancelled(Exception):
+    """Raised by a handler that saw its job cancelled: it stops, leaving nothing half-made."""
 
 
 @dataclass(frozen=True)
@@ -151,11 +166,15 @@ class JobExecutor:
             if handler is None:
                 raise ValueError(f"no handler for job kind {run.kind!r}")
             result = handler(run)
+        except JobCancelled:
+            return Outcome("cancelled")
         except Exception as exc:
             log.exception("job %s (%s) failed on try %d", job_id, run.kind, attempts)
             retry = attempts < max_attempts
             with self.sessions.begin() as s:
                 job = jobs_repo.get_job(s, job_id, lock=True)
+                if job is not None and job.status == "cancelled":
+                    return Outcome("cancelled")
                 if job is not None:
                     job.error = f"{type(exc).__name__}: {exc}"[:4000]
                     job.status = "queued" if retry else "failed"
@@ -167,7 +186,7 @@ class JobExecutor:
             return Outcome("failed")
         with self.sessions.begin() as s:
             job = jobs_repo.get_job(s, job_id, lock=True)
-            if job is not None:
+            if job is not None and job.status != "cancelled":
                 job.status, job.result, job.progress = "done", result, 1.0
                 job.finished_at = job.updated_at = utcnow()
                 job.error = None
@@ -188,7 +207,7 @@ class JobService:
 
     def request(self, principal: Principal, cube_id: uuid.UUID, kind: str, params: dict[str, Any]) -> JobOut:
         """Queue a job on a cube; a job of the same kind and parameters still queued there is returned instead."""
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "write")
 
         def work(tx: Tx) -> JobOut:
             require_cube(tx.session, tenant_id, cube_id)
@@ -211,15 +230,17 @@ class JobService:
             job = jobs_repo.tenant_job(s, tenant_id, job_id)
             if job is None:
                 raise NotFound("job", job_id)
+            principal.require_object(job.cube_id, "read", "job", job_id)
             return job_out(job)
 
     def list_jobs(self, principal: Principal, cube_id: uuid.UUID | None, status: str | None, kind: str | None,
              limit: int) -> JobList:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read") if cube_id is not None else principal.require_tenant()
+        scope = [cube_id] if cube_id is not None else principal.cube_ids
         with self.sessions() as s:
             if cube_id is not None:
                 require_cube(s, tenant_id, cube_id)
-            return JobList(jobs=[job_out(j) for j in jobs_repo.list_jobs(s, tenant_id, cube_id, status, kind, limit)])
+            return JobList(jobs=[job_out(j) for j in jobs_repo.list_jobs(s, tenant_id, scope, status, kind, limit)])
 
     def cancel(self, principal: Principal, job_id: uuid.UUID) -> JobOut:
         tenant_id = principal.require_tenant()
@@ -228,8 +249,10 @@ class JobService:
             job = jobs_repo.tenant_job(tx.session, tenant_id, job_id, lock=True)
             if job is None:
                 raise NotFound("job", job_id)
-            if job.status != "queued":
-                raise Conflict(f"job is {job.status}; only a queued job can be cancelled", {"status": job.status})
+            principal.require_object(job.cube_id, "write", "job", job_id)
+            if job.status != "queued" and not (job.status == "running" and job.kind in INTERRUPTIBLE):
+                raise Conflict(f"job is {job.status}; only a queued job (or a running {', '.join(INTERRUPTIBLE)} "
+                               "job) can be cancelled", {"status": job.status})
             job.status, job.finished_at, job.updated_at = "cancelled", utcnow(), utcnow()
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="job.cancel",
                          object_type="job", object_id=job.id)

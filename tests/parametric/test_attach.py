@@ -1,0 +1,71 @@
+"""The adapter LRU on the real model: an adapter is injected once, the least recently used one is dropped when
+the LRU is full, and with no adapter active the logits are bit-identical to the untouched base model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save
+
+from app.activation.model import HFCausalLM
+from app.errors import Conflict
+from app.parametric.attach import AdapterSlots, effective_fingerprint
+from app.parametric.files import AdapterFiles
+from app.parametric.validate import LoraSpec
+from tests.parametric.conftest import lora_tensors
+
+SPEC = LoraSpec(rank=4, alpha=8, target_modules=["q_proj", "v_proj"], base_model="smollm2-135m-instruct")
+
+
+def _logits(lm: HFCausalLM) -> torch.Tensor:
+    return lm.forward(lm.start(None), lm.encode("Alice moved to Berlin in"))
+
+
+def test_lru_loads_once_evicts_and_leaves_the_base_exact(lm: HFCausalLM, tmp_path: Path) -> None:
+    files = AdapterFiles(tmp_path)
+    first, second = (files.put(save(lora_tensors(lm, seed=s))) for s in (11, 12))
+    base = _logits(lm)
+    slots = AdapterSlots(files, capacity=1)
+
+    with slots.active(lm, [(first, SPEC)]):
+        with_first = _logits(lm)
+    with slots.active(lm, [(first, SPEC)]):
+        assert torch.equal(_logits(lm), with_first)
+    assert slots.loads == 1 and slots.loaded() == [AdapterSlots.slot(first)]
+    assert not torch.equal(with_first, base)
+    assert torch.equal(_logits(lm), base)
+
+    with slots.active(lm, [(second, SPEC)]):
+        with_second = _logits(lm)
+    assert slots.loads == 2 and slots.loaded() == [AdapterSlots.slot(second)]
+    assert not torch.equal(with_second, with_first)
+    assert torch.equal(_logits(lm), base)
+
+    # Evicted and loaded again: the same weights, the same logits.
+    with slots.active(lm, [(first, SPEC)]):
+        assert torch.equal(_logits(lm), with_first)
+    assert slots.loads == 3
+
+
+def test_effective_fingerprint() -> None:
+    base = "a" * 64
+    assert effective_fingerprint(base, []) == base
+    one = effective_fingerprint(base, ["1" * 64])
+    both = effective_fingerprint(base, ["1" * 64, "2" * 64])
+    assert len({base, one, both}) == 3
+    assert both == effective_fingerprint(base, ["2" * 64, "1" * 64])
+    assert one != effective_fingerprint("b" * 64, ["1" * 64])
+
+
+def test_a_missing_file_is_a_conflict_and_leaves_the_base_exact(lm: HFCausalLM, tmp_path: Path) -> None:
+    files = AdapterFiles(tmp_path)
+    present = files.put(save(lora_tensors(lm, seed=13)))
+    base = _logits(lm)
+    slots = AdapterSlots(files, capacity=2)
+    with pytest.raises(Conflict) as caught, slots.active(lm, [(present, SPEC), ("0" * 64, SPEC)]):
+        pass
+    assert caught.value.details == {"sha256": "0" * 64}
+    assert slots.loaded() == [AdapterSlots.slot(present)]
+    assert torch.equal(_logits(lm), base)
