@@ -51,6 +51,12 @@ LlmSystemsOpt = Annotated[
     str | None, typer.Option("--llm-systems", help="Systems to answer+judge with the LLM (default: all).")
 ]
 LlmConcOpt = Annotated[int, typer.Option("--llm-concurrency", min=1, max=64, help="Parallel LLM requests.")]
+BudgetsOpt = Annotated[str | None, typer.Option(
+    "--budgets", help="LoCoMo only: compare tier sets, e.g. low,mid,high,auto (logs every tier combination, trains "
+    "the router on --train-conversations, reports on the others; see evals/budgets.py).")]
+LambdaOpt = Annotated[float, typer.Option("--lambda", min=0.0, help="With --budgets: the router's cost weight.")]
+TrainConvOpt = Annotated[str | None, typer.Option(
+    "--train-conversations", help="With --budgets: ids to train the router on (default: first 60 %).")]
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -130,6 +136,44 @@ def _execute(
         console.print(f"{name}: {path}", soft_wrap=True)
 
 
+def _budgets(dataset: DatasetName, dataset_path: Path, url: str | None, embedded: bool, api_key: str | None,
+             top_k: int, conversations: str | None, out: Path | None, max_questions: int | None,
+             data_dir: Path | None, budgets: str, lam: float, train_conversations: str | None) -> None:
+    """``--budgets``: the tier/router evaluation. ``--embedded`` keeps its server in OUT/server (or
+    ``--data-dir``) between runs; with ``--url``, ``--data-dir`` names that server's data dir so the trained
+    router reaches it (else ``auto`` is evaluated offline from the log only)."""
+    from evals.budgets import BUDGETS, BudgetConfig, Service, persistent_embedded, run_budgets
+
+    if dataset != "locomo":
+        raise typer.BadParameter("--budgets runs on LoCoMo only")
+    unknown = [b for b in _split(budgets) or [] if b not in BUDGETS]
+    if unknown:
+        raise typer.BadParameter(f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGETS)}")
+    if bool(url) == embedded:
+        raise typer.BadParameter("give exactly one of --url URL or --embedded")
+    config = BudgetConfig(dataset_path=dataset_path, out_dir=out or Path("eval-out") / "budgets",
+                          budgets=_split(budgets) or [], conversations=_split(conversations),
+                          train_conversations=_split(train_conversations), max_questions=max_questions,
+                          top_k=top_k, lam=lam)
+    service_cm: AbstractContextManager[Service]
+    if embedded:
+        service_cm = persistent_embedded(config.out_dir, data_dir)
+    else:
+        key = api_key or os.environ.get("MEMCUBED_API_KEY")
+        if not key:
+            raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
+        service_cm = nullcontext(Service(str(url).rstrip("/"), key, data_dir))
+    try:
+        with service_cm as service:
+            paths = run_budgets(config, service, console=console)
+    except (ValueError, DatasetFormatError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(paths["table"].read_text(), soft_wrap=True)
+    for name, path in paths.items():
+        console.print(f"{name}: {path}", soft_wrap=True)
+
+
 def _dataset_command(name: DatasetName, doc: str) -> None:
     """Register ``memcubed eval NAME``: both datasets take the same options."""
 
@@ -151,7 +195,14 @@ def _dataset_command(name: DatasetName, doc: str) -> None:
         data_dir: DataDirOpt = None,
         llm_systems: LlmSystemsOpt = None,
         llm_concurrency: LlmConcOpt = 4,
+        budgets: BudgetsOpt = None,
+        lam: LambdaOpt = 0.1,
+        train_conversations: TrainConvOpt = None,
     ) -> None:
+        if budgets:
+            _budgets(name, dataset, url, embedded, api_key, top_k, conversations, out, max_questions, data_dir,
+                     budgets, lam, train_conversations)
+            return
         _execute(name, dataset, url, embedded, api_key, top_k, conversations, mode, out, baselines, context_budget,
                  max_questions, baselines_only, fresh, keep_cubes, data_dir, llm_systems, llm_concurrency)
 

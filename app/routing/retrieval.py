@@ -1,0 +1,46 @@
+"""The retrieval module's tiers (see ``tiers.SPECS``): ranked (vec_id, score) pairs across the cubes.
+
+Low is windowed BM25 alone: the best single channel that needs no query embedding (LoCoMo R@10 ~0.62
+against 0.45 for dense alone, docs/benchmarks.md), so its cost is a lexical lookup. Mid fuses dense and
+windowed BM25 (the two cheapest channels that complement each other); High is fine mode as it is.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.services.hybrid import HybridRetriever
+from app.vector.fine import FineStore
+
+MID_CHANNELS = {"dense", "bm25_window"}
+
+
+def needs_embedding(tier: str) -> bool:
+    return tier != "low"
+
+
+class Retrieval:
+    def __init__(self, fine: FineStore, hybrid: HybridRetriever) -> None:
+        self.fine = fine
+        self.hybrid = hybrid
+
+    def run(self, s: Session, tier: str, cube_ids: list[uuid.UUID], query: str, qvec: np.ndarray | None,
+            top_k: int, allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, float]]:
+        if tier == "low":
+            return self._lexical(cube_ids, query, top_k, allowed)
+        assert qvec is not None, "mid and high retrieval need the query embedding"
+        channels = MID_CHANNELS if tier == "mid" else None
+        ranked = self.hybrid.retrieve(s, cube_ids, query, qvec, top_k, allowed, channels, graph=tier == "high")
+        return [(vec_id, c.total) for vec_id, c in ranked]
+
+    def _lexical(self, cube_ids: list[uuid.UUID], query: str, top_k: int,
+                 allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, float]]:
+        hits: list[tuple[float, int]] = []
+        for cube_id in cube_ids:
+            allow = None if allowed is None else set(allowed[cube_id].tolist())
+            hits.extend(self.fine.cube(cube_id).lexical.search(query, "window", top_k, allow))
+        hits.sort(key=lambda h: (-h[0], h[1]))
+        return [(vec_id, float(score)) for score, vec_id in hits[:top_k]]

@@ -1,0 +1,310 @@
+"""Budget-routed search, context and answer: plan the budget, consult the cache, pick tiers (policy or
+forced), run each module's tier, and report tiers, reasons and measured cost in ``routing``.
+
+Order of decisions for context and answer: the cache (exact, then semantic); the full-context shortcut
+(everything in the cubes fits the token budget → all of it, in event-time order); abstention (the best
+candidate's dense cosine to the query is under MEMCUBED_ABSTAIN_FLOOR → nothing); then the tiers.
+
+The relevance signal for abstention is the cosine between the query embedding and the stored embedding of
+each retrieved candidate (each memory's indexed text, MiniLM, normalised), whichever tier retrieved it:
+rank-fusion scores (RRF) and BM25 scores have no absolute scale, cosine does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import NotFound
+from app.graph.traversal import GraphCache
+from app.models import Memory
+from app.repositories import cubes
+from app.repositories import memories as repo
+from app.routing.answer import Answerer
+from app.routing.budget import Plan, as_mapping, decide, plan
+from app.routing.cache import ResultCache
+from app.routing.context import Assembler, Fitted, cube_totals, everything, piece
+from app.routing.features import featurize
+from app.routing.policy import Decision, PolicyStore
+from app.routing.retrieval import Retrieval, needs_embedding
+from app.routing.stats import RoutingBook
+from app.routing.tiers import SPECS, Meter
+from app.routing.tokens import TokenCounter
+from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
+from app.schemas.routing import (
+    AnswerRequest,
+    AnswerResponse,
+    CacheReport,
+    ContextRequest,
+    ContextResponse,
+    PolicyInfo,
+    Routing,
+    RoutingCost,
+    RoutingStats,
+)
+from app.services.activation import ActivationService
+from app.services.base import Principal
+from app.services.consolidation import summariser_from
+from app.services.hybrid import HybridRetriever
+from app.services.memories import memory_out
+from app.services.search import to_filter
+from app.vector.embedder import Embedder
+from app.vector.fine import FineStore
+
+Response = SearchResponse | ContextResponse | AnswerResponse
+TOTALS_MEMO = 4096  # cube sets whose sizes are remembered between writes
+NO_POLICY = "no trained router policy (memcubed router train); the documented rules decided"
+
+
+@dataclass
+class Request:
+    """What one routed request is about, shared by its steps."""
+
+    tenant_id: uuid.UUID
+    cube_ids: tuple[uuid.UUID, ...]
+    route: str
+    plan: Plan
+    scope: str
+    generations: tuple[int, ...] | None  # None: the cache cannot be used for this request
+    started: float
+
+
+class RoutingService:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], embedder: Embedder, fine: FineStore,
+                 hybrid: HybridRetriever, graphs: GraphCache, activation: ActivationService,
+                 cache: ResultCache) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.embedder = embedder
+        self.cache = cache
+        self.tokens = TokenCounter(activation.spec())
+        self.policies = PolicyStore(settings.data_dir)
+        self.book = RoutingBook()
+        self.retrieval = Retrieval(fine, hybrid)
+        self.assembler = Assembler(self.tokens, graphs, summariser_from(settings))
+        self.answerer = Answerer(settings, activation)
+        self._totals: dict[tuple[uuid.UUID, ...], tuple[tuple[int, ...], tuple[int, int, int]]] = {}  # per generation
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.settings.llm_base_url is not None
+
+    # -- use cases ------------------------------------------------------------------------------------------
+    def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
+        assert req.budget is not None
+        r = self._start(principal, req.cube_ids, req.budget, "search", req.top_k,
+                        req.filters.model_dump(mode="json", exclude_none=True))
+        cached = self._cached(r, req.query, None, req.use_cache)
+        if cached is not None:
+            assert isinstance(cached, SearchResponse)
+            return cached
+        flt = to_filter(req)
+        meter = Meter()
+        with self.sessions() as s:
+            decision, warnings = self._decide(s, r, req.query)
+            tier = decision.tiers["retrieval"]
+            qvec = None
+            if needs_embedding(tier):
+                with meter.timed("retrieval"):
+                    qvec = self.embedder.encode_one(req.query)
+                hit = self._cached(r, req.query, qvec, req.use_cache)
+                if hit is not None:
+                    assert isinstance(hit, SearchResponse)
+                    return hit
+            with meter.timed("retrieval"):
+                allowed = (None if flt.is_empty() else
+                           {c: np.asarray(repo.filtered_vec_ids(s, c, flt), dtype=np.int64) for c in r.cube_ids})
+                ranked = self.retrieval.run(s, tier, list(r.cube_ids), req.query, qvec, req.top_k, allowed)
+                rows = repo.active_by_vec_ids(s, [v for v, _ in ranked])
+            results = [SearchHit(memory=memory_out(rows[v]), score=round(score, 6)) for v, score in ranked
+                       if v in rows]
+        took = self._ms(r)
+        out = SearchResponse(results=results, took_ms=took,
+                             routing=self._routing(decision, warnings, meter, took, 0))
+        self._finish(r, req.query, qvec, req.use_cache, out)
+        return out
+
+    def context(self, principal: Principal, req: ContextRequest) -> ContextResponse:
+        out = self._context(principal, req, "context")
+        assert isinstance(out, ContextResponse)
+        return out
+
+    def answer(self, principal: Principal, req: AnswerRequest) -> AnswerResponse:
+        out = self._context(principal, req, "answer")
+        assert isinstance(out, AnswerResponse)
+        return out
+
+    def stats(self, principal: Principal) -> RoutingStats:
+        """Tenant-wide counters, so only a key of the whole tenant sees them."""
+        return self.book.stats(principal.require_unscoped("read"), self.cache.backend, self.llm_configured)
+
+    # -- the context pipeline -------------------------------------------------------------------------------
+    def _context(self, principal: Principal, req: ContextRequest, route: str) -> Response:
+        r = self._start(principal, req.cube_ids, req.budget, route, req.top_k, {})
+        cached = self._cached(r, req.query, None, req.use_cache)
+        if cached is not None:
+            return cached
+        meter = Meter()
+        limit = r.plan.max_tokens or self.settings.routing_context_tokens
+        with self.sessions() as s:
+            decision, warnings = self._decide(s, r, req.query)
+            with meter.timed("retrieval"):
+                qvec = self.embedder.encode_one(req.query)
+            hit = self._cached(r, req.query, qvec, req.use_cache)
+            if hit is not None:
+                return hit
+            reasons = dict(decision.reasons)
+            full = self._full_context(s, r, limit)
+            if full is not None:
+                mems, fitted = full
+                with meter.timed("retrieval"):
+                    relevance = self._relevance(qvec, mems)
+                reason = f"rule: full context (all {len(mems)} memories fit in {limit} tokens)"
+                reasons.update(retrieval=reason, context=reason)
+            else:
+                with meter.timed("retrieval"):
+                    ranked = self.retrieval.run(s, decision.tiers["retrieval"], list(r.cube_ids), req.query, qvec,
+                                                req.top_k, None)
+                    rows = repo.active_by_vec_ids(s, [v for v, _ in ranked])
+                    snippets = [(rows[v], score) for v, score in ranked if v in rows]
+                    relevance = self._relevance(qvec, [m for m, _ in snippets])
+                fitted = None
+            abstained = relevance < self.settings.abstain_floor
+            if abstained:
+                fitted = Fitted("", [], 0)
+                reasons["context"] = (f"rule: abstained (best cosine {relevance:.3f} < floor "
+                                      f"{self.settings.abstain_floor:g})")
+            elif fitted is None:
+                answer_calls = SPECS["answer"][decision.tiers["answer"]].llm_calls if route == "answer" else 0
+                left = r.plan.llm_calls_left(answer_calls)
+                with meter.timed("context"):
+                    fitted = self.assembler.assemble(s, decision.tiers["context"], snippets, limit, left, meter)
+        decision = Decision(decision.tiers, reasons, decision.version, decision.lam)
+        is_full = full is not None and not abstained
+        if route == "context":
+            out: Response = ContextResponse(
+                context=fitted.context, items=fitted.items, tokens=fitted.tokens, abstained=abstained,
+                full_context=is_full, routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
+            return self._finish(r, req.query, qvec, req.use_cache, out)
+        text = model = None
+        if not abstained:
+            with meter.timed("answer"):
+                reply = self.answerer.answer(principal, decision.tiers["answer"], req.query, fitted.context)
+            text, model = reply.text, reply.model
+            meter.tokens += reply.tokens
+            meter.llm_calls += reply.llm_calls
+        out = AnswerResponse(
+            context=fitted.context, items=fitted.items, tokens=fitted.tokens, abstained=abstained,
+            full_context=is_full, answer=text, model=model,
+            routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
+        return self._finish(r, req.query, qvec, req.use_cache, out)
+
+    # -- steps ----------------------------------------------------------------------------------------------
+    def _start(self, principal: Principal, cube_ids: list[uuid.UUID], budget: object, route: str, top_k: int,
+               extra: dict[str, object]) -> Request:
+        started = time.perf_counter()
+        unique = tuple(dict.fromkeys(cube_ids))
+        tenant_id = principal.require_tenant()
+        for cube_id in unique:
+            principal.require_cube(cube_id, "read")
+        p = plan(budget, route, self.llm_configured)  # type: ignore[arg-type]
+        ordered = tuple(sorted(unique, key=str))
+        scope = json.dumps([str(tenant_id), route, [str(c) for c in ordered], top_k, as_mapping(budget),  # type: ignore[arg-type]
+                            extra], sort_keys=True)
+        # Read before any work: an entry stored under these generations is stale once a write lands meanwhile.
+        return Request(tenant_id, ordered, route, p, scope, self.cache.generations.get(ordered), started)
+
+    def _decide(self, s: Session, r: Request, query: str) -> tuple[Decision, list[str]]:
+        """Runs after the exact cache lookup, which needs no database: an entry exists only once a request
+        of this tenant found these cubes live, and deleting a cube drops its indexes, which makes it stale."""
+        live = cubes.live_cube_ids(s, r.tenant_id, list(r.cube_ids))
+        for cube_id in r.cube_ids:
+            if cube_id not in live:
+                raise NotFound("cube", cube_id)
+        policy, warnings = self.policies.current()
+        count, _, sessions = self._cube_totals(s, r)
+        features = featurize(query, count, sessions, self.cache.holds(r.scope))
+        decision = decide(r.plan, policy, features)
+        if r.plan.allowed and decision.version is None and not warnings:
+            warnings = [NO_POLICY]
+        return decision, [*r.plan.warnings, *warnings]
+
+    def _cube_totals(self, s: Session, r: Request) -> tuple[int, int, int]:
+        """Memories, characters and sessions of the cube set, recounted only after a write (generation)."""
+        known = self._totals.get(r.cube_ids)
+        if known is not None and r.generations is not None and known[0] == r.generations:
+            return known[1]
+        totals = cube_totals(s, r.cube_ids)
+        if r.generations is not None:
+            if len(self._totals) >= TOTALS_MEMO:
+                self._totals.clear()
+            self._totals[r.cube_ids] = (r.generations, totals)
+        return totals
+
+    def _full_context(self, s: Session, r: Request, limit: int) -> tuple[list[Memory], Fitted] | None:
+        """All memories, when they fit: cheap bounds first (every line is at least two tokens, and no token
+        is longer than 16 characters in practice), then the exact count."""
+        count, chars, _ = self._cube_totals(s, r)
+        if count == 0 or count * 2 > limit or chars > limit * 16:
+            return None
+        mems = everything(s, r.cube_ids)
+        pieces = [piece(m, "snippet", None, True) for m in mems]
+        text = "\n".join(p.line for p in pieces)
+        tokens = self.tokens.count(text)
+        return (mems, Fitted(text, [p.item for p in pieces], tokens)) if tokens <= limit else None
+
+    @staticmethod
+    def _relevance(qvec: np.ndarray, mems: list[Memory]) -> float:
+        if not mems:
+            return -1.0
+        vecs = np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in mems])
+        return float(np.max(vecs @ qvec))
+
+    def _cached(self, r: Request, query: str, qvec: np.ndarray | None, use: bool) -> Response | None:
+        if not use:
+            return None
+        found = (self.cache.get_exact(r.scope, r.cube_ids, query) if qvec is None
+                 else self.cache.get_semantic(r.scope, r.cube_ids, qvec))
+        if found is None:
+            return None
+        assert isinstance(found, SearchResponse | ContextResponse | AnswerResponse)
+        took = self._ms(r)
+        old = found.routing
+        assert old is not None
+        routing = Routing(tiers=old.tiers, reasons={m: "cache hit" for m in old.tiers}, policy=old.policy,
+                          warnings=old.warnings,
+                          cost=RoutingCost(ms={"total": took}, tokens=getattr(found, "tokens", 0), llm_calls=0),
+                          cache=CacheReport(hit=True, kind="exact" if qvec is None else "semantic"))
+        update: dict[str, object] = {"routing": routing}
+        if isinstance(found, SearchResponse):
+            update["took_ms"] = took
+        self.book.record(r.tenant_id, routing)
+        return found.model_copy(update=update)
+
+    def _routing(self, d: Decision, warnings: list[str], meter: Meter, took: float, context_tokens: int) -> Routing:
+        return Routing(
+            tiers=d.tiers,
+            reasons=d.reasons,
+            policy=PolicyInfo(version=d.version, lam=d.lam if d.lam is not None else 0.0)
+            if d.version is not None else None,
+            warnings=warnings,
+            cost=RoutingCost(ms=meter.report(took), tokens=context_tokens + meter.tokens, llm_calls=meter.llm_calls),
+            cache=CacheReport(hit=False),
+        )
+
+    def _finish(self, r: Request, query: str, qvec: np.ndarray | None, use: bool, out: Response) -> Response:
+        assert out.routing is not None
+        self.book.record(r.tenant_id, out.routing)
+        if use:
+            self.cache.put(r.scope, r.cube_ids, r.generations, query, qvec, out)
+        return out
+
+    @staticmethod
+    def _ms(r: Request) -> float:
+        return round((time.perf_counter() - r.started) * 1000, 3)

@@ -1,0 +1,88 @@
+"""``memcubed eval locomo --budgets``: every tier combination logged, the router trained on one conversation
+and evaluated live on the other, table + frontier plot written; on the tiny LoCoMo-format file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import memcubed
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from tests.evals.tiny import tiny_locomo
+
+
+@pytest.fixture
+def server_router(live_server: Any) -> Iterator[Path]:
+    """The shared server's data dir; the policy trained here is removed afterwards so other tests keep the rules."""
+    data_dir = Path(live_server.settings.data_dir)
+    yield data_dir
+    shutil.rmtree(data_dir / "router", ignore_errors=True)
+
+
+def two_conversations(directory: Path) -> Path:
+    first = tiny_locomo()[0]
+    second = json.loads(json.dumps(first)) | {"sample_id": "conv-t2"}
+    path = directory / "locomo_two.json"
+    path.write_text(json.dumps([first, second]), encoding="utf-8")
+    return path
+
+
+def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, server_router: Path,
+                                                          tmp_path: Path) -> None:
+    with memcubed.Client(live_server.url, live_server.admin_key) as admin:
+        key = admin.tenants.create(f"bud-{uuid.uuid4().hex[:8]}").api_key
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "eval", "locomo", "--dataset", str(two_conversations(tmp_path)), "--url", live_server.url, "--api-key", key,
+        "--budgets", "low,mid,high,auto", "--train-conversations", "conv-t1", "--data-dir", str(server_router),
+        "--out", str(out), "--top-k", "2",
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, (result.output, result.exception)
+
+    log = [json.loads(line) for line in (out / "routing-log.jsonl").read_text().splitlines()]
+    # 4 headline questions with resolvable evidence per conversation x 9 tier combinations x 2 conversations
+    assert len(log) == 72
+    assert {(r["tiers"]["retrieval"], r["tiers"]["context"]) for r in log} == {
+        (a, b) for a in ("low", "mid", "high") for b in ("low", "mid", "high")}
+    # six turns fit the context budget: the service returns all of them, in time order, whatever the tiers,
+    # unless the question is below the abstention floor
+    assert all(r["full_context"] != r["abstained"] for r in log)
+    assert sum(r["full_context"] for r in log) >= 54
+    when = [r for r in log if r["question_id"].endswith("q1")]  # "When did Bob start learning the violin?"
+    # its evidence (D2:1) is the 4th turn in time order: in the context, but not among the first k=2 snippets
+    assert len(when) == 18 and all(r["recall"] == 0.0 and r["context_recall"] == 1.0 for r in when)
+    assert all((r["tokens"] > 0) != r["abstained"] and r["ms"] > 0 for r in log)
+
+    assert sorted(p.name for p in (server_router / "router").iterdir()) == ["policy-v1.joblib", "policy-v1.json"]
+    header = json.loads((server_router / "router" / "policy-v1.json").read_text())
+    assert (header["train_conversations"], header["held_out_conversations"]) == (["conv-t1"], ["conv-t2"])
+
+    saved = json.loads((out / "budgets.json").read_text())
+    assert {"low", "mid", "high", "auto", "auto (offline)"} <= set(saved["systems"])
+    assert saved["systems"]["auto"]["questions"] == 4  # held-out conversation only
+    assert saved["systems"]["auto"]["agreement_with_policy"] == 1.0  # the service routed as the policy says
+    assert saved["auto_reasons"] == ["rule"]  # the full-context shortcut decides before the policy
+    assert set(saved["baselines"]) == {"bm25", "full-context"}
+    assert saved["calibration"]["questions"] == 8
+    table = (out / "budgets.md").read_text()
+    for row in ("| low |", "| mid |", "| high |", "| **auto** |", "| auto (offline) |", "| baseline: bm25"):
+        assert row in table
+    assert "Abstention floor" in table and "Goal (auto within 2 points" in table
+    assert (out / "budgets-frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_budgets_refuses_unknown_budget_and_longmemeval(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["eval", "longmemeval", "--dataset", str(tmp_path / "x.json"), "--embedded",
+                                 "--budgets", "low"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "LoCoMo only" in result.output
+    result = runner.invoke(cli, ["eval", "locomo", "--dataset", str(tmp_path / "x.json"), "--url", "http://x",
+                                 "--api-key", "k", "--budgets", "low,cheap"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "unknown budget(s) cheap; known: low, mid, high, auto" in result.output
