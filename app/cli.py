@@ -13,13 +13,15 @@ from rich.table import Table
 
 from app.config import Settings
 from app.errors import MemcubedError
-from app.schemas.admin import TenantOut
+from app.routing.cli import router_app
+from app.schemas.admin import KeyCreate, TenantOut
 
 cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)
 tenants_cli = typer.Typer(help="Manage tenants (admin).", no_args_is_help=True)
 keys_cli = typer.Typer(help="Manage API keys (admin).", no_args_is_help=True)
 cli.add_typer(tenants_cli, name="tenants")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(router_app, name="router")
 console = Console()
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (MEMCUBED_DATA_DIR).")]
@@ -131,7 +133,7 @@ def keys_create(tenant: Annotated[str, typer.Argument(help="Tenant id or name.")
     container = build(_settings(data_dir))
     try:
         tenant_id = _tenant_id(container.auth.list_tenants(SYSTEM), tenant)
-        created = container.auth.create_key(SYSTEM, tenant_id, None)
+        created = container.auth.create_key(SYSTEM, tenant_id, KeyCreate())
     finally:
         container.close()
     console.print(f"key id={created.id}")

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     activation_torch_threads: int | None = Field(
         default=None, description="torch CPU threads for the model; unset keeps torch's default."
     )
+    # -- parametric memory: LoRA adapters (issue 11) -------------------------------------------------------
+    adapter_max_bytes: int = Field(default=64 * 1024**2, description="Largest adapter_model.safetensors, in bytes.")
+    adapter_lru_size: int = Field(default=4, ge=1, description="Adapters kept attached to the model (LRU).")
+    distill_steps: int = Field(default=100, ge=1, description="Optimiser steps of a distillation by default.")
+    distill_rank: int = Field(default=8, ge=1, description="LoRA rank of a distillation by default.")
+    distill_learning_rate: float = Field(default=1e-3, gt=0, description="AdamW learning rate of a distillation.")
+    distill_batch_size: int = Field(default=8, ge=1, description="Memories per distillation step.")
+    distill_max_tokens: int = Field(default=64, ge=8, description="Tokens of a memory trained on; longer is cut.")
+    distill_holdout: float = Field(
+        default=0.2, ge=0.0, le=0.5, description="Share of memories held out of training to measure on."
+    )
 
     # -- jobs, admission, consolidation, forgetting (issue 7) --------------------------------------------
     redis_queue: str = Field(default="memcubed:jobs", description="arq queue name (and Redis key prefix) of jobs.")
@@ -104,6 +115,28 @@ class Settings(BaseSettings):
     llm_model: str = Field(default="gpt-4o-mini", description="Model name sent to the LLM API.")
     llm_timeout_seconds: float = Field(default=60.0, description="Timeout of one LLM call.")
 
+    # -- budget-tier routing (issue 10) ------------------------------------------------------------------
+    llm_model_small: str | None = Field(default=None, description="Answer model of the mid tier; unset: llm_model.")
+    llm_model_large: str | None = Field(default=None, description="Answer model of the high tier; unset: llm_model.")
+    abstain_floor: float = Field(
+        default=0.4, ge=-1.0, le=1.0,
+        description="context/answer abstain when no candidate's dense cosine to the query reaches this; 0.4 was "
+        "calibrated on LoCoMo (0.2% of questions wrongly abstain, 72% of questions asked of the wrong cube do).")
+    routing_context_tokens: int = Field(
+        default=1024, ge=1, description="Context token budget when a request names a tier, not max_tokens.")
+    routing_cache_size: int = Field(default=1024, ge=0, description="Entries of the routed-result cache.")
+    routing_cache_similarity: float = Field(
+        default=0.95, description="Query-embedding cosine at or above which a cached result is a semantic hit.")
+    answer_max_new_tokens: int = Field(default=64, ge=1, description="Longest answer of /v1/answer, in tokens.")
+    # -- forget requests in messages (issue 11) --------------------------------------------------------------
+    forget_llm: bool = Field(
+        default=True, description="Classify messages for forget requests with the LLM when llm_base_url is set "
+                                  "(rules otherwise, and whenever the LLM call fails).")
+    forget_min_score: float = Field(
+        default=0.5, ge=-1.0, le=1.0, description="Cosine similarity to a forget request's subject from which a "
+                                                  "memory counts as about it (besides containing its words).")
+    forget_max_memories: int = Field(default=200, ge=1, description="Most memories one forget request archives.")
+
     @cached_property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
@@ -111,6 +144,10 @@ class Settings(BaseSettings):
     @cached_property
     def activation_dir(self) -> Path:
         return self.data_dir / "activations"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.data_dir / "adapters"
 
     @cached_property
     def models_dir(self) -> Path:

@@ -16,19 +16,24 @@ from app.config import Settings
 from app.db import make_engine, make_sessions, migrate, resolve_database_url
 from app.graph.traversal import GraphCache
 from app.repositories import graph as graph_repo
+from app.routing.cache import ResultCache
 from app.services.activation import ActivationService
+from app.services.adapters import AdapterService
 from app.services.admission import AdmissionService
 from app.services.auth import AuthService, new_key
 from app.services.base import Principal, Transactor
 from app.services.cubes import CubeService
 from app.services.derived import DerivedIndexes
 from app.services.enrichment import EnrichmentService
+from app.services.forget_requests import ForgetRequestService
 from app.services.forgetting import ForgettingService
 from app.services.graph import GraphService
 from app.services.hybrid import HybridRetriever
 from app.services.indexing import IndexService
 from app.services.jobs import JobExecutor, JobService, Outcome
+from app.services.lifecycle import LifecycleService
 from app.services.memories import MemoryService
+from app.services.routing import RoutingService
 from app.services.search import SearchService
 from app.vector.embedder import Embedder, load_embedder, set_compute_threads
 from app.vector.fine import FineStore
@@ -62,8 +67,12 @@ class Container:
     search: SearchService
     indexing: IndexService
     activation: ActivationService
+    adapters: AdapterService
     jobs: JobMachinery
     forgetting: ForgettingService
+    forget_requests: ForgetRequestService
+    routing: RoutingService
+    lifecycle: LifecycleService
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
@@ -117,6 +126,8 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
 
     graphs = GraphCache(cube_edges)
     enrichment = EnrichmentService(sessions, vectors, fine)
+    results = ResultCache(settings.redis_url, settings.redis_queue, settings.routing_cache_size,
+                          settings.routing_cache_similarity)
 
     def enrich(cube_id: uuid.UUID) -> Outcome:
         try:
@@ -126,27 +137,40 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
             return Outcome("retry", 2.0)
         finally:
             graphs.invalidate(cube_id)
+            results.invalidate(cube_id)  # fine indexes changed: routed results cached meanwhile are stale
         return Outcome("done")
 
     # The same in-process runner as jobs: one thread, a queued cube is not queued twice.
     enricher = InProcessQueue(enrich)
-    indexes = DerivedIndexes(vectors, fine, graphs, enricher.submit)
+    indexes = DerivedIndexes(vectors, fine, graphs, enricher.submit, results.invalidate)
     for cube_id in indexing.heal_fine(fine):
         enricher.submit(cube_id)
     enricher.start()
     auth = AuthService(sessions, tx)
-    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit)
-    search = SearchService(sessions, embedder, vectors, HybridRetriever(vectors, fine, graphs))
+    # The fuse_activation job builds its KV cache with the activation service defined below.
+    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
+                      lambda: activation)
+    hybrid = HybridRetriever(vectors, fine, graphs)
+    forget_requests = ForgetRequestService(settings, sessions, tx, embedder, vectors, indexes)
+    search = SearchService(sessions, embedder, vectors, hybrid)
+    # Lazy: the activation model loads on the first activation or generate request, not here.
+    activation = ActivationService(settings, sessions, tx, search)
+    memories = MemoryService(settings, sessions, tx, embedder, indexes, AdmissionService(settings, vectors),
+                             forget_requests)
+    adapters = AdapterService(settings, sessions, tx, jobs.jobs, activation)
     container = Container(
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
         vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher,
         graph=GraphService(sessions), auth=auth,
         cubes=CubeService(sessions, tx, indexes),
-        memories=MemoryService(settings, sessions, tx, embedder, indexes, AdmissionService(settings, vectors)),
+        memories=memories,
+        forget_requests=forget_requests,
         search=search, indexing=indexing,
-        # Lazy: the activation model loads on the first activation or generate request, not here.
-        activation=ActivationService(settings, sessions, tx, search),
+        activation=activation,
+        adapters=adapters,
         jobs=jobs, forgetting=ForgettingService(sessions, tx, indexes),
+        routing=RoutingService(settings, sessions, embedder, fine, hybrid, graphs, activation, results),
+        lifecycle=LifecycleService(settings, sessions, tx, memories, indexes, jobs.jobs, activation, adapters),
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container
@@ -154,11 +178,12 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
 
 def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Session], tx: Transactor,
                embedder: Embedder, indexes: DerivedIndexes, vectors: VectorStore, fine: FineStore,
-               indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None]) -> JobMachinery:
+               indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None],
+               activation: Callable[[], ActivationService] | None = None) -> JobMachinery:
     """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
     from app.workers.queue import ArqQueue, IndexSubscriber
 
-    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings))
+    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings, activation))
     if settings.redis_url:
         queue: ArqQueue | InProcessQueue = ArqQueue(settings)
         service = JobService(settings, sessions, tx, queue.submit)

@@ -14,7 +14,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import __version__
 from app.api import errors
 from app.api.errors import envelope
-from app.api.routes import activation, admin, cubes, graph, health, jobs, memories
+from app.api.routes import (
+    activation,
+    adapters,
+    admin,
+    cubes,
+    forget_requests,
+    graph,
+    health,
+    jobs,
+    lifecycle,
+    memories,
+    routing,
+)
 from app.config import Settings
 from app.container import Container, build
 from app.schemas.common import ErrorEnvelope
@@ -36,7 +48,11 @@ class RequestLimits:
             return
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:100] or uuid.uuid4().hex
-        limit = self.settings.max_import_bytes if scope["path"].endswith("/import") else self.settings.max_body_bytes
+        imports = scope["path"].endswith(("/import", "/import-archive"))
+        limit = self.settings.max_import_bytes if imports else self.settings.max_body_bytes
+        if scope["path"].endswith("/adapters") and scope["method"] == "POST":
+            # An adapter upload: the weights (whose own limit the service checks) plus room for the config.
+            limit = max(limit, self.settings.adapter_max_bytes + 1024 * 1024)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -95,7 +111,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         for status, description in ((401, "Missing or bad API key"), (403, "Wrong key scope"), (404, "Not found"),
                                     (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"))
     }
-    for module in (health, admin, cubes, memories, graph, activation, jobs):
+    for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
+                   lifecycle):
         app.include_router(module.router, responses=None if module is health else error_responses)
     app.add_middleware(RequestLimits, settings=settings)
     return app

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.schemas.common import Text, UtcDatetime
 from app.schemas.jobs import Admission
+from app.schemas.routing import BUDGET_DESCRIPTION, Budget, Routing
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 Channel = Literal["dense", "dense_window", "bm25", "bm25_window", "bm25_window2", "splade", "splade_window",
@@ -189,6 +190,9 @@ class MessagesCreate(BaseModel):
     user_id: Text | None = Name
     agent_id: Text | None = Name
     messages: list[MessageIn] = Field(min_length=1)
+    budget: Budget | None = Field(
+        default=None, description="Extraction tier: low = raw turns, mid = + rule-based facts and entities, "
+        "high = + LLM-extracted facts (needs an LLM), auto = mid.")
 
 
 class SearchFilters(BaseModel):
@@ -223,9 +227,15 @@ class SearchRequest(BaseModel):
         default=None, description="Fine mode only: the channels to fuse (default all); for ablations."
     )
     graph: bool = Field(default=True, description="Fine mode only: expand the fused hits through the memory graph.")
+    budget: Budget | None = Field(
+        default=None, description="Route retrieval by budget (" + BUDGET_DESCRIPTION + "); the response then "
+        "carries routing. Replaces mode, channels, graph and explain.")
+    use_cache: bool = Field(default=True, description="With a budget: serve from (and fill) the semantic cache.")
 
     @model_validator(mode="after")
     def _fine_options(self) -> SearchRequest:
+        if self.budget is not None and self.model_fields_set & {"mode", "channels", "graph", "explain"}:
+            raise ValueError("budget picks the retrieval tier: send it without mode, channels, graph or explain")
         if self.mode == "fast" and (self.channels is not None or "graph" in self.model_fields_set):
             raise ValueError("channels and graph apply to mode 'fine' only")
         if self.channels is not None and not self.channels:
@@ -242,3 +252,4 @@ class SearchHit(BaseModel):
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     took_ms: float
+    routing: Routing | None = Field(default=None, description="Tiers, reasons and cost, when a budget was sent.")

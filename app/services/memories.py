@@ -6,9 +6,9 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -25,6 +25,7 @@ from app.schemas.cubes import ImportResult
 from app.schemas.jobs import Admission, AdmissionItem
 from app.schemas.memories import (
     Feedback,
+    ImportedMemory,
     ImportLine,
     MemoryHistory,
     MemoryIn,
@@ -34,11 +35,15 @@ from app.schemas.memories import (
     MemoryVersionOut,
     MessagesCreate,
 )
+from app.schemas.routing import Routing
 from app.services.admission import AdmissionService, Candidate, Decision
 from app.services.base import Idempotency, Principal, Transactor, Tx
 from app.services.cubes import require_cube
 from app.services.derived import DerivedIndexes
 from app.vector.embedder import Embedder
+
+if TYPE_CHECKING:  # it imports this module (through the jobs' versioned change)
+    from app.services.forget_requests import ForgetRequestService
 
 EXPORT_FORMAT = "memcubed.cube-export"
 EXPORT_VERSION = 1
@@ -50,6 +55,11 @@ class MemoryBatch(BaseModel):
 
     memories: list[MemoryOut]
     admission: list[AdmissionItem] = Field(default_factory=list)
+    forgotten: list[uuid.UUID] = Field(
+        default_factory=list, description="messages: the memories a forget request in them archived or purged.")
+    forget_request_id: uuid.UUID | None = Field(
+        default=None, description="messages: the forget request they made, if any (see /forget-requests).")
+    routing: Routing | None = Field(default=None, description="The extraction tier and its cost, with a budget.")
 
 
 def memory_out(m: Memory) -> MemoryOut:
@@ -112,13 +122,15 @@ class ExportedMemory(BaseModel):
 
 class MemoryService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
-                 indexes: DerivedIndexes, admission: AdmissionService | None = None) -> None:
+                 indexes: DerivedIndexes, admission: AdmissionService | None = None,
+                 forget_requests: ForgetRequestService | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
         self.embedder = embedder
         self.indexes = indexes
         self.admission = admission
+        self.forget_requests = forget_requests
 
     # -- checks -----------------------------------------------------------------------------------
     def _check_batch(self, items: Sequence[MemoryIn]) -> None:
@@ -164,11 +176,20 @@ class MemoryService:
 
     # -- writes -----------------------------------------------------------------------------------
     def add(self, principal: Principal, cube_id: uuid.UUID, items: Sequence[MemoryIn],
-            idem: Idempotency | None = None, action: str = "memory.create") -> MemoryBatch:
-        """All or nothing: every item is validated and embedded before one transaction writes them."""
-        tenant_id = principal.require_tenant()
+            idem: Idempotency | None = None, action: str = "memory.create",
+            then: Callable[[Tx, MemoryBatch], None] | None = None) -> MemoryBatch:
+        """All or nothing: every item is validated and embedded before one transaction writes them; ``then``
+        does more in the same transaction (a forget request made by the messages written)."""
+        principal.require_cube(cube_id, "write")
         self._check_batch(items)
         vecs = self.embedder.encode([indexed_text(item.content, item.metadata) for item in items])
+        return self.add_embedded(principal, cube_id, items, vecs, idem, action, then)
+
+    def add_embedded(self, principal: Principal, cube_id: uuid.UUID, items: Sequence[MemoryIn], vecs: np.ndarray,
+                     idem: Idempotency | None = None, action: str = "memory.create",
+                     then: Callable[[Tx, MemoryBatch], None] | None = None) -> MemoryBatch:
+        """``add`` for items whose vectors are already known (a merge reuses the source cube's), with no batch cap."""
+        tenant_id = principal.require_cube(cube_id, "write")
 
         def work(tx: Tx) -> MemoryBatch:
             require_cube(tx.session, tenant_id, cube_id)
@@ -202,7 +223,10 @@ class MemoryService:
                 outs.append(out)
             report = [AdmissionItem(index=i, memory_id=by_index[i].id if i in by_index else None,
                                     **d.admission.model_dump()) for i, d in enumerate(decisions)]
-            return MemoryBatch(memories=outs, admission=report)
+            batch = MemoryBatch(memories=outs, admission=report)
+            if then is not None:
+                then(tx, batch)
+            return batch
 
         return self.tx.run(principal, idem, MemoryBatch, work)
 
@@ -215,18 +239,47 @@ class MemoryService:
 
     def add_messages(self, principal: Principal, cube_id: uuid.UUID, body: MessagesCreate,
                      idem: Idempotency | None = None) -> MemoryBatch:
-        """Conversation turns become episodic memories with their event time; no LLM involved."""
-        items = [
-            MemoryIn(
-                content=msg.content, memory_type="episodic", user_id=body.user_id, agent_id=body.agent_id,
+        """Conversation turns become episodic memories with their event time. A user's forget request among them
+        ("forget my address") is stored redacted and applied in the same transaction (see forget_requests)."""
+        items, then = self._forget_requests_in(principal, cube_id, body)
+        if body.budget is None:
+            return self.add(principal, cube_id, items, idem, action="messages.create", then=then)
+        # Imported here: the extraction tiers reuse consolidation's fact patterns, and consolidation imports us.
+        from app.routing.extraction import extract
+
+        items, routing = extract(self.settings, body.budget, items)
+        batch = self.add(principal, cube_id, items, idem, action="messages.create", then=then)
+        batch.routing = routing
+        return batch
+
+    def _forget_requests_in(self, principal: Principal, cube_id: uuid.UUID, body: MessagesCreate,
+                            ) -> tuple[list[MemoryIn], Callable[[Tx, MemoryBatch], None] | None]:
+        """The messages as memories, forget requests redacted, and the hook that applies them in the write."""
+        tenant_id = principal.require_cube(cube_id, "write")  # before any classifier call
+        service = self.forget_requests
+        plan = service.plan(body.messages) if service is not None else None
+        items = []
+        for i, msg in enumerate(body.messages):
+            meta = {"role": msg.role, "speaker": msg.speaker, "message_id": msg.id}
+            content = msg.content
+            if plan is not None and i in plan.found:
+                content, meta["forget_request_id"] = plan.redact(i, content), str(plan.request_id)
+            items.append(MemoryIn(
+                content=content, memory_type="episodic", user_id=body.user_id, agent_id=body.agent_id,
                 session_id=body.session_id, occurred_at=msg.timestamp,
-                metadata={k: v for k, v in {"role": msg.role, "speaker": msg.speaker, "message_id": msg.id}.items()
-                          if v is not None},
+                metadata={k: v for k, v in meta.items() if v is not None},
                 source={"type": "message", "role": msg.role},
-            )
-            for msg in body.messages
-        ]
-        return self.add(principal, cube_id, items, idem, action="messages.create")
+            ))
+        if plan is None or service is None:
+            return items, None
+        found = plan
+
+        def then(tx: Tx, batch: MemoryBatch) -> None:
+            written = {m.id for m in batch.memories}
+            batch.forget_request_id, batch.forgotten = service.apply(tx, principal, tenant_id, cube_id, found,
+                                                                     written)
+
+        return items, then
 
     def _change(self, principal: Principal, memory_id: uuid.UUID, reason: str, action: str,
                 mutate: Any) -> MemoryOut:
@@ -237,6 +290,7 @@ class MemoryService:
             m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
             if m is None:
                 raise NotFound("memory", memory_id)
+            principal.require_object(m.cube_id, "write", "memory", memory_id)
             was_active, old_embedding = m.status == "active", m.embedding
             repo.add_version(tx.session, m, snapshot(m), reason, principal.key_id)
             mutate(m)
@@ -252,6 +306,8 @@ class MemoryService:
                 tx.after_commit.append(lambda: self.indexes.add(cube_id, [vec_id], stored))
             elif was_active and not is_active:
                 tx.after_commit.append(lambda: self.indexes.remove(cube_id, [vec_id]))
+            else:  # tags, time, metadata: no index change, but cached results show them
+                tx.after_commit.append(lambda: self.indexes.changed(cube_id))
             return memory_out(m)
 
         return self.tx.run(principal, None, MemoryOut, work)
@@ -284,6 +340,7 @@ class MemoryService:
     def delete(self, principal: Principal, memory_id: uuid.UUID) -> MemoryOut:
         """Soft delete: a new version with status ``deleted``; restore brings it back."""
         current = self.get(principal, memory_id)
+        principal.require_permission("write")
         if current.status == "deleted":
             return current
 
@@ -308,11 +365,12 @@ class MemoryService:
             m = repo.live_memory(s, tenant_id, memory_id)
             if m is None:
                 raise NotFound("memory", memory_id)
+            principal.require_object(m.cube_id, "read", "memory", memory_id)
             return memory_out(m)
 
     def list_page(self, principal: Principal, cube_id: uuid.UUID, flt: MemoryFilter, limit: int,
              cursor: str | None) -> MemoryList:
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         after = decode_cursor(cursor) if cursor else None
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
@@ -327,6 +385,7 @@ class MemoryService:
             m = repo.live_memory(s, tenant_id, memory_id)
             if m is None:
                 raise NotFound("memory", memory_id)
+            principal.require_object(m.cube_id, "read", "memory", memory_id)
             versions = repo.versions_of(s, [m.id])[m.id]
             return MemoryHistory(
                 memory_id=m.id, current_version=m.version,
@@ -336,7 +395,7 @@ class MemoryService:
     # -- export / import --------------------------------------------------------------------------
     def export(self, principal: Principal, cube_id: uuid.UUID) -> Iterator[bytes]:
         """JSON Lines: a header, then every memory (any status) with all its versions."""
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "read")
         with self.sessions() as s:
             cube = require_cube(s, tenant_id, cube_id)
             header = {"type": "header", "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION,
@@ -369,30 +428,14 @@ class MemoryService:
     def import_(self, principal: Principal, cube_id: uuid.UUID, body: bytes,
                 idem: Idempotency | None = None) -> ImportResult:
         """Recreate every memory and version of an export in this cube, with new ids; all or nothing."""
-        tenant_id = principal.require_tenant()
+        tenant_id = principal.require_cube(cube_id, "write")
         items = self._parse_export(body)
-        for i, item in enumerate(items):
-            self._check_content(item.memory.content, f"line {i + 2}: memory.content")
-            self._check_json(item.memory.metadata, f"line {i + 2}: memory.metadata")
-            self._check_json(item.memory.source, f"line {i + 2}: memory.source")
-            for v in item.versions:
-                self._check_json(v.snapshot, f"line {i + 2}: versions.snapshot")
+        self.check_lines(items, "line", 2)
         vecs = self.embedder.encode([indexed_text(item.memory.content, item.memory.metadata) for item in items])
 
         def work(tx: Tx) -> ImportResult:
             require_cube(tx.session, tenant_id, cube_id)
-            rows = []
-            for item, vec in zip(items, vecs):
-                src = item.memory
-                rows.append(Memory(
-                    tenant_id=tenant_id, cube_id=cube_id, kind=src.kind, memory_type=src.memory_type,
-                    content=src.content, content_hash=content_hash(src.content), user_id=src.user_id,
-                    agent_id=src.agent_id, session_id=src.session_id, occurred_at=src.occurred_at,
-                    created_at=src.created_at, updated_at=src.updated_at, tags=src.tags, meta=src.metadata,
-                    source=src.source, status=src.status, version=src.version, importance=src.importance,
-                    access_count=src.access_count, last_accessed_at=src.last_accessed_at,
-                    embedding=vec.tobytes(), embedding_model=self.embedder.name, embedding_dim=self.embedder.dim,
-                ))
+            rows = [self.imported_row(tenant_id, cube_id, item.memory, vec) for item, vec in zip(items, vecs)]
             repo.add_memories(tx.session, rows)
             for item, row in zip(items, rows):
                 for v in item.versions:
@@ -407,6 +450,28 @@ class MemoryService:
                                 id_map={str(it.memory.id): str(r.id) for it, r in zip(items, rows)})
 
         return self.tx.run(principal, idem, ImportResult, work)
+
+    def check_lines(self, items: Sequence[ImportLine], where: str, first: int) -> None:
+        """What Postgres would refuse in exported lines, found before anything is written (import, archives)."""
+        for i, item in enumerate(items):
+            at = f"{where} {i + first}"
+            self._check_content(item.memory.content, f"{at}: memory.content")
+            self._check_json(item.memory.metadata, f"{at}: memory.metadata")
+            self._check_json(item.memory.source, f"{at}: memory.source")
+            for v in item.versions:
+                self._check_json(v.snapshot, f"{at}: versions.snapshot")
+
+    def imported_row(self, tenant_id: uuid.UUID, cube_id: uuid.UUID, src: ImportedMemory, vec: np.ndarray) -> Memory:
+        """A new row (new id) for an exported memory, keeping its times, status, version and counters."""
+        return Memory(
+            tenant_id=tenant_id, cube_id=cube_id, kind=src.kind, memory_type=src.memory_type,
+            content=src.content, content_hash=content_hash(src.content), user_id=src.user_id,
+            agent_id=src.agent_id, session_id=src.session_id, occurred_at=src.occurred_at,
+            created_at=src.created_at, updated_at=src.updated_at, tags=src.tags, meta=src.metadata,
+            source=src.source, status=src.status, version=src.version, importance=src.importance,
+            access_count=src.access_count, last_accessed_at=src.last_accessed_at,
+            embedding=vec.tobytes(), embedding_model=self.embedder.name, embedding_dim=self.embedder.dim,
+        )
 
     @staticmethod
     def _parse_export(body: bytes) -> list[ImportLine]:

@@ -15,20 +15,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.repositories import memories as repo
+from app.services.activation import ActivationService
+from app.services.adapters import DistillJob
 from app.services.base import Transactor
 from app.services.consolidation import ConsolidationService, summariser_from
 from app.services.forgetting import forget
 from app.services.indexing import IndexService
 from app.services.jobs import Handler, IndexSink, JobExecutor, JobService
+from app.services.lifecycle import FuseActivation
 from app.vector.fine import FineStore
 from app.vector.index import Fingerprint, VectorStore
 
 log = logging.getLogger(__name__)
 
 
-def handlers(settings: Settings) -> dict[str, Handler]:
+def handlers(settings: Settings, activation: Callable[[], ActivationService] | None = None) -> dict[str, Handler]:
+    """``activation``: the API process's activation service; fuse_activation builds its KV cache there (a worker
+    process has no activation model, so it has no such handler)."""
     consolidation = ConsolidationService(summariser_from(settings), forget)
-    return {"consolidate": consolidation.run, "forget": forget}
+    found: dict[str, Handler] = {"consolidate": consolidation.run, "forget": forget,
+                                 "distill": DistillJob(settings).run}
+    if activation is not None:
+        found["fuse_activation"] = FuseActivation(activation)
+    return found
 
 
 class LazyEmbed:

@@ -25,6 +25,9 @@ EDGE_ID = "66666666-6666-4666-8666-666666666666"
 ENTITY_ID = "77777777-7777-4777-8777-777777777777"
 ACTIVATION_ID = "88888888-8888-4888-8888-888888888888"
 JOB_ID = "99999999-9999-4999-8999-999999999999"
+FORGET_REQUEST_ID = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+SNAPSHOT_ID = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+ADAPTER_ID = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 
 
 def memory_json(**overrides: Any) -> dict[str, Any]:
@@ -195,6 +198,24 @@ def activation_stats_json() -> dict[str, Any]:
     }
 
 
+def context_json() -> dict[str, Any]:
+    routing = {"tiers": {"retrieval": "mid", "context": "mid"}, "reasons": {"retrieval": "forced", "context": "forced"},
+               "policy": None, "warnings": [], "cost": {"ms": {"retrieval": 9.0, "context": 1.0, "total": 11.0},
+                                                        "tokens": 12, "llm_calls": 0},
+               "cache": {"hit": False, "kind": None}}
+    item = {"memory_id": MEMORY_ID, "content": "Alice's puppy is Rex", "occurred_at": NOW, "session_id": "s1",
+            "score": 0.5, "role": "snippet"}
+    return {"context": "- Alice's puppy is Rex", "items": [item], "tokens": 12, "abstained": False,
+            "full_context": False, "routing": routing}
+
+
+def forget_request_json(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": FORGET_REQUEST_ID, "cube_id": CUBE_ID, "subject": "address", "detector": "rules",
+                            "policy": "archive", "status": "applied", "memory_ids": [MEMORY_ID], "details": {},
+                            "created_at": NOW, "reverted_at": None}
+    return {**body, **overrides}
+
+
 def generate_json(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "text": " She hikes.",
@@ -212,6 +233,24 @@ def generate_json(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def archive_import_json() -> dict[str, Any]:
+    return {"cube": cube_json(), "counts": {"memories": 2, "versions": 1, "edges": 1, "entities": 1,
+                                            "activations": 0, "adapters": 0},
+            "activations_stale": 0, "embeddings": "reused"}
+
+
+def snapshot_json(**overrides: Any) -> dict[str, Any]:
+    return {"id": SNAPSHOT_ID, "cube_id": CUBE_ID, "label": "before", "kind": "manual", "memory_count": 2,
+            "size_bytes": 10240, "sha256": "ab" * 32, "created_at": NOW, **overrides}
+
+
+def adapter_json(**overrides: Any) -> dict[str, Any]:
+    return {"id": ADAPTER_ID, "cube_id": CUBE_ID, "name": "adapter", "version": 1, "base_model": "tiny-model",
+            "base_fingerprint": "f" * 64, "rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"],
+            "sha256": "ad" * 32, "size_bytes": 2048, "source": "upload", "status": "active", "created_by": KEY_ID,
+            "job_id": None, "metrics": {}, "created_at": NOW, "deleted_at": None, **overrides}
 
 
 def canned_response(request: httpx.Request) -> httpx.Response:
@@ -241,10 +280,32 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("GET", "v1", "cubes"): lambda: ok({"cubes": [cube_json()]}),
         ("GET", "v1", "cubes", "{}"): lambda: ok(cube_json()),
         ("DELETE", "v1", "cubes", "{}"): lambda: httpx.Response(204, headers=headers),
+        ("PATCH", "v1", "cubes", "{}"): lambda: ok(cube_json()),
+        ("GET", "v1", "cubes", "{}", "forget-requests"): lambda: ok({"forget_requests": [forget_request_json()]}),
+        ("POST", "v1", "forget-requests", "{}", "revert"): lambda: ok(
+            forget_request_json(status="reverted", reverted_at=NOW)
+        ),
         ("GET", "v1", "cubes", "{}", "export"): lambda: httpx.Response(
             200, content=b'{"a":1}\n{"b":2}\n', headers={**headers, "Content-Type": "application/x-ndjson"}
         ),
         ("POST", "v1", "cubes", "{}", "import"): lambda: ok({"imported": 2, "id_map": {"a": "b"}}, 201),
+        ("GET", "v1", "cubes", "{}", "archive"): lambda: httpx.Response(
+            200, content=b"tar bytes", headers={**headers, "Content-Type": "application/x-tar"}
+        ),
+        ("POST", "v1", "cubes", "import-archive"): lambda: ok(archive_import_json(), 201),
+        ("POST", "v1", "cubes", "{}", "fork"): lambda: ok(archive_import_json(), 201),
+        ("POST", "v1", "cubes", "{}", "snapshots"): lambda: ok(snapshot_json(), 201),
+        ("GET", "v1", "cubes", "{}", "snapshots"): lambda: ok({"snapshots": [snapshot_json()]}),
+        ("POST", "v1", "cubes", "{}", "snapshots", "{}", "restore"): lambda: ok(
+            {"snapshot_id": SNAPSHOT_ID, "pre_restore_snapshot_id": KEY_ID, "changed": 1, "recreated": 0,
+             "archived": 1, "unchanged": 1}
+        ),
+        ("POST", "v1", "cubes", "{}", "merge"): lambda: ok(
+            {"from_cube_id": CUBE_ID, "considered": 3, "admitted": 1, "merged": 1, "rejected": 1}
+        ),
+        ("POST", "v1", "cubes", "{}", "fuse"): lambda: ok(
+            {"into": "activation", "job": job_json(kind="fuse_activation", params={})}, 202
+        ),
         ("POST", "v1", "cubes", "{}", "memories"): lambda: ok({"memories": [memory_json()]}, 201),
         ("GET", "v1", "cubes", "{}", "memories"): lambda: ok(
             {"memories": [memory_json()], "next_cursor": None}
@@ -266,6 +327,12 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("POST", "v1", "search"): lambda: ok(
             {"results": [{"memory": memory_json(), "score": 0.83}], "took_ms": 4.5}
         ),
+        ("POST", "v1", "context"): lambda: ok(context_json()),
+        ("POST", "v1", "answer"): lambda: ok({**context_json(), "answer": "Rex", "model": "gpt-4o-mini"}),
+        ("GET", "v1", "routing", "stats"): lambda: ok(
+            {"requests": 2, "hits": 1, "misses": 1, "hit_rate": 0.5, "tiers": {"retrieval": {"mid": 1}},
+             "mean_ms": {"retrieval": {"mid": 12.5}}, "cache_backend": "memory"}
+        ),
         ("GET", "v1", "memories", "{}", "links"): lambda: ok(links_json()),
         ("GET", "v1", "cubes", "{}", "graph"): lambda: ok(
             {
@@ -282,6 +349,12 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("GET", "v1", "activations", "stats"): lambda: ok(activation_stats_json()),
         ("DELETE", "v1", "activations", "{}"): lambda: ok(activation_json(status="deleted", tier=None)),
         ("POST", "v1", "generate"): lambda: ok(generate_json()),
+        ("POST", "v1", "cubes", "{}", "adapters"): lambda: ok(adapter_json(), 201),
+        ("GET", "v1", "cubes", "{}", "adapters"): lambda: ok({"adapters": [adapter_json()]}),
+        ("POST", "v1", "cubes", "{}", "adapters", "distill"): lambda: ok(job_json(kind="distill", params={}), 202),
+        ("GET", "v1", "adapters", "{}"): lambda: ok(adapter_json()),
+        ("DELETE", "v1", "adapters", "{}"): lambda: ok(adapter_json(status="deleted", deleted_at=NOW)),
+        ("POST", "v1", "adapters", "{}", "restore"): lambda: ok(adapter_json()),
         ("GET", "v1", "jobs"): lambda: ok({"jobs": [job_json()]}),
         ("GET", "v1", "jobs", "{}"): lambda: ok(job_json(status="done", progress=1.0)),
         ("POST", "v1", "jobs", "{}", "cancel"): lambda: ok(job_json(status="cancelled")),

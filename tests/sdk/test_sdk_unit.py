@@ -17,10 +17,13 @@ from memcubed._routes import ROUTES
 
 from tests.sdk.sdk_helpers import (
     ACTIVATION_ID,
+    ADAPTER_ID,
     CUBE_ID,
+    FORGET_REQUEST_ID,
     JOB_ID,
     KEY_ID,
     MEMORY_ID,
+    SNAPSHOT_ID,
     TENANT_ID,
     Recorder,
     canned_response,
@@ -538,6 +541,14 @@ def _exercise(client: memcubed.Client, tmp_path: Path) -> None:
     client.cubes.delete(CUBE_ID)
     client.cubes.export(CUBE_ID, tmp_path / "e.jsonl")
     client.cubes.import_(CUBE_ID, tmp_path / "e.jsonl")
+    client.cubes.archive(CUBE_ID, tmp_path / "a.tar")
+    client.cubes.import_archive(tmp_path / "a.tar", name="copy")
+    client.cubes.fork(CUBE_ID)
+    client.cubes.merge(CUBE_ID, CUBE_ID)
+    client.cubes.fuse(CUBE_ID, "activation")
+    client.snapshots.create(CUBE_ID, label="before")
+    client.snapshots.list(CUBE_ID)
+    client.snapshots.restore(CUBE_ID, SNAPSHOT_ID)
     client.memories.add(CUBE_ID, "x")
     list(client.memories.list(CUBE_ID))
     client.memories.get(MEMORY_ID)
@@ -546,7 +557,14 @@ def _exercise(client: memcubed.Client, tmp_path: Path) -> None:
     client.memories.restore(MEMORY_ID)
     client.memories.history(MEMORY_ID)
     client.messages.add(CUBE_ID, "s", [{"role": "user", "content": "x"}])
+    client.messages.add_detailed(CUBE_ID, "s", [{"role": "user", "content": "forget my address"}])
+    client.cubes.update(CUBE_ID, forget_policy="purge")
+    client.forget_requests.list(CUBE_ID)
+    client.forget_requests.revert(FORGET_REQUEST_ID)
     client.search("q", [CUBE_ID])
+    client.context("q", CUBE_ID, budget="mid")
+    client.answer("q", CUBE_ID, budget={"max_tokens": 100})
+    client.routing.stats()
     client.memories.links(MEMORY_ID)
     client.cubes.graph(CUBE_ID)
     client.cubes.entities(CUBE_ID)
@@ -555,6 +573,12 @@ def _exercise(client: memcubed.Client, tmp_path: Path) -> None:
     client.activations.stats()
     client.activations.delete(ACTIVATION_ID)
     client.generate("p")
+    client.adapters.upload(CUBE_ID, {"r": 4}, b"weights")
+    client.adapters.list(CUBE_ID)
+    client.adapters.get(ADAPTER_ID)
+    client.adapters.delete(ADAPTER_ID)
+    client.adapters.restore(ADAPTER_ID)
+    client.adapters.distill(CUBE_ID)
     client.jobs.list()
     client.jobs.get(JOB_ID)
     client.jobs.cancel(JOB_ID)
@@ -607,7 +631,9 @@ def test_canned_server_answers_every_route() -> None:
         path = template.replace("{tenant_id}", TENANT_ID).replace("{key_id}", KEY_ID)
         path = path.replace("{cube_id}", CUBE_ID).replace("{memory_id}", MEMORY_ID)
         path = path.replace("{activation_id}", ACTIVATION_ID).replace("{job_id}", JOB_ID)
+        path = path.replace("{request_id}", FORGET_REQUEST_ID).replace("{snapshot_id}", SNAPSHOT_ID)
+        path = path.replace("{adapter_id}", ADAPTER_ID)
         response = canned_response(httpx.Request(method, "http://x" + path))
         assert response.status_code in (200, 201, 202, 204), (method, template)
-        if response.status_code != 204 and "export" not in template:
+        if response.status_code != 204 and not template.endswith(("/export", "/archive")):
             assert isinstance(json.loads(response.content), dict)

@@ -92,7 +92,7 @@ def memory_history(memory_id: uuid.UUID, c: C, p: P) -> MemoryHistory:
 
 @router.post("/search", response_model=SearchResponse)
 def search(body: SearchRequest, c: C, p: P, background: BackgroundTasks) -> SearchResponse:
-    result = c.search.search(p, body)
+    result = c.search.search(p, body) if body.budget is None else c.routing.search(p, body)
     if result.results:
         background.add_task(c.search.record_access, [hit.memory.id for hit in result.results])
     return result

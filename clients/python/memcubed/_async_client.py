@@ -4,21 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 from . import _core
-from ._core import Call, FeedbackSignal, FiltersLike, Id, MemoryLike, MessageLike, RequestSpec, SearchMode, TimeoutLike
+from ._core import (
+    BudgetLike,
+    Call,
+    FeedbackSignal,
+    FiltersLike,
+    ForgetPolicy,
+    Id,
+    KeyPermission,
+    MemoryLike,
+    MessageLike,
+    RequestSpec,
+    SearchMode,
+    TimeoutLike,
+)
 from ._models import (
     Activation,
     ActivationStats,
+    Adapter,
+    AnswerResponse,
+    ArchiveImportResult,
+    ContextResponse,
     Cube,
     EntityList,
+    ForgetRequest,
+    FuseResult,
     GenerateResponse,
     GraphPage,
     ImportResult,
@@ -28,9 +48,13 @@ from ._models import (
     Memory,
     MemoryHistory,
     MemoryLinks,
+    MergeResult,
     Policy,
     PurgeResult,
+    RestoreResult,
+    RoutingStats,
     SearchResponse,
+    Snapshot,
     Tenant,
     TenantCreated,
     WriteResult,
@@ -89,8 +113,12 @@ class AsyncClient:
         self.cubes = Cubes(self)
         self.memories = Memories(self)
         self.messages = Messages(self)
+        self.forget_requests = ForgetRequests(self)
         self.activations = Activations(self)
+        self.adapters = Adapters(self)
         self.jobs = Jobs(self)
+        self.snapshots = Snapshots(self)
+        self.routing = RoutingResource(self)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -141,15 +169,18 @@ class AsyncClient:
         *,
         top_k: int = 10,
         filters: FiltersLike | None = None,
-        mode: SearchMode = "fast",
+        mode: SearchMode | None = None,
         explain: bool = False,
+        budget: BudgetLike | None = None,
+        use_cache: bool | None = None,
         idempotency_key: str | None = None,
         **extra: Any,
     ) -> SearchResponse:
-        """Search one or more cubes. ``mode="fast"`` is dense only; ``"fine"`` fuses dense, BM25, SPLADE,
-        time and graph channels and sees a memory once it is enriched (see ``cubes.wait_enriched``).
-        ``explain=True`` fills each hit's ``explain`` with its per-channel ranks and scores. Extra keywords
-        are sent in the body as they are."""
+        """Search one or more cubes. ``mode="fast"`` (the default) is dense only; ``"fine"`` fuses dense, BM25,
+        SPLADE, time and graph channels and sees a memory once it is enriched (see ``cubes.wait_enriched``).
+        ``explain=True`` fills each hit's ``explain`` with its per-channel ranks and scores. ``budget``
+        (``"low" | "mid" | "high" | "auto"`` or limits) lets the server pick the retrieval tier instead of
+        ``mode`` and fills ``routing``. Extra keywords are sent in the body as they are."""
         return await self._send(
             _core.search(
                 query,
@@ -158,10 +189,44 @@ class AsyncClient:
                 filters=filters,
                 mode=mode,
                 explain=explain,
+                budget=budget,
+                use_cache=use_cache,
                 idempotency_key=idempotency_key,
                 **extra,
             )
         )
+
+    async def context(
+        self,
+        query: str,
+        cube_ids: Id | Sequence[Id],
+        *,
+        top_k: int = 10,
+        budget: BudgetLike | None = None,
+        use_cache: bool | None = None,
+        **extra: Any,
+    ) -> ContextResponse:
+        """The context an answer model should read for ``query``, assembled within ``budget`` (default
+        ``auto``): ``context`` text, its ``items``, its ``tokens``, ``abstained``, ``full_context`` and
+        ``routing`` (tiers, reasons, cost, cache)."""
+        return await self._send(_core.context(query, cube_ids, top_k=top_k, budget=budget, use_cache=use_cache,
+                                           **extra))
+
+    async def answer(
+        self,
+        query: str,
+        cube_ids: Id | Sequence[Id],
+        *,
+        top_k: int = 10,
+        budget: BudgetLike | None = None,
+        use_cache: bool | None = None,
+        timeout: TimeoutLike | None = None,
+        **extra: Any,
+    ) -> AnswerResponse:
+        """:meth:`context`, then an answer from it: ``answer`` and ``model`` (``None`` when it abstained).
+        The low tier answers with the server's local model; mid / high need an LLM configured on it."""
+        return await self._send(_core.answer(query, cube_ids, top_k=top_k, budget=budget, use_cache=use_cache,
+                                          timeout=timeout, **extra))
 
     async def generate(
         self,
@@ -174,6 +239,7 @@ class AsyncClient:
         chat: bool = False,
         temperature: float = 0.0,
         seed: int | None = None,
+        adapter_ids: Sequence[Id] | None = None,
         timeout: TimeoutLike | None = None,
         idempotency_key: str | None = None,
         **extra: Any,
@@ -191,6 +257,7 @@ class AsyncClient:
                 chat=chat,
                 temperature=temperature,
                 seed=seed,
+                adapter_ids=adapter_ids,
                 timeout=timeout,
                 idempotency_key=idempotency_key,
                 **extra,
@@ -221,6 +288,8 @@ class AsyncClient:
                 spec.path,
                 params=spec.params,
                 json=spec.json,
+                files=spec.files,
+                data=spec.data,
                 content=upload.achunks() if upload is not None else None,
                 headers=headers,
                 timeout=spec.timeout if spec.timeout is not None else httpx.USE_CLIENT_DEFAULT,
@@ -273,10 +342,22 @@ class Keys(_Resource):
     """Admin: API keys."""
 
     async def create(
-        self, tenant_id: Id, name: str | None = None, *, idempotency_key: str | None = None
+        self,
+        tenant_id: Id,
+        name: str | None = None,
+        *,
+        cube_ids: Sequence[Id] | None = None,
+        permission: KeyPermission | None = None,
+        idempotency_key: str | None = None,
     ) -> KeyCreated:
-        """Create another key for a tenant (shown only once)."""
-        return await self._client._send(_core.create_key(tenant_id, name, idempotency_key=idempotency_key))
+        """Create another key for a tenant (shown only once). With ``cube_ids`` it sees only those cubes, with
+        ``permission`` read < write < admin: how a tenant shares a cube with another agent. An admin key, or
+        the tenant's own unscoped admin key, may create keys."""
+        return await self._client._send(
+            _core.create_key(
+                tenant_id, name, cube_ids=cube_ids, permission=permission, idempotency_key=idempotency_key
+            )
+        )
 
     async def revoke(self, key_id: Id) -> KeyRevoked:
         return await self._client._send(_core.revoke_key(key_id))
@@ -302,6 +383,11 @@ class Cubes(_Resource):
 
     async def get(self, cube_id: Id) -> Cube:
         return await self._client._send(_core.get_cube(cube_id))
+
+    async def update(self, cube_id: Id, *, forget_policy: ForgetPolicy | None = None) -> Cube:
+        """Change a cube's settings (an admin key for the cube): ``forget_policy`` ``purge`` makes forget
+        requests destroy what they match instead of archiving it."""
+        return await self._client._send(_core.update_cube(cube_id, forget_policy=forget_policy))
 
     async def delete(self, cube_id: Id) -> None:
         await self._client._send(_core.delete_cube(cube_id))
@@ -336,6 +422,57 @@ class Cubes(_Resource):
         )
         response = await self._client._request(call.request, upload=upload)
         return _core.decode(call, response)
+
+    async def archive(self, cube_id: Id, path_or_file: ExportTarget) -> int:
+        """Stream the cube's portable archive (a tar: memories with versions, graph, caches, adapters) into a
+        path or binary file; return the bytes written. A path is written atomically."""
+        response = await self._client._request(_core.archive_cube(cube_id), stream=True)
+        written = 0
+        try:
+            with open_sink(path_or_file) as sink:
+                async for chunk in response.aiter_bytes():
+                    sink.write(chunk)
+                    written += len(chunk)
+        except httpx.RequestError as exc:
+            raise _core.connection_error(exc, response.request) from exc
+        finally:
+            await response.aclose()
+        return written
+
+    async def import_archive(
+        self, path_or_file: UploadSource, *, name: str | None = None, idempotency_key: str | None = None
+    ) -> ArchiveImportResult:
+        """A new cube from an archive (path or file object), named ``name`` or as the archived cube was.
+        A corrupted or altered archive is refused whole (422) and nothing is written."""
+        upload = Upload(path_or_file)
+        call = _core.import_archive(
+            name=name, size=upload.size, rewindable=upload.rewindable, idempotency_key=idempotency_key
+        )
+        response = await self._client._request(call.request, upload=upload)
+        return _core.decode(call, response)
+
+    async def fork(
+        self,
+        cube_id: Id,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ArchiveImportResult:
+        """A new cube with a copy of everything in this one (default name ``<name>-fork-<6 hex>``)."""
+        return await self._client._send(
+            _core.fork_cube(cube_id, name=name, description=description, idempotency_key=idempotency_key)
+        )
+
+    async def merge(self, cube_id: Id, from_cube_id: Id, *, idempotency_key: str | None = None) -> MergeResult:
+        """Write the other cube's active memories into this one through admission (duplicates are merged,
+        not doubled); returns the counts."""
+        return await self._client._send(_core.merge_cube(cube_id, from_cube_id, idempotency_key=idempotency_key))
+
+    async def fuse(self, cube_id: Id, into: Literal["activation", "parametric"], **options: Any) -> FuseResult:
+        """Queue the job that fuses the cube's plaintext into a KV cache (``max_tokens``) or a distilled
+        adapter (``memory_filter``, ``steps``, ``rank``, ``learning_rate``); see ``jobs.wait``."""
+        return await self._client._send(_core.fuse_cube(cube_id, into, **options))
 
     async def graph(
         self,
@@ -430,6 +567,21 @@ class Cubes(_Resource):
             if remaining <= 0:
                 raise _core.enrichment_timeout(cube, timeout)
             await self._client._sleep(min(poll, remaining))
+
+
+class Snapshots(_Resource):
+    """Snapshots of a cube's memories and graph; a restore is undone by restoring its pre-restore snapshot."""
+
+    async def create(self, cube_id: Id, *, label: str | None = None, idempotency_key: str | None = None) -> Snapshot:
+        return await self._client._send(_core.create_snapshot(cube_id, label=label, idempotency_key=idempotency_key))
+
+    async def list(self, cube_id: Id) -> builtins.list[Snapshot]:
+        """Newest first."""
+        return await self._client._send(_core.list_snapshots(cube_id))
+
+    async def restore(self, cube_id: Id, snapshot_id: Id) -> RestoreResult:
+        """Put the snapshot's state back as new versions; later memories are archived, nothing is destroyed."""
+        return await self._client._send(_core.restore_snapshot(cube_id, snapshot_id))
 
 
 class Memories(_Resource):
@@ -571,8 +723,11 @@ class Messages(_Resource):
         *,
         user_id: str | None = None,
         agent_id: str | None = None,
+        budget: BudgetLike | None = None,
         idempotency_key: str | None = None,
     ) -> builtins.list[Memory]:
+        """``budget`` picks the extraction tier: ``low`` raw turns, ``mid`` (and ``auto``) adds rule-based
+        facts and entities, ``high`` LLM-extracted facts (needs an LLM on the server)."""
         return await self._client._send(
             _core.add_messages(
                 cube_id,
@@ -580,9 +735,46 @@ class Messages(_Resource):
                 messages,
                 user_id=user_id,
                 agent_id=agent_id,
+                budget=budget,
                 idempotency_key=idempotency_key,
             )
         )
+
+    async def add_detailed(
+        self,
+        cube_id: Id,
+        session_id: str,
+        messages: Sequence[MessageLike],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        budget: BudgetLike | None = None,
+        idempotency_key: str | None = None,
+    ) -> WriteResult:
+        """``add``, returning also what a forget request among the messages did: ``forgotten`` (memory ids)
+        and ``forget_request_id`` (see :class:`ForgetRequests`)."""
+        return await self._client._send(
+            _core.add_messages_detailed(
+                cube_id,
+                session_id,
+                messages,
+                user_id=user_id,
+                agent_id=agent_id,
+                budget=budget,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+
+class ForgetRequests(_Resource):
+    """Forget requests users made in messages ("forget my address"): list a cube's, revert one."""
+
+    async def list(self, cube_id: Id, *, limit: int = 50) -> builtins.list[ForgetRequest]:
+        return await self._client._send(_core.list_forget_requests(cube_id, limit))
+
+    async def revert(self, request_id: Id) -> ForgetRequest:
+        """Restore the memories a request archived, exactly as they were; a purged request is a ConflictError."""
+        return await self._client._send(_core.revert_forget_request(request_id))
 
 
 class Activations(_Resource):
@@ -625,6 +817,63 @@ class Activations(_Resource):
         return await self._client._send(_core.delete_activation(activation_id))
 
 
+
+class Adapters(_Resource):
+    """Parametric memory: LoRA adapters of the server's model, uploaded or distilled from a cube's memories,
+    attached at ``generate(adapter_ids=...)``."""
+
+    async def upload(
+        self,
+        cube_id: Id,
+        config: Mapping[str, Any] | bytes | str | os.PathLike[str],
+        weights: bytes | str | os.PathLike[str],
+        *,
+        name: str = "adapter",
+        idempotency_key: str | None = None,
+    ) -> Adapter:
+        """Upload a peft adapter (config mapping/bytes/path, safetensors bytes/path); an existing ``name``
+        gets the next version."""
+        return await self._client._send(
+            _core.upload_adapter(cube_id, config, weights, name=name, idempotency_key=idempotency_key)
+        )
+
+    async def list(self, cube_id: Id, *, include_deleted: bool = False) -> builtins.list[Adapter]:
+        return await self._client._send(_core.list_adapters(cube_id, include_deleted=include_deleted))
+
+    async def get(self, adapter_id: Id) -> Adapter:
+        return await self._client._send(_core.get_adapter(adapter_id))
+
+    async def delete(self, adapter_id: Id) -> Adapter:
+        """Soft delete: ``restore`` brings it back."""
+        return await self._client._send(_core.delete_adapter(adapter_id))
+
+    async def restore(self, adapter_id: Id) -> Adapter:
+        return await self._client._send(_core.restore_adapter(adapter_id))
+
+    async def distill(
+        self,
+        cube_id: Id,
+        *,
+        name: str | None = None,
+        memory_filter: FiltersLike | None = None,
+        steps: int | None = None,
+        rank: int | None = None,
+        learning_rate: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Queue a distillation job (see ``jobs.wait``); its result names the new adapter and its metrics."""
+        return await self._client._send(
+            _core.distill_adapter(
+                cube_id,
+                name=name,
+                memory_filter=memory_filter,
+                steps=steps,
+                rank=rank,
+                learning_rate=learning_rate,
+                idempotency_key=idempotency_key,
+            )
+        )
+
 class Jobs(_Resource):
     """Background jobs of the caller's cubes (``cubes.consolidate``, ``cubes.forget``)."""
 
@@ -660,3 +909,12 @@ class Jobs(_Resource):
             if remaining <= 0:
                 raise _core.job_timeout(job, timeout)
             await self._client._sleep(min(poll, remaining))
+
+
+class RoutingResource(_Resource):
+    """Budget-tier routing counters."""
+
+    async def stats(self) -> RoutingStats:
+        """This server process's routing counters for the caller's tenant: requests, cache hits, tiers
+        chosen per module and their mean measured ms."""
+        return await self._client._send(_core.routing_stats())

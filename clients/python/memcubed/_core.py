@@ -24,9 +24,15 @@ from . import _errors
 from ._models import (
     Activation,
     ActivationStats,
+    Adapter,
     Admission,
+    AnswerResponse,
+    ArchiveImportResult,
+    ContextResponse,
     Cube,
     EntityList,
+    ForgetRequest,
+    FuseResult,
     GenerateResponse,
     GraphPage,
     ImportResult,
@@ -38,12 +44,16 @@ from ._models import (
     MemoryIn,
     MemoryLinks,
     MemoryPage,
+    MergeResult,
     Message,
     Policy,
     PurgeResult,
     RequestDatetime,
+    RestoreResult,
+    RoutingStats,
     SearchFilters,
     SearchResponse,
+    Snapshot,
     Tenant,
     TenantCreated,
     WriteResult,
@@ -61,6 +71,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 # Routes that run the server's language model: the first call may load and convert it (about a minute).
 MODEL_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 NDJSON = "application/x-ndjson"
+TAR = "application/x-tar"
+# Import, fork and restore index every memory they write before answering (about 80 s per 1,000 memories
+# on a busy 2-core machine): far longer than an ordinary request.
+LIFECYCLE_TIMEOUT = httpx.Timeout(900.0, connect=5.0)
 
 Id = str | uuid.UUID
 MemoryLike = MemoryIn | Mapping[str, Any]
@@ -68,6 +82,8 @@ MessageLike = Message | Mapping[str, Any]
 FiltersLike = SearchFilters | Mapping[str, Any]
 SearchMode = Literal["fast", "fine"]
 FeedbackSignal = Literal["useful", "not_useful", "wrong"]
+KeyPermission = Literal["read", "write", "admin"]
+ForgetPolicy = Literal["archive", "purge"]
 TimeoutLike = float | httpx.Timeout
 
 
@@ -147,6 +163,9 @@ class RequestSpec:
     idempotency_key: str | None = None
     retry: bool = True
     timeout: httpx.Timeout | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    """Multipart file parts (name -> (filename, bytes, content type)); ``data`` are its plain form fields."""
+    data: dict[str, str] | None = None
 
 
 @dataclass
@@ -326,13 +345,19 @@ def list_tenants() -> Call[list[Tenant]]:
 
 
 def create_key(
-    tenant_id: Id, name: str | None = None, *, idempotency_key: str | None = None
+    tenant_id: Id,
+    name: str | None = None,
+    *,
+    cube_ids: Sequence[Id] | None = None,
+    permission: KeyPermission | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[KeyCreated]:
+    cubes = None if cube_ids is None else [str(c) for c in cube_ids]
     return Call(
         RequestSpec(
             "POST",
             f"/v1/tenants/{_seg(tenant_id)}/keys",
-            json=_drop_none({"name": name}),
+            json=_drop_none({"name": name, "cube_ids": cubes, "permission": permission}),
             idempotency_key=idempotency_key,
         ),
         lambda data: _parse(KeyCreated, data),
@@ -365,6 +390,25 @@ def get_cube(cube_id: Id) -> Call[Cube]:
     return Call(RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}"), lambda data: _parse(Cube, data))
 
 
+def update_cube(cube_id: Id, *, forget_policy: ForgetPolicy | None = None) -> Call[Cube]:
+    body = _drop_none({"forget_policy": forget_policy})
+    return Call(RequestSpec("PATCH", f"/v1/cubes/{_seg(cube_id)}", json=body), lambda data: _parse(Cube, data))
+
+
+def list_forget_requests(cube_id: Id, limit: int = 50) -> Call[list[ForgetRequest]]:
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/forget-requests", params={"limit": limit}),
+        lambda data: [_parse(ForgetRequest, r) for r in data["forget_requests"]],
+    )
+
+
+def revert_forget_request(request_id: Id) -> Call[ForgetRequest]:
+    return Call(
+        RequestSpec("POST", f"/v1/forget-requests/{_seg(request_id)}/revert"),
+        lambda data: _parse(ForgetRequest, data),
+    )
+
+
 def delete_cube(cube_id: Id) -> Call[None]:
     return Call(RequestSpec("DELETE", f"/v1/cubes/{_seg(cube_id)}"), lambda data: None)
 
@@ -392,6 +436,99 @@ def import_cube(
             retry=rewindable,
         ),
         lambda data: _parse(ImportResult, data),
+    )
+
+
+def archive_cube(cube_id: Id) -> RequestSpec:
+    """Streamed by the client straight into the target file, like an export."""
+    return RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/archive", headers={"Accept": TAR})
+
+
+def import_archive(
+    *, name: str | None, size: int | None, rewindable: bool, idempotency_key: str | None = None
+) -> Call[ArchiveImportResult]:
+    """The tar is streamed as the raw body; see ``import_cube`` for sizes and retries."""
+    headers = {"Content-Type": TAR}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return Call(
+        RequestSpec(
+            "POST",
+            "/v1/cubes/import-archive",
+            params=_drop_none({"name": name}) or None,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            retry=rewindable,
+            timeout=LIFECYCLE_TIMEOUT,
+        ),
+        lambda data: _parse(ArchiveImportResult, data),
+    )
+
+
+def fork_cube(
+    cube_id: Id, *, name: str | None = None, description: str | None = None, idempotency_key: str | None = None
+) -> Call[ArchiveImportResult]:
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/fork",
+            json=_drop_none({"name": name, "description": description}),
+            idempotency_key=idempotency_key,
+            timeout=LIFECYCLE_TIMEOUT,
+        ),
+        lambda data: _parse(ArchiveImportResult, data),
+    )
+
+
+def create_snapshot(cube_id: Id, *, label: str | None = None, idempotency_key: str | None = None) -> Call[Snapshot]:
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/snapshots",
+            json=_drop_none({"label": label}),
+            idempotency_key=idempotency_key,
+        ),
+        lambda data: _parse(Snapshot, data),
+    )
+
+
+def list_snapshots(cube_id: Id) -> Call[list[Snapshot]]:
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/snapshots"),
+        lambda data: [Snapshot.model_validate(s) for s in data["snapshots"]],
+    )
+
+
+def restore_snapshot(cube_id: Id, snapshot_id: Id) -> Call[RestoreResult]:
+    """Not retried: a second restore would snapshot and restore again (harmless, but not what was asked)."""
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/snapshots/{_seg(snapshot_id)}/restore",
+            retry=False,
+            timeout=LIFECYCLE_TIMEOUT,
+        ),
+        lambda data: _parse(RestoreResult, data),
+    )
+
+
+def merge_cube(cube_id: Id, from_cube_id: Id, *, idempotency_key: str | None = None) -> Call[MergeResult]:
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/merge",
+            json={"from_cube_id": str(from_cube_id)},
+            idempotency_key=idempotency_key,
+        ),
+        lambda data: _parse(MergeResult, data),
+    )
+
+
+def fuse_cube(cube_id: Id, into: Literal["activation", "parametric"], **options: Any) -> Call[FuseResult]:
+    """A retry cannot queue a second job: the server returns the same kind's job still queued."""
+    return Call(
+        RequestSpec("POST", f"/v1/cubes/{_seg(cube_id)}/fuse", json={"into": into, **_drop_none(options)}),
+        lambda data: _parse(FuseResult, data),
     )
 
 
@@ -577,6 +714,7 @@ def add_messages(
     *,
     user_id: str | None = None,
     agent_id: str | None = None,
+    budget: BudgetLike | None = None,
     idempotency_key: str | None = None,
 ) -> Call[list[Memory]]:
     if isinstance(messages, (str, bytes, Mapping, pydantic.BaseModel)):
@@ -586,6 +724,7 @@ def add_messages(
         raise ValueError("messages must not be empty")
     body = _drop_none({"session_id": session_id, "user_id": user_id, "agent_id": agent_id})
     body["messages"] = items
+    body.update(_budget(budget, None))
     return Call(
         RequestSpec(
             "POST", f"/v1/cubes/{_seg(cube_id)}/messages", json=body, idempotency_key=idempotency_key
@@ -594,30 +733,120 @@ def add_messages(
     )
 
 
+def add_messages_detailed(
+    cube_id: Id,
+    session_id: str,
+    messages: Sequence[MessageLike],
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    budget: BudgetLike | None = None,
+    idempotency_key: str | None = None,
+) -> Call[WriteResult]:
+    """``add_messages`` returning the whole answer, with ``forgotten``, ``forget_request_id`` and, with a
+    ``budget``, the extraction tier's ``routing``."""
+    call = add_messages(
+        cube_id, session_id, messages, user_id=user_id, agent_id=agent_id, budget=budget,
+        idempotency_key=idempotency_key,
+    )
+    return Call(call.request, _write_result)
+
+
 def search(
     query: str,
     cube_ids: Id | Sequence[Id],
     *,
     top_k: int = 10,
     filters: FiltersLike | None = None,
-    mode: SearchMode = "fast",
+    mode: SearchMode | None = None,
     explain: bool = False,
+    budget: BudgetLike | None = None,
+    use_cache: bool | None = None,
     idempotency_key: str | None = None,
     **extra: Any,
 ) -> Call[SearchResponse]:
-    """``explain`` is sent only when true (a server without it refuses the field). ``extra`` keys go into
-    the JSON body as they are, so parameters the server adds later can be used before the SDK names them."""
-    ids = [cube_ids] if isinstance(cube_ids, (str, uuid.UUID)) else list(cube_ids)
-    body: dict[str, Any] = {"query": query, "cube_ids": [str(i) for i in ids], "top_k": top_k, "mode": mode}
+    """``explain`` is sent only when true (a server without it refuses the field). ``mode`` defaults to
+    ``fast`` without a ``budget``; with one the budget picks the retrieval tier and ``mode`` is not sent.
+    ``extra`` keys go into the JSON body as they are, so parameters the server adds later can be used
+    before the SDK names them."""
+    body: dict[str, Any] = {"query": query, "cube_ids": _ids(cube_ids), "top_k": top_k}
+    if budget is None or mode is not None:
+        body["mode"] = mode or "fast"
     if filters is not None:
         body["filters"] = _dump(_coerce(SearchFilters, filters))
     if explain:
         body["explain"] = True
+    body.update(_budget(budget, use_cache))
     body.update(_json_extra(extra))
     return Call(
         RequestSpec("POST", "/v1/search", json=body, idempotency_key=idempotency_key),
         lambda data: _parse(SearchResponse, data),
     )
+
+
+# --- budget-tier routing ----------------------------------------------------------------------------
+
+BudgetLike = str | Mapping[str, Any]
+"""``"low" | "mid" | "high" | "auto"`` or limits ``{"max_tokens", "max_ms", "max_llm_calls", "tiers"}``."""
+
+
+def _ids(cube_ids: Id | Sequence[Id]) -> list[str]:
+    ids = [cube_ids] if isinstance(cube_ids, (str, uuid.UUID)) else list(cube_ids)
+    return [str(i) for i in ids]
+
+
+def _budget(budget: BudgetLike | None, use_cache: bool | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if budget is not None:
+        out["budget"] = budget if isinstance(budget, str) else _json_extra(budget)
+    if use_cache is not None:
+        out["use_cache"] = use_cache
+    return out
+
+
+def _context_body(query: str, cube_ids: Id | Sequence[Id], top_k: int, budget: BudgetLike | None,
+                  use_cache: bool | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": query, "cube_ids": _ids(cube_ids), "top_k": top_k}
+    body.update(_budget(budget, use_cache))
+    body.update(_json_extra(extra))
+    return body
+
+
+def context(
+    query: str,
+    cube_ids: Id | Sequence[Id],
+    *,
+    top_k: int = 10,
+    budget: BudgetLike | None = None,
+    use_cache: bool | None = None,
+    **extra: Any,
+) -> Call[ContextResponse]:
+    return Call(
+        RequestSpec("POST", "/v1/context", json=_context_body(query, cube_ids, top_k, budget, use_cache, extra)),
+        lambda data: _parse(ContextResponse, data),
+    )
+
+
+def answer(
+    query: str,
+    cube_ids: Id | Sequence[Id],
+    *,
+    top_k: int = 10,
+    budget: BudgetLike | None = None,
+    use_cache: bool | None = None,
+    timeout: TimeoutLike | None = None,
+    **extra: Any,
+) -> Call[AnswerResponse]:
+    """``timeout`` defaults to :data:`MODEL_TIMEOUT`: the low tier may load the local model first."""
+    return Call(
+        RequestSpec("POST", "/v1/answer", json=_context_body(query, cube_ids, top_k, budget, use_cache, extra),
+                    timeout=_timeout(timeout, MODEL_TIMEOUT)),
+        lambda data: _parse(AnswerResponse, data),
+    )
+
+
+def routing_stats() -> Call[RoutingStats]:
+    return Call(RequestSpec("GET", "/v1/routing/stats"), lambda data: _parse(RoutingStats, data))
 
 
 # --- graph -------------------------------------------------------------------------------------------
@@ -847,6 +1076,7 @@ def generate(
     chat: bool = False,
     temperature: float = 0.0,
     seed: int | None = None,
+    adapter_ids: Sequence[Id] | None = None,
     timeout: TimeoutLike | None = None,
     idempotency_key: str | None = None,
     **extra: Any,
@@ -865,6 +1095,7 @@ def generate(
                 "cube_id": None if cube_id is None else str(cube_id),
                 "activation_id": None if activation_id is None else str(activation_id),
                 "seed": seed,
+                "adapter_ids": None if adapter_ids is None else [str(a) for a in adapter_ids],
             }
         )
     )
@@ -878,4 +1109,83 @@ def generate(
             timeout=_timeout(timeout, MODEL_TIMEOUT),
         ),
         lambda data: _parse(GenerateResponse, data),
+    )
+
+
+# --- parametric memory (LoRA adapters) ---------------------------------------------------------------
+
+
+def _bytes_of(value: bytes | str | os.PathLike[str]) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    with open(value, "rb") as fh:
+        return fh.read()
+
+
+def upload_adapter(
+    cube_id: Id,
+    config: Mapping[str, Any] | bytes | str | os.PathLike[str],
+    weights: bytes | str | os.PathLike[str],
+    *,
+    name: str = "adapter",
+    idempotency_key: str | None = None,
+) -> Call[Adapter]:
+    """A peft ``adapter_config.json`` (a mapping, its bytes or a path) and ``adapter_model.safetensors``
+    (bytes or a path) as one multipart upload; the server checks both against its model."""
+    raw_config = json.dumps(dict(config)).encode() if isinstance(config, Mapping) else _bytes_of(config)
+    return Call(
+        RequestSpec(
+            "POST",
+            f"/v1/cubes/{_seg(cube_id)}/adapters",
+            files={
+                "adapter_config": ("adapter_config.json", raw_config, "application/json"),
+                "adapter_model": ("adapter_model.safetensors", _bytes_of(weights), "application/octet-stream"),
+            },
+            data={"name": name},
+            idempotency_key=idempotency_key,
+            timeout=MODEL_TIMEOUT,
+        ),
+        lambda data: _parse(Adapter, data),
+    )
+
+
+def list_adapters(cube_id: Id, *, include_deleted: bool = False) -> Call[list[Adapter]]:
+    params: dict[str, str | int | list[str]] | None = {"include_deleted": "true"} if include_deleted else None
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/adapters", params=params),
+        lambda data: [Adapter.model_validate(a) for a in data["adapters"]],
+    )
+
+
+def get_adapter(adapter_id: Id) -> Call[Adapter]:
+    return Call(RequestSpec("GET", f"/v1/adapters/{_seg(adapter_id)}"), lambda data: _parse(Adapter, data))
+
+
+def delete_adapter(adapter_id: Id) -> Call[Adapter]:
+    return Call(RequestSpec("DELETE", f"/v1/adapters/{_seg(adapter_id)}"), lambda data: _parse(Adapter, data))
+
+
+def restore_adapter(adapter_id: Id) -> Call[Adapter]:
+    return Call(
+        RequestSpec("POST", f"/v1/adapters/{_seg(adapter_id)}/restore"), lambda data: _parse(Adapter, data)
+    )
+
+
+def distill_adapter(
+    cube_id: Id,
+    *,
+    name: str | None = None,
+    memory_filter: FiltersLike | None = None,
+    steps: int | None = None,
+    rank: int | None = None,
+    learning_rate: float | None = None,
+    idempotency_key: str | None = None,
+) -> Call[Job]:
+    body = _drop_none({"name": name, "steps": steps, "rank": rank, "learning_rate": learning_rate})
+    if memory_filter is not None:
+        body["memory_filter"] = _dump(_coerce(SearchFilters, memory_filter))
+    return Call(
+        RequestSpec("POST", f"/v1/cubes/{_seg(cube_id)}/adapters/distill", json=body,
+                    idempotency_key=idempotency_key),
+        lambda data: _parse(Job, data),
     )

@@ -17,6 +17,9 @@ __all__ = [
     "Activation",
     "ActivationStats",
     "Admission",
+    "AnswerResponse",
+    "ContextItem",
+    "ContextResponse",
     "Cube",
     "Edge",
     "Entity",
@@ -40,6 +43,10 @@ __all__ = [
     "ModelInfo",
     "Policy",
     "PurgeResult",
+    "Routing",
+    "RoutingCache",
+    "RoutingCost",
+    "RoutingStats",
     "SearchFilters",
     "SearchHit",
     "SearchResponse",
@@ -105,6 +112,8 @@ class KeyCreated(_Response):
     scope: str
     api_key: str
     created_at: ResponseDatetime
+    cube_ids: list[str] | None = None
+    permission: str = "admin"
 
 
 class KeyRevoked(_Response):
@@ -126,6 +135,7 @@ class Cube(_Response):
     owner_id: str | None = None
     status: str
     memory_count: int
+    forget_policy: str = "archive"
     enrichment_pending: int = 0
     created_at: ResponseDatetime
     updated_at: ResponseDatetime
@@ -203,6 +213,25 @@ class WriteResult(_Response):
 
     memories: list[Memory]
     admission: list[Admission] = Field(default_factory=list)
+    forgotten: list[str] = Field(default_factory=list)
+    forget_request_id: str | None = None
+    routing: Routing | None = None
+
+
+class ForgetRequest(_Response):
+    """A forget request found in messages ("forget my address"): its subject (never the forgotten content), the
+    memories it archived (``status`` applied, revertible) or destroyed (``purged``), or ``reverted``."""
+
+    id: str
+    cube_id: str
+    subject: str
+    detector: str
+    policy: str
+    status: str
+    memory_ids: list[str]
+    details: dict[str, Any] = Field(default_factory=dict)
+    created_at: ResponseDatetime
+    reverted_at: ResponseDatetime | None = None
 
 
 class MemoryPage(_Response):
@@ -236,14 +265,76 @@ class SearchHit(_Response):
     explain: dict[str, Any] | None = None
 
 
+class RoutingCost(_Response):
+    ms: dict[str, float]
+    tokens: int
+    llm_calls: int
+
+
+class RoutingCache(_Response):
+    hit: bool
+    kind: str | None = None
+
+
+class Routing(_Response):
+    """Which tier each module ran at (``tiers``), why (``reasons``: ``forced``, ``rule: ...``,
+    ``policy vN: score ...``, ``cache hit``), the policy used, warnings, and the measured cost."""
+
+    tiers: dict[str, str]
+    reasons: dict[str, str]
+    policy: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    cost: RoutingCost
+    cache: RoutingCache
+
+
 class SearchResponse(_Response):
     results: list[SearchHit]
     took_ms: float
+    routing: Routing | None = None
 
     @property
     def memories(self) -> list[Memory]:
         """The hits' memories, best first: what an agent usually puts in its prompt."""
         return [hit.memory for hit in self.results]
+
+
+class ContextItem(_Response):
+    """A piece of a context: a retrieved ``snippet`` or what assembly added (``neighbour``, ``summary``,
+    ``graph``); ``memory_id`` is null for a summary written for the request."""
+
+    memory_id: str | None = None
+    content: str
+    occurred_at: ResponseDatetime | None = None
+    session_id: str | None = None
+    score: float | None = None
+    role: str
+
+
+class ContextResponse(_Response):
+    context: str
+    items: list[ContextItem]
+    tokens: int
+    abstained: bool
+    full_context: bool
+    routing: Routing
+
+
+class AnswerResponse(ContextResponse):
+    answer: str | None = None
+    model: str | None = None
+
+
+class RoutingStats(_Response):
+    requests: int
+    hits: int
+    misses: int
+    hit_rate: float
+    tiers: dict[str, dict[str, int]]
+    mean_ms: dict[str, dict[str, float]]
+    cache_backend: str
+    modules: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    """Every module's tiers on this server: ``{"axis", "does", "available"}``."""
 
 
 # --- jobs, forgetting policy, purge -------------------------------------------------------------------
@@ -273,6 +364,69 @@ class Job(_Response):
     @property
     def finished(self) -> bool:
         return self.status in ("done", "failed", "cancelled")
+
+
+# --- lifecycle: archive, fork, snapshots, merge, fuse ---------------------------------------------------
+
+
+class ArchiveCounts(_Response):
+    memories: int = 0
+    versions: int = 0
+    edges: int = 0
+    entities: int = 0
+    activations: int = 0
+    adapters: int = 0
+
+
+class ArchiveImportResult(_Response):
+    """The cube an archive import or a fork created. ``embeddings`` is ``reused`` (same embedding model) or
+    ``recomputed``; ``activations_stale`` counts KV caches of another model, rebuilt on demand."""
+
+    cube: Cube
+    counts: ArchiveCounts
+    activations_stale: int = 0
+    embeddings: str
+
+
+class Snapshot(_Response):
+    """A stored copy of a cube's memories and graph; ``kind`` is ``manual`` or ``pre_restore``."""
+
+    id: str
+    cube_id: str
+    label: str | None = None
+    kind: str
+    memory_count: int
+    size_bytes: int
+    sha256: str
+    created_at: ResponseDatetime
+
+
+class RestoreResult(_Response):
+    """What a restore did; restoring ``pre_restore_snapshot_id`` undoes it."""
+
+    snapshot_id: str
+    pre_restore_snapshot_id: str
+    changed: int
+    recreated: int
+    archived: int
+    unchanged: int
+
+
+class MergeResult(_Response):
+    """Admission's decisions for the source cube's active memories, merged into the target."""
+
+    from_cube_id: str
+    considered: int
+    admitted: int
+    merged: int
+    rejected: int
+
+
+class FuseResult(_Response):
+    """The job that fuses the cube's plaintext into ``activation`` or ``parametric`` memory."""
+
+    into: str
+    job: Job
 
 
 class Policy(_Response):
@@ -425,6 +579,7 @@ class GenerateResponse(_Response):
     finish_reason: str
     model_id: str
     fingerprint: str
+    adapter_ids: list[str] = []
     activation_id: str | None = None
     tier_hit: str | None = None
     reused_tokens: int
@@ -432,6 +587,30 @@ class GenerateResponse(_Response):
     prompt_tokens: int
     ttft_ms: float
     total_ms: float
+
+
+class Adapter(_Response):
+    """A LoRA adapter of the server's model (parametric memory): one version of a named adapter of a cube.
+    ``status`` is ``deleted`` after a (restorable) delete; ``metrics`` hold a distillation's measurements."""
+
+    id: str
+    cube_id: str
+    name: str
+    version: int
+    base_model: str
+    base_fingerprint: str
+    rank: int
+    alpha: int
+    target_modules: list[str]
+    sha256: str
+    size_bytes: int
+    source: str
+    status: str
+    created_by: str | None = None
+    job_id: str | None = None
+    metrics: dict[str, Any] = {}
+    created_at: ResponseDatetime
+    deleted_at: ResponseDatetime | None = None
 
 
 # --- requests ----------------------------------------------------------------------------------------
