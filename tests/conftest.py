@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -179,6 +180,16 @@ def add_memories(t: TenantCtx, cube: str, *items: Json | str,
     out = r.json()["memories"]
     assert len(out) == len(memories)
     return list(out)
+
+
+def wait_enriched(t: TenantCtx, cube: str, timeout: float = 300) -> None:
+    """Background enrichment (graph, fine indexes) is asynchronous; tests of what it builds wait for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if t.http.get(f"/v1/cubes/{cube}").json()["enrichment_pending"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("enrichment did not finish")
 
 
 def list_all(t: TenantCtx, cube: str, **params: str | int) -> list[Json]:

@@ -8,7 +8,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.container import Container
-from app.errors import Unauthenticated
+from app.errors import PayloadTooLarge, Unauthenticated
 from app.services.base import Principal
 
 bearer = HTTPBearer(auto_error=False, description="An admin or tenant API key")
@@ -35,3 +35,15 @@ IdemKey = Annotated[
     Header(alias="Idempotency-Key", max_length=200,
            description="Retrying a POST with the same key returns the first result instead of writing twice."),
 ]
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The whole request body, refused (413) as soon as it passes ``limit``, before it is all in memory."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} is over {limit} bytes", {"limit": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -410,9 +410,9 @@ class ActivationService:
         found: dict[str, LoraSpec] = {}
         for adapter_id in dict.fromkeys(adapter_ids):
             row = rows.get(adapter_id)
-            if row is None:
+            # An adapter of a cube outside a scoped key's grant does not exist for it (nor does its cube id).
+            if row is None or (principal.cube_ids is not None and row.cube_id not in principal.cube_ids):
                 raise NotFound("adapter", adapter_id)
-            principal.require_cube(row.cube_id, "read")
             if row.status != "active":
                 raise Conflict(f"adapter {adapter_id} is deleted; restore it first", {"status": row.status})
             if row.base_fingerprint != model.fingerprint.key:

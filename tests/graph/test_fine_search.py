@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from app.embedded import serve_in_thread
-from tests.conftest import Databases, LiveServer, TenantCtx, add_memories, assert_error, make_settings, new_tenant
+from tests.conftest import (
+    Databases,
+    LiveServer,
+    TenantCtx,
+    add_memories,
+    assert_error,
+    make_settings,
+    new_tenant,
+    wait_enriched,
+)
 
 Json = dict[str, Any]
 
@@ -21,14 +29,6 @@ TURNS = [
     ("Melanie", "I painted a sunrise over the lake in 2022.", "2023-05-08T13:59:00Z"),
 ]
 
-
-def wait_enriched(t: TenantCtx, cube: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if t.http.get(f"/v1/cubes/{cube}").json()["enrichment_pending"] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("enrichment did not finish")
 
 
 def post_turns(t: TenantCtx, cube: str, session: str = "s1") -> list[Json]:

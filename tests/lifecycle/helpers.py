@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import time
 
 import httpx
 
 from app.lifecycle.archive import ArchiveWriter
-from tests.conftest import Json, TenantCtx, add_memories, list_all
+from tests.conftest import Json, TenantCtx, add_memories, list_all, wait_enriched
 
 TAR = {"Content-Type": "application/x-tar"}
 TURNS = [
@@ -20,14 +19,6 @@ TURNS = [
     ("Melanie", "Caroline, you will be an amazing mother. My kids love camping at the beach.", "2023-05-07T13:59:00Z"),
 ]
 
-
-def wait_enriched(t: TenantCtx, cube: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if t.http.get(f"/v1/cubes/{cube}").json()["enrichment_pending"] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("enrichment did not finish")
 
 
 def seed(t: TenantCtx, cube: str) -> list[Json]:

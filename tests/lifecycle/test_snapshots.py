@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import LiveServer, TenantCtx, add_memories, assert_error, list_all, make_cube, search, sql
-from tests.lifecycle.helpers import contents, edges, histories, wait_enriched
+from tests.conftest import (
+    LiveServer,
+    TenantCtx,
+    add_memories,
+    assert_error,
+    list_all,
+    make_cube,
+    search,
+    sql,
+    wait_enriched,
+)
+from tests.lifecycle.helpers import contents, edges, histories
 
 
 def by_content(t: TenantCtx, cube: str) -> dict[str, tuple[str, int]]:

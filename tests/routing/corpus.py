@@ -4,12 +4,11 @@ size where a token budget matters, and the real LoCoMo turns when the shared dat
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TenantCtx
+from tests.conftest import TenantCtx, wait_enriched
 
 Json = dict[str, Any]
 LOCOMO = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo" / "locomo10.json"
@@ -76,11 +75,3 @@ def ingest(t: TenantCtx, cube: str, turns: list[tuple[str, str, str, str]]) -> l
     wait_enriched(t, cube)
     return stored
 
-
-def wait_enriched(t: TenantCtx, cube: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if t.http.get(f"/v1/cubes/{cube}").json()["enrichment_pending"] == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("enrichment did not finish")

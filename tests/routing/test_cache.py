@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from app.routing.cache import ResultCache
-from tests.conftest import TenantCtx, make_cube
-from tests.routing.corpus import wait_enriched
+from tests.conftest import TenantCtx, make_cube, wait_enriched
 from tests.workers.helpers import consolidate, wait_job
 
 Json = dict[str, Any]

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import C, IdemKey, P
-from app.errors import PayloadTooLarge
+from app.api.deps import C, IdemKey, P, read_body
 from app.schemas.cubes import CubeCreate, CubeList, CubeOut, CubePatch, ImportResult
 from app.services.base import Idempotency
 
@@ -53,14 +52,6 @@ def export_cube(cube_id: uuid.UUID, c: C, p: P) -> StreamingResponse:
 @router.post("/{cube_id}/import", status_code=201, response_model=ImportResult,
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {}}}})
 async def import_cube(cube_id: uuid.UUID, request: Request, c: C, p: P, idem: IdemKey = None) -> ImportResult:
-    limit = c.settings.max_import_bytes
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"import body is over {limit} bytes", {"limit": limit})
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_body(request, c.settings.max_import_bytes, "import body")
     idempotency = Idempotency.of(idem, "import", str(cube_id), body.decode(errors="replace"))
     return await run_in_threadpool(c.memories.import_, p, cube_id, body, idempotency)

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import C, IdemKey, P
-from app.errors import PayloadTooLarge
+from app.api.deps import C, IdemKey, P, read_body
 from app.schemas.lifecycle import (
     ArchiveImportResult,
     ForkRequest,
@@ -43,15 +42,7 @@ async def import_archive(request: Request, c: C, p: P, idem: IdemKey = None,
                          name: Annotated[str | None, Query(min_length=1, max_length=200)] = None
                          ) -> ArchiveImportResult:
     """The raw tar as the body (``Content-Type: application/x-tar``); ``name`` renames the new cube."""
-    limit = c.settings.max_import_bytes
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"archive is over {limit} bytes", {"limit": limit})
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_body(request, c.settings.max_import_bytes, "archive")
     idempotency = Idempotency.of(idem, "import-archive", hashlib.sha256(body).hexdigest(), name)
     return await run_in_threadpool(c.lifecycle.import_archive, p, body, name, idempotency)
 

@@ -399,7 +399,11 @@ class Cubes(_Resource):
         partial file behind. Nothing is created when the server refuses the export. Local file writes
         are plain blocking writes of network-sized chunks.
         """
-        response = await self._client._request(_core.export_cube(cube_id), stream=True)
+        return await self._download(_core.export_cube(cube_id), path_or_file)
+
+    async def _download(self, request: _core.RequestSpec, path_or_file: ExportTarget) -> int:
+        """Stream a response body into a path (atomically) or binary file; return the bytes written."""
+        response = await self._client._request(request, stream=True)
         written = 0
         try:
             with open_sink(path_or_file) as sink:
@@ -426,18 +430,7 @@ class Cubes(_Resource):
     async def archive(self, cube_id: Id, path_or_file: ExportTarget) -> int:
         """Stream the cube's portable archive (a tar: memories with versions, graph, caches, adapters) into a
         path or binary file; return the bytes written. A path is written atomically."""
-        response = await self._client._request(_core.archive_cube(cube_id), stream=True)
-        written = 0
-        try:
-            with open_sink(path_or_file) as sink:
-                async for chunk in response.aiter_bytes():
-                    sink.write(chunk)
-                    written += len(chunk)
-        except httpx.RequestError as exc:
-            raise _core.connection_error(exc, response.request) from exc
-        finally:
-            await response.aclose()
-        return written
+        return await self._download(_core.archive_cube(cube_id), path_or_file)
 
     async def import_archive(
         self, path_or_file: UploadSource, *, name: str | None = None, idempotency_key: str | None = None

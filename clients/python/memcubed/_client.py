@@ -395,7 +395,11 @@ class Cubes(_Resource):
         A path is written atomically (temporary file, then rename) so a failed export leaves no
         partial file behind. Nothing is created when the server refuses the export.
         """
-        response = self._client._request(_core.export_cube(cube_id), stream=True)
+        return self._download(_core.export_cube(cube_id), path_or_file)
+
+    def _download(self, request: _core.RequestSpec, path_or_file: ExportTarget) -> int:
+        """Stream a response body into a path (atomically) or binary file; return the bytes written."""
+        response = self._client._request(request, stream=True)
         written = 0
         try:
             with open_sink(path_or_file) as sink:
@@ -422,18 +426,7 @@ class Cubes(_Resource):
     def archive(self, cube_id: Id, path_or_file: ExportTarget) -> int:
         """Stream the cube's portable archive (a tar: memories with versions, graph, caches, adapters) into a
         path or binary file; return the bytes written. A path is written atomically."""
-        response = self._client._request(_core.archive_cube(cube_id), stream=True)
-        written = 0
-        try:
-            with open_sink(path_or_file) as sink:
-                for chunk in response.iter_bytes():
-                    sink.write(chunk)
-                    written += len(chunk)
-        except httpx.RequestError as exc:
-            raise _core.connection_error(exc, response.request) from exc
-        finally:
-            response.close()
-        return written
+        return self._download(_core.archive_cube(cube_id), path_or_file)
 
     def import_archive(
         self, path_or_file: UploadSource, *, name: str | None = None, idempotency_key: str | None = None
