@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         default=True, description="Classify messages for forget requests with the LLM when llm_base_url is set "
                                   "(rules otherwise, and whenever the LLM call fails).")
     forget_min_score: float = Field(
-        default=0.5, ge=-1.0, le=1.0, description="Cosine similarity to a forget request's subject from which a "
+        default=0.6, ge=-1.0, le=1.0, description="Cosine similarity to a forget request's subject from which a "
                                                   "memory counts as about it (besides containing its words).")
     forget_max_memories: int = Field(default=200, ge=1, description="Most memories one forget request archives.")
 

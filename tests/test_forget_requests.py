@@ -127,6 +127,15 @@ def test_forget_my_address_archives_exactly_the_address_memories_and_reverts(
     assert memory(http, out["memories"][0]["id"])["status"] == "active"
 
 
+def test_a_shared_name_alone_does_not_make_a_memory_about_the_subject(tenant: TenantCtx, cube: str) -> None:
+    """MiniLM puts "where alice lives" at 0.53 to the peanut allergy, 0.68 to the move, 0.79 to the street."""
+    peanuts, berlin, street = add_memories(tenant, cube, "Alice is allergic to peanuts",
+                                           "Alice moved to Berlin in 2021", "Alice lives at 12 Rose Street")
+    out = post_messages(tenant.http, cube, ("user", "Please forget where Alice lives."))
+    assert sorted(out["forgotten"]) == sorted([berlin["id"], street["id"]])
+    assert memory(tenant.http, peanuts["id"])["status"] == "active"
+
+
 def test_messages_that_are_not_requests_are_stored_as_they_are(tenant: TenantCtx, cube: str) -> None:
     add_memories(tenant, cube, *ADDRESS)
     out = post_messages(tenant.http, cube, ("user", "I forgot my keys at my address again."),
