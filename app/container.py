@@ -131,6 +131,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
 
     def enrich(cube_id: uuid.UUID) -> Outcome:
         try:
+            indexes.run_deferred(cube_id)
             enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
         except OperationalError as exc:  # e.g. a deadlock with a consolidation job: try again shortly
             log.warning("enrichment of cube %s failed (%s); retrying", cube_id, exc.orig)

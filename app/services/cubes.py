@@ -50,11 +50,16 @@ class CubeService:
 
         return self.tx.run(principal, idem, CubeOut, work)
 
+    def _pending(self, s: Session, cube_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Memories whose enrichment, or whose deferred fine indexing (imports), has not run yet."""
+        counts = graph_repo.count_unenriched(s, cube_ids)
+        return {c: counts.get(c, 0) + self.indexes.deferred(c) for c in cube_ids}
+
     def get(self, principal: Principal, cube_id: uuid.UUID) -> CubeOut:
         tenant_id = principal.require_cube(cube_id, "read")
         with self.sessions() as s:
             cube = require_cube(s, tenant_id, cube_id)
-            pending = graph_repo.count_unenriched(s, [cube.id]).get(cube.id, 0)
+            pending = self._pending(s, [cube.id])[cube.id]
             return cube_out(cube, cubes.memory_counts(s, [cube.id]).get(cube.id, 0), pending)
 
     def list_all(self, principal: Principal) -> list[CubeOut]:
@@ -63,8 +68,8 @@ class CubeService:
             found = [c for c in cubes.list_live_cubes(s, tenant_id)
                      if principal.cube_ids is None or c.id in principal.cube_ids]
             counts = cubes.memory_counts(s, [c.id for c in found])
-            pending = graph_repo.count_unenriched(s, [c.id for c in found])
-            return [cube_out(c, counts.get(c.id, 0), pending.get(c.id, 0)) for c in found]
+            pending = self._pending(s, [c.id for c in found])
+            return [cube_out(c, counts.get(c.id, 0), pending[c.id]) for c in found]
 
     def update(self, principal: Principal, cube_id: uuid.UUID, body: CubePatch) -> CubeOut:
         tenant_id = principal.require_cube(cube_id, "admin")
@@ -78,7 +83,7 @@ class CubeService:
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.update",
                          object_type="cube", object_id=cube.id, details=fields)
             tx.session.flush()
-            pending = graph_repo.count_unenriched(tx.session, [cube.id]).get(cube.id, 0)
+            pending = self._pending(tx.session, [cube.id])[cube.id]
             return cube_out(cube, cubes.memory_counts(tx.session, [cube.id]).get(cube.id, 0), pending)
 
         return self.tx.run(principal, None, CubeOut, work)

@@ -3,6 +3,7 @@ fine-retrieval indexes, the cached graph views, and the enrichment that feeds th
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -22,6 +23,8 @@ class DerivedIndexes:
         self.graphs = graphs
         self.schedule_enrichment = schedule_enrichment
         self.on_change = on_change  # the routed-result cache's invalidation: every write passes here
+        self._deferred: dict[uuid.UUID, list[tuple[int, Callable[[], None]]]] = {}
+        self._lock = threading.Lock()
 
     def add(self, cube_id: uuid.UUID, vec_ids: Sequence[int], vecs: np.ndarray, new: bool = False) -> None:
         """Dense search sees the memories at once; fine indexes and the graph follow after enrichment.
@@ -41,6 +44,35 @@ class DerivedIndexes:
         self.fine.reset(cube_id)
         self.graphs.invalidate(cube_id)
         self.changed(cube_id)
+
+    def defer(self, cube_id: uuid.UUID, count: int, work: Callable[[], None]) -> None:
+        """Index work that need not hold up the response (the fine indexes of imported memories that arrive
+        already enriched): it runs on the enrichment thread, and until it has, the cube counts ``count``
+        memories as pending enrichment. A stop before it runs is healed at the next start (``heal_fine``)."""
+        with self._lock:
+            self._deferred.setdefault(cube_id, []).append((count, work))
+        self.schedule_enrichment(cube_id)
+
+    def run_deferred(self, cube_id: uuid.UUID) -> None:
+        """Run the cube's deferred work in order; each item stops counting as pending once it has run."""
+        while True:
+            with self._lock:
+                queue = self._deferred.get(cube_id)
+                if not queue:
+                    return
+                _, work = queue[0]
+            try:
+                work()
+            finally:
+                with self._lock:
+                    queue.pop(0)
+                    if not queue:
+                        del self._deferred[cube_id]
+            self.changed(cube_id)
+
+    def deferred(self, cube_id: uuid.UUID) -> int:
+        with self._lock:
+            return sum(count for count, _ in self._deferred.get(cube_id, ()))
 
     def changed(self, cube_id: uuid.UUID) -> None:
         """A cube's content changed (also without an index change, and when enrichment caught up)."""

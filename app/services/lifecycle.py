@@ -359,9 +359,9 @@ class LifecycleService:
             audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action=action, object_type="cube",
                          object_id=cube.id, details={**plan.counts.model_dump(), "provenance": provenance})
             s.flush()
+            # Every active memory waits: for enrichment, or (already enriched) for its fine indexes.
             return ArchiveImportResult(cube=cube_out(cube, sum(r.status != "deleted" for r in rows),
-                                                     sum(r.enriched_at is None and r.status == "active"
-                                                         for r in rows)),
+                                                     sum(r.status == "active" for r in rows)),
                                        counts=plan.counts, activations_stale=stale,
                                        embeddings="reused" if plan.reused else "recomputed")
 
@@ -408,7 +408,8 @@ class LifecycleService:
 
             def index() -> None:
                 self.indexes.add(cube_id, vec_ids, vecs, new=True)
-                self._index_fine(cube_id, enriched)
+                if enriched:  # SPLADE and window vectors cost seconds per hundred memories: not in the request
+                    self.indexes.defer(cube_id, len(enriched), lambda: self._index_fine(cube_id, enriched))
 
             tx.after_commit.append(index)
         return rows
@@ -425,8 +426,6 @@ class LifecycleService:
     def _index_fine(self, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> None:
         """Fine indexes of memories that arrive already enriched: what enrichment would index for them (their
         text and session windows), without linking them again (their edges and entities came with them)."""
-        if not vec_ids:
-            return
         wanted = set(vec_ids)
         windows: list[Window] = []
         texts: list[tuple[int, str]] = []
