@@ -408,7 +408,7 @@ def report(systems: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]], 
         tok_share = auto["mean_tokens"] / high["mean_tokens"] if high.get("mean_tokens") else float("nan")
         met = gap <= 2.0 and ms_share <= 0.5 and tok_share <= 0.5
         lines += ["", f"Goal (auto within 2 points of High's R@{k} at ≤ 50 % of High's mean cost): "
-                  f"{'**met**' if met else '**not met**'} — {gap:+.1f} points below High, "
+                  f"{'**met**' if met else '**not met**'} — {gap:.1f} points below High, "
                   f"{100 * ms_share:.0f} % of High's ms, {100 * tok_share:.0f} % of its tokens."]
     if "recommended_floor" in calib:
         lines += ["", f"Abstention floor (best dense cosine; {calib['questions']} questions asked of their own "
