@@ -14,7 +14,7 @@ from rich.table import Table
 from app.config import Settings
 from app.errors import MemcubedError
 from app.routing.cli import router_app
-from app.schemas.admin import KeyCreate, TenantOut
+from app.schemas.admin import KeyCreate, Permission, TenantOut
 
 cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)
 tenants_cli = typer.Typer(help="Manage tenants (admin).", no_args_is_help=True)
@@ -126,17 +126,25 @@ def tenants_list(data_dir: DataDir = None) -> None:
 
 
 @keys_cli.command("create")
-def keys_create(tenant: Annotated[str, typer.Argument(help="Tenant id or name.")], data_dir: DataDir = None) -> None:
-    """Create an API key for a tenant and print it once."""
+def keys_create(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or name.")],
+    cube: Annotated[list[uuid.UUID] | None, typer.Option(
+        help="Scope the key to this cube (repeat for several); without it the key sees the whole tenant.")] = None,
+    permission: Annotated[Permission, typer.Option(help="read, write or admin.")] = "admin",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key for a tenant and print it once; ``--cube`` and ``--permission`` share cubes."""
     from app.container import SYSTEM, build
 
     container = build(_settings(data_dir))
     try:
         tenant_id = _tenant_id(container.auth.list_tenants(SYSTEM), tenant)
-        created = container.auth.create_key(SYSTEM, tenant_id, KeyCreate())
+        created = container.auth.create_key(SYSTEM, tenant_id, KeyCreate(cube_ids=cube or None,
+                                                                          permission=permission))
     finally:
         container.close()
-    console.print(f"key id={created.id}")
+    scope = "all cubes" if created.cube_ids is None else ", ".join(map(str, created.cube_ids))
+    console.print(f"key id={created.id} permission={created.permission} cubes: {scope}", soft_wrap=True)
     console.print(f"API key (shown once): {created.api_key}", soft_wrap=True)
 
 

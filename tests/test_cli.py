@@ -75,6 +75,27 @@ def test_tenants_keys_and_a_working_key(env: dict[str, str], tmp_path: Path) -> 
         assert [t["name"] for t in r.json()["tenants"]] == ["acme"]
 
 
+def test_keys_create_shares_one_cube_read_only(env: dict[str, str], tmp_path: Path) -> None:
+    tenant_key = KEY.search(run(env, tmp_path, "tenants", "create", "acme"))
+    assert tenant_key, "no tenant key printed"
+    settings = Settings(database_url=env["MEMCUBED_DATABASE_URL"], data_dir=tmp_path)
+    with serve_in_thread(settings) as url, httpx.Client(
+            base_url=url, timeout=60, headers={"Authorization": f"Bearer {tenant_key.group(1)}"}) as http:
+        shared, private = (http.post("/v1/cubes", json={"name": n}).json()["id"] for n in ("shared", "private"))
+        out = run(env, tmp_path, "keys", "create", "acme", "--cube", shared, "--permission", "read")
+        assert f"permission=read cubes: {shared}" in out
+        key = KEY.search(out)
+        assert key, out
+        reader = {"Authorization": f"Bearer {key.group(1)}"}
+        assert [c["id"] for c in http.get("/v1/cubes", headers=reader).json()["cubes"]] == [shared]
+        r = http.post(f"/v1/cubes/{shared}/memories", json={"memories": [{"content": "x"}]}, headers=reader)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "permission_denied")
+        assert http.get(f"/v1/cubes/{private}", headers=reader).status_code == 404
+    bad = CliRunner().invoke(cli, ["keys", "create", "acme", "--permission", "owner", "--data-dir", str(tmp_path)],
+                             env=env)
+    assert bad.exit_code == 2 and "owner" in bad.output
+
+
 def test_keys_create_for_an_unknown_tenant_fails(env: dict[str, str], tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["keys", "create", "nobody", "--data-dir", str(tmp_path)], env=env)
     assert result.exit_code != 0

@@ -1,5 +1,6 @@
 """The Redis queue (arq) with real ``memcubed worker`` processes: a worker killed in the middle of a job leaves
-the job to be retried, with nothing merged twice; API writes during a consolidation lose nothing."""
+the job to be retried, with nothing merged twice; API writes during a consolidation lose nothing; a worker
+distils an adapter that the API process then generates with."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import httpx
 import pytest
 import redis
 
+import tests.activation.conftest  # noqa: F401  (puts the converted SmolLM2's dir in the workers' environment)
 from app.embedded import serve_in_thread
-from tests.conftest import Databases, LiveServer, TenantCtx, make_settings, new_tenant, search_ids, sql
+from tests.conftest import Databases, LiveServer, TenantCtx, add_memories, make_settings, new_tenant, search_ids, sql
+from tests.parametric.test_distill import FACTS
 from tests.workers.helpers import get, patch_content, wait_job, write
 
 REDIS_URL = os.environ.get("MEMCUBED_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -192,3 +195,28 @@ def test_api_writes_during_a_consolidation_lose_nothing(queued_server: LiveServe
         assert get(t, m["id"])["status"] == "active"
         assert m["id"] in search_ids(t, m["content"], [cube], top_k=3)
     assert job["result"]["merged"] == 7
+
+
+def test_a_worker_process_distils_an_adapter_the_api_generates_with(
+        queued_server: LiveServer, tenant_q: TenantCtx, tmp_path: Path) -> None:
+    """As in docker-compose: worker and API have their own data dirs and share only the adapter files."""
+    t = tenant_q
+    cube = t.http.post("/v1/cubes", json={"name": "distilled"}).json()["id"]
+    add_memories(t, cube, *FACTS)
+    shared = queued_server.settings.adapter_dir
+    shared.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "adapters").symlink_to(shared, target_is_directory=True)
+    worker = Worker(queued_server, tmp_path, step_delay_ms=0)
+    try:
+        r = t.http.post(f"/v1/cubes/{cube}/adapters/distill", json={"steps": 3, "rank": 2, "name": "w"})
+        assert r.status_code == 202, r.text
+        job = wait_job(t.http, r.json()["id"], timeout=600)
+    finally:
+        worker.stop()
+    assert job["status"] == "done", (job, worker.log.read_text()[-2000:])
+    adapter = t.http.get(f"/v1/adapters/{job['result']['adapter_id']}").json()
+    assert (adapter["source"], adapter["rank"], adapter["metrics"]["steps"]) == ("distill", 2, 3)
+    g = t.http.post("/v1/generate", json={"prompt": "Tobin Ashgrove lives in", "adapter_ids": [adapter["id"]],
+                                          "max_new_tokens": 2})
+    assert g.status_code == 200, g.text
+    assert g.json()["adapter_ids"] == [adapter["id"]]
