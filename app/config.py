@@ -120,8 +120,8 @@ class Settings(BaseSettings):
     llm_model_large: str | None = Field(default=None, description="Answer model of the high tier; unset: llm_model.")
     abstain_floor: float = Field(
         default=0.4, ge=-1.0, le=1.0,
-        description="context/answer abstain when no candidate's dense cosine to the query reaches this; 0.4 was "
-        "calibrated on LoCoMo (0.2% of questions wrongly abstain, 72% of questions asked of the wrong cube do).")
+        description="context/answer abstain when no candidate's dense cosine to the query reaches this; the "
+        "LoCoMo calibration behind 0.4 is in docs/benchmarks.md.")
     routing_context_tokens: int = Field(
         default=1024, ge=1, description="Context token budget when a request names a tier, not max_tokens.")
     routing_cache_size: int = Field(default=1024, ge=0, description="Entries of the routed-result cache.")

@@ -152,7 +152,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
                       lambda: activation)
     hybrid = HybridRetriever(vectors, fine, graphs)
-    forget_requests = ForgetRequestService(settings, sessions, tx, embedder, vectors, indexes)
+    forget_requests = ForgetRequestService(settings, sessions, tx, embedder, indexes)
     search = SearchService(sessions, embedder, vectors, hybrid)
     # Lazy: the activation model loads on the first activation or generate request, not here.
     activation = ActivationService(settings, sessions, tx, search)

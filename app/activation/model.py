@@ -257,21 +257,37 @@ def convert_gguf(gguf: Path, target: Path, model_id: str) -> Path:
         return target
 
 
-def model_dir(spec: ModelSpec) -> tuple[Path, str]:
-    """The safetensors directory to load and the model id to fingerprint, converting a GGUF when needed."""
+def model_source(spec: ModelSpec) -> tuple[Path | None, Path, str]:
+    """(the GGUF to convert, or None; the safetensors directory it converts to or that is given; the model id)."""
     if spec.name in BUILTIN:
-        gguf = builtin_gguf(spec.name)
-        return convert_gguf(gguf, spec.models_dir / spec.name, spec.name), spec.name
+        return builtin_gguf(spec.name), spec.models_dir / spec.name, spec.name
     path = Path(spec.name).expanduser()
     if path.suffix == ".gguf" and path.is_file():
-        return convert_gguf(path, spec.models_dir / path.stem, path.stem), path.stem
+        return path, spec.models_dir / path.stem, path.stem
     if path.is_dir() and (path / "config.json").exists():
-        return path, path.resolve().name
+        return None, path, path.resolve().name
     raise ConfigurationError(
         f"activation model {spec.name!r} is neither built in ({', '.join(BUILTIN)}), a .gguf file, nor a "
         "local "
         "transformers directory; models are never downloaded"
     )
+
+
+def model_dir(spec: ModelSpec) -> tuple[Path, str]:
+    """The safetensors directory to load and the model id to fingerprint, converting a GGUF when needed."""
+    gguf, directory, model_id = model_source(spec)
+    return (convert_gguf(gguf, directory, model_id) if gguf is not None else directory), model_id
+
+
+def load_tokenizer(spec: ModelSpec) -> Any:
+    """The tokenizer alone, for counting tokens: from the converted directory when there is one, else straight
+    from the GGUF (about 4 s once, no conversion, no weights)."""
+    from transformers import AutoTokenizer
+
+    gguf, directory, _ = model_source(spec)
+    if gguf is None or (directory / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(str(directory))
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
 def load_model(spec: ModelSpec) -> HFCausalLM:

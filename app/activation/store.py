@@ -114,6 +114,16 @@ def common_prefix(a: Sequence[int], b: Sequence[int], cap: int) -> int:
     return int(np.argmax(diff))
 
 
+def disk_dir(root: Path, fingerprint: str) -> Path:
+    """One folder per model on the disk tier, so another model's caches are never opened."""
+    return root / fingerprint[:16]
+
+
+def disk_path(root: Path, fingerprint: str, entry_id: uuid.UUID) -> Path:
+    """Where an activation's KV file lives on the disk tier."""
+    return disk_dir(root, fingerprint) / f"{entry_id}.safetensors"
+
+
 @dataclass
 class TieredKVStore:
     root: Path
@@ -139,10 +149,10 @@ class TieredKVStore:
 
     @property
     def dir(self) -> Path:
-        return self.root / self.fingerprint[:16]
+        return disk_dir(self.root, self.fingerprint)
 
     def path(self, entry_id: uuid.UUID) -> Path:
-        return self.dir / f"{entry_id}.safetensors"
+        return disk_path(self.root, self.fingerprint, entry_id)
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
 

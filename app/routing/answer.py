@@ -1,11 +1,10 @@
 """The answer module's tiers: low = the local SmolLM2 (the activation service's generate path), mid / high =
-the configured OpenAI-compatible models ``llm_model_small`` / ``llm_model_large``. Also the one chat call
-the LLM tiers share (extraction at write uses it too)."""
+the configured OpenAI-compatible models ``llm_model_small`` / ``llm_model_large``. Also ``chat``, the service's
+LLM client bound to the settings (extraction at write uses it too)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -14,6 +13,7 @@ from app.errors import NotReady
 from app.schemas.activation import GenerateRequest
 from app.services.activation import ActivationService
 from app.services.base import Principal
+from app.services.consolidation import chat_completion
 
 SYSTEM = ("You answer questions about a person's conversations from the memories given. Use only them; "
           "answer in a few words. If they do not say, answer: I don't know.")
@@ -35,16 +35,9 @@ def chat(settings: Settings, model: str, messages: list[dict[str, str]], max_tok
          json_mode: bool = False) -> tuple[str, int]:
     """One chat completion on the configured endpoint: (text, tokens used)."""
     assert settings.llm_base_url is not None
-    headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
-    body: dict[str, Any] = {"model": model, "temperature": 0, "max_tokens": max_tokens, "messages": messages}
-    if json_mode:
-        body["response_format"] = {"type": "json_object"}
-    r = httpx.post(f"{settings.llm_base_url.rstrip('/')}/chat/completions", json=body, headers=headers,
-                   timeout=settings.llm_timeout_seconds)
-    r.raise_for_status()
-    data = r.json()
-    usage = data.get("usage") or {}
-    return str(data["choices"][0]["message"]["content"]).strip(), int(usage.get("total_tokens") or 0)
+    done = chat_completion(settings.llm_base_url, settings.llm_api_key, model, settings.llm_timeout_seconds,
+                           messages, max_tokens=max_tokens, json_mode=json_mode)
+    return done.text, done.tokens
 
 
 class Answerer:

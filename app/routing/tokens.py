@@ -1,38 +1,15 @@
 """Token counts with the local answer model's tokenizer (SmolLM2 by default), loaded alone and lazily.
 
 Budgets are promised in the answer model's tokens, so counting with anything else (words, tiktoken) could
-overrun them. Only the tokenizer is loaded: from the converted model directory when the activation model
-was already converted, else straight from the GGUF file (about 4 s once, no conversion, no weights).
+overrun them. Only the tokenizer is loaded (``load_tokenizer``), never the weights.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
-from app.activation.model import BUILTIN, ModelSpec, builtin_gguf
-from app.errors import ConfigurationError
-
-
-def _load(spec: ModelSpec) -> Any:
-    from transformers import AutoTokenizer
-
-    if spec.name in BUILTIN:
-        converted = spec.models_dir / spec.name
-        if (converted / "tokenizer.json").exists():
-            return AutoTokenizer.from_pretrained(str(converted))
-        gguf = builtin_gguf(spec.name)
-        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    path = Path(spec.name).expanduser()
-    if path.suffix == ".gguf" and path.is_file():
-        converted = spec.models_dir / path.stem
-        if (converted / "tokenizer.json").exists():
-            return AutoTokenizer.from_pretrained(str(converted))
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    if path.is_dir():
-        return AutoTokenizer.from_pretrained(str(path))
-    raise ConfigurationError(f"no tokenizer for activation model {spec.name!r}")
+from app.activation.model import ModelSpec, load_tokenizer
 
 
 class TokenCounter:
@@ -48,7 +25,7 @@ class TokenCounter:
         if self._tokenizer is None:
             with self._lock:
                 if self._tokenizer is None:
-                    self._tokenizer = _load(self.spec)
+                    self._tokenizer = load_tokenizer(self.spec)
         return self._tokenizer
 
     def ids(self, text: str) -> list[int]:

@@ -22,7 +22,7 @@ from app.activation import kv
 from app.activation.fingerprint import pack_tokens, token_hash, unpack_tokens
 from app.activation.generate import generate, prefill
 from app.activation.model import CausalLM, HFCausalLM, ModelSpec, load_model
-from app.activation.store import TIERS, Budgets, Change, TieredKVStore
+from app.activation.store import TIERS, Budgets, Change, TieredKVStore, disk_path
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.models import Activation
@@ -152,7 +152,7 @@ class ActivationService:
                 return
             with self.sessions.begin() as session:
                 for row in repo.in_memory_tiers(session):
-                    path = self.settings.activation_dir / row.fingerprint[:16] / f"{row.id}.safetensors"
+                    path = disk_path(self.settings.activation_dir, row.fingerprint, row.id)
                     if path.exists():
                         row.tier, row.nbytes = "disk", path.stat().st_size
                     else:
@@ -327,7 +327,7 @@ class ActivationService:
             if row is None:
                 raise NotFound("activation", activation_id)
             principal.require_object(row.cube_id, "write", "activation", activation_id)
-            path = self.settings.activation_dir / row.fingerprint[:16] / f"{row.id}.safetensors"
+            path = disk_path(self.settings.activation_dir, row.fingerprint, row.id)
             row.status, row.tier = "deleted", None
             audit.record(
                 tx.session,

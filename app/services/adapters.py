@@ -101,13 +101,6 @@ class AdapterService:
             self._base = base_info(model)
         return self._base
 
-    def register(self, s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, name: str,
-                 config: bytes | dict[str, Any], tensors: bytes, source: str, created_by: str | None) -> Adapter:
-        """Add an adapter from its bytes exactly as an upload would (archive import uses ``source="import"``)."""
-        return register_adapter(s, self.files, self.base(), self.settings.adapter_max_bytes, tenant_id=tenant_id,
-                                cube_id=cube_id, name=name, config=config, tensors=tensors, source=source,
-                                created_by=created_by)
-
     def upload(self, principal: Principal, cube_id: uuid.UUID, name: str, config: bytes,
                tensors: bytes) -> AdapterOut:
         tenant_id = principal.require_cube(cube_id, "write")
@@ -117,7 +110,9 @@ class AdapterService:
 
         def work(tx: Tx) -> AdapterOut:
             require_cube(tx.session, tenant_id, cube_id)
-            row = self.register(tx.session, tenant_id, cube_id, name, config, tensors, "upload", creator)
+            row = register_adapter(tx.session, self.files, self.base(), self.settings.adapter_max_bytes,
+                                   tenant_id=tenant_id, cube_id=cube_id, name=name, config=config, tensors=tensors,
+                                   source="upload", created_by=creator)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="adapter.upload",
                          object_type="adapter", object_id=row.id,
                          details={"cube_id": str(cube_id), "name": name, "version": row.version,

@@ -101,14 +101,28 @@ class Change:
     details: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: int  # prompt + completion tokens as the endpoint reports them (0 when it does not)
+
+
 def chat_completion(base_url: str, api_key: str | None, model: str, timeout: float,
-                    messages: list[dict[str, str]]) -> str:
-    """One deterministic call to an OpenAI-compatible ``/chat/completions``; the reply's text, stripped."""
+                    messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                    json_mode: bool = False) -> Completion:
+    """One deterministic call to an OpenAI-compatible ``/chat/completions``: every LLM step of the service
+    (summaries, forget-request classifier, extraction, answers) goes through here."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body = {"model": model, "temperature": 0, "messages": messages}
+    body: dict[str, Any] = {"model": model, "temperature": 0, "messages": messages}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if json_mode:
+        body["response_format"] = {"type": "json_object"}
     r = httpx.post(f"{base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=timeout)
     r.raise_for_status()
-    return str(r.json()["choices"][0]["message"]["content"]).strip()
+    data = r.json()
+    usage = data.get("usage") or {}
+    return Completion(str(data["choices"][0]["message"]["content"]).strip(), int(usage.get("total_tokens") or 0))
 
 
 class Summariser:
@@ -142,7 +156,7 @@ class Summariser:
                                           f"{self.sentences} sentences of durable facts: who did what, when, "
                                           "preferences, plans. Name people. No preamble."},
             {"role": "user", "content": transcript},
-        ])
+        ]).text
         if not text:
             raise ValueError("the LLM returned an empty summary")
         return text[:4000]

@@ -44,7 +44,6 @@ from app.services.cubes import require_cube
 from app.services.derived import DerivedIndexes
 from app.services.jobs import versioned_change
 from app.vector.embedder import Embedder
-from app.vector.index import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def llm_verdict(settings: Settings, text: str) -> Detection | None:
                             settings.llm_timeout_seconds, [
                                 {"role": "system", "content": CLASSIFIER_PROMPT},
                                 {"role": "user", "content": f"Message to classify: {text[:4000]}"},
-                            ])
+                            ]).text
     return parse_classifier_reply(reply, text)
 
 
@@ -95,12 +94,11 @@ class ForgetPlan:
 
 class ForgetRequestService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
-                 vectors: VectorStore, indexes: DerivedIndexes) -> None:
+                 indexes: DerivedIndexes) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
         self.embedder = embedder
-        self.vectors = vectors
         self.indexes = indexes
 
     # -- detection ---------------------------------------------------------------------------------------------
@@ -179,7 +177,7 @@ class ForgetRequestService:
         """Each matched active memory once, with how it matched ("lexical", or "dense 0.731")."""
         limit = self.settings.forget_max_memories
         found: dict[uuid.UUID, tuple[Memory, str]] = {}
-        index = self.vectors.peek(cube_id)
+        index = self.indexes.vectors.peek(cube_id)
         for subject, query in zip(plan.subjects, plan.queries):
             for m in repo.active_containing(s, cube_id, content_words(subject), limit):
                 found.setdefault(m.id, (m, "lexical"))

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.activation.fingerprint import pack_tokens, token_hash, unpack_tokens
+from app.activation.store import disk_path
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, NotFound
 from app.lifecycle.archive import Archive, ArchiveWriter, bad, read_archive, sha256_hex
@@ -224,12 +225,8 @@ class LifecycleService:
         }
         return writer, header
 
-    def _activation_path(self, fingerprint: str, activation_id: uuid.UUID) -> Path:
-        """Where the tiered store keeps an activation's disk copy (``TieredKVStore.path``)."""
-        return self.settings.activation_dir / fingerprint[:16] / f"{activation_id}.safetensors"
-
     def _activation_line(self, writer: ArchiveWriter, a: Activation) -> str:
-        path = self._activation_path(a.fingerprint, a.id)
+        path = disk_path(self.settings.activation_dir, a.fingerprint, a.id)
         member = None
         if a.status == "active" and path.exists():
             member = f"activations/{a.id}.safetensors"
@@ -430,18 +427,18 @@ class LifecycleService:
         windows: list[Window] = []
         texts: list[tuple[int, str]] = []
         with self.sessions() as s:
-            mems = [m for m in repo.active_by_vec_ids(s, list(wanted)).values()]
-            sessions: dict[str, list[Memory]] = {}
+            mems = repo.active_by_vec_ids(s, list(wanted)).values()
+            sessions: dict[str, tuple[list[Memory], dict[uuid.UUID, int]]] = {}
             for m in sorted(mems, key=lambda m: m.vec_id):
                 texts.append((m.vec_id, indexed_text(m.content, m.meta)))
                 if m.session_id is None:
                     windows.append(window([m], 0))
                     continue
                 if m.session_id not in sessions:
-                    sessions[m.session_id] = graph_repo.session_neighbours(s, cube_id, m.session_id)
-                ordered = sessions[m.session_id]
-                position = next(i for i, o in enumerate(ordered) if o.id == m.id)
-                windows.append(window(ordered, position))
+                    ordered = graph_repo.session_neighbours(s, cube_id, m.session_id)
+                    sessions[m.session_id] = ordered, {o.id: i for i, o in enumerate(ordered)}
+                ordered, position = sessions[m.session_id]
+                windows.append(window(ordered, position[m.id]))
         self.indexes.fine.upsert(cube_id, texts, windows)
         self.indexes.graphs.invalidate(cube_id)
 
@@ -458,7 +455,7 @@ class LifecycleService:
             usable = a.file is not None and a.fingerprint == server_fp
             nbytes = 0
             if usable and a.file is not None:
-                path = self._activation_path(a.fingerprint, new_id)
+                path = disk_path(self.settings.activation_dir, a.fingerprint, new_id)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(plan.files[a.file])
                 written.append(path)
