@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.budget.cli import router_app
 from app.config import Settings
 from app.errors import MemcubedError
-from app.routing.cli import router_app
 from app.schemas.admin import KeyCreate, Permission, TenantOut
 
 cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)

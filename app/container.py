@@ -8,38 +8,42 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.budget.cache import ResultCache
 from app.config import Settings
-from app.db import make_engine, make_sessions, migrate, resolve_database_url
+from app.db import open_database, ping
 from app.graph.traversal import GraphCache
+from app.principal import Principal
 from app.repositories import graph as graph_repo
-from app.routing.cache import ResultCache
+from app.retrieval.fine import FineRetriever
 from app.services.activation import ActivationService
 from app.services.adapters import AdapterService
 from app.services.admission import AdmissionService
 from app.services.auth import AuthService, new_key
-from app.services.base import Principal, Transactor
+from app.services.base import Transactor
 from app.services.cubes import CubeService
 from app.services.derived import DerivedIndexes
 from app.services.enrichment import EnrichmentService
 from app.services.forget_requests import ForgetRequestService
 from app.services.forgetting import ForgettingService
+from app.services.generation import GenerationService
 from app.services.graph import GraphService
-from app.services.hybrid import HybridRetriever
 from app.services.indexing import IndexService
 from app.services.jobs import JobExecutor, JobService, Outcome
 from app.services.lifecycle import LifecycleService
 from app.services.memories import MemoryService
-from app.services.routing import RoutingService
+from app.services.merge import MergeService
+from app.services.routing.service import RoutingService
 from app.services.search import SearchService
+from app.services.snapshots import SnapshotService
 from app.vector.embedder import Embedder, load_embedder, set_compute_threads
 from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
 from app.vector.splade import load_splade
-from app.workers.queue import InProcessQueue
+from app.workers.queue import ArqQueue, IndexSubscriber, InProcessQueue
 from app.workers.runtime import JobMachinery, handlers, reconcile
 
 log = logging.getLogger(__name__)
@@ -67,18 +71,20 @@ class Container:
     search: SearchService
     indexing: IndexService
     activation: ActivationService
+    generation: GenerationService
     adapters: AdapterService
     jobs: JobMachinery
     forgetting: ForgettingService
     forget_requests: ForgetRequestService
     routing: RoutingService
     lifecycle: LifecycleService
+    snapshots: SnapshotService
+    merges: MergeService
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("select 1"))
+            ping(self.engine)
             return True
         except Exception:
             return False
@@ -88,14 +94,6 @@ class Container:
         self.enricher.stop()
         self.flusher.stop()
         self.engine.dispose()
-
-
-def open_database(settings: Settings) -> tuple[str, Engine, sessionmaker[Session]]:
-    """Resolve (or start) Postgres and apply migrations."""
-    url = resolve_database_url(settings)
-    migrate(url)
-    engine = make_engine(url)
-    return url, engine, make_sessions(engine)
 
 
 def build(settings: Settings) -> Container:
@@ -151,14 +149,16 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # The fuse_activation job builds its KV cache with the activation service defined below.
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
                       lambda: activation)
-    hybrid = HybridRetriever(vectors, fine, graphs)
+    retriever = FineRetriever(vectors, fine, graphs)
     forget_requests = ForgetRequestService(settings, sessions, tx, embedder, indexes)
-    search = SearchService(sessions, embedder, vectors, hybrid)
+    search = SearchService(sessions, embedder, vectors, retriever)
     # Lazy: the activation model loads on the first activation or generate request, not here.
     activation = ActivationService(settings, sessions, tx, search)
     memories = MemoryService(settings, sessions, tx, embedder, indexes, AdmissionService(settings, vectors),
                              forget_requests)
     adapters = AdapterService(settings, sessions, tx, jobs.jobs, activation)
+    generation = GenerationService(settings, sessions, activation)
+    lifecycle = LifecycleService(settings, sessions, tx, memories, indexes, activation)
     container = Container(
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
         vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher,
@@ -170,8 +170,11 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         activation=activation,
         adapters=adapters,
         jobs=jobs, forgetting=ForgettingService(sessions, tx, indexes),
-        routing=RoutingService(settings, sessions, embedder, fine, hybrid, graphs, activation, results),
-        lifecycle=LifecycleService(settings, sessions, tx, memories, indexes, jobs.jobs, activation, adapters),
+        generation=generation,
+        routing=RoutingService(settings, sessions, embedder, fine, retriever, graphs, generation, results),
+        lifecycle=lifecycle,
+        snapshots=SnapshotService(sessions, tx, memories, indexes, lifecycle),
+        merges=MergeService(settings, sessions, memories, jobs.jobs, adapters),
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container
@@ -182,8 +185,6 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
                indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None],
                activation: Callable[[], ActivationService] | None = None) -> JobMachinery:
     """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
-    from app.workers.queue import ArqQueue, IndexSubscriber
-
     executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings, activation))
     if settings.redis_url:
         queue: ArqQueue | InProcessQueue = ArqQueue(settings)

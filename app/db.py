@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, to_psycopg_url
@@ -52,3 +52,17 @@ def migrate(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def open_database(settings: Settings) -> tuple[str, Engine, sessionmaker[Session]]:
+    """Resolve (or start) Postgres and apply migrations."""
+    url = resolve_database_url(settings)
+    migrate(url)
+    engine = make_engine(url)
+    return url, engine, make_sessions(engine)
+
+
+def ping(engine: Engine) -> None:
+    """Raises when the database does not answer (readiness)."""
+    with engine.connect() as conn:
+        conn.execute(text("select 1"))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.forgetting.detector import Detection, content_words, detect, might_be_request
+from app.forget_requests.detector import Detection, content_words, detect, might_be_request
 from app.services.forget_requests import llm_verdict
 from app.vector.embedder import load_embedder
 

@@ -8,7 +8,7 @@ dataset to the cost-quality frontier.
    tokens, LLM calls), checkpointed per conversation;
 3. calibrate the abstention floor: each question's best dense cosine in its own cube vs in another
    conversation's cube → ``calibration.json``;
-4. train the router on the training conversations (app.routing.train) into the server's data dir;
+4. train the router on the training conversations (app.budget.train) into the server's data dir;
 5. evaluate on the held-out conversations: the fixed tier sets from the log, ``auto`` live through the
    service (the policy just trained) and offline at several λ, beside the BM25 and full-context baselines
    → ``budgets.md``, ``budgets.json``, ``budgets-frontier.png``.
@@ -36,9 +36,9 @@ import memcubed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from app.routing.features import QueryFeatures, featurize
-from app.routing.policy import TIERS, LearnedPolicy, combo_key, read_policy
-from app.routing.train import COST_AXES, Reward, split_conversations, train
+from app.budget.features import QueryFeatures, featurize
+from app.budget.policy import TIERS, LearnedPolicy, combo_key, read_policy
+from app.budget.train import COST_AXES, Reward, split_conversations, train
 from evals.baselines import TokenCounter, make_baselines, token_counter
 from evals.datasets import Conversation, Question, load_locomo
 from evals.metrics import context_recall, recall_at_k

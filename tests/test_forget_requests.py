@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.embedded import serve_in_thread
-from app.forgetting.detector import detect
+from app.forget_requests.detector import detect
 from tests.conftest import (
     Databases,
     Json,

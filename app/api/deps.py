@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.container import Container
 from app.errors import PayloadTooLarge, Unauthenticated
-from app.services.base import Principal
+from app.principal import Principal
 
 bearer = HTTPBearer(auto_error=False, description="An admin or tenant API key")
 

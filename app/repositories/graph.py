@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -50,16 +49,6 @@ def add_edges(s: Session, cube_id: uuid.UUID, edges: Sequence[tuple[uuid.UUID, u
     return int(result.rowcount or 0)
 
 
-def session_neighbours(s: Session, cube_id: uuid.UUID, session_id: str) -> list[Memory]:
-    """A session's active memories in event order (occurred_at, then arrival)."""
-    stmt = (
-        select(Memory)
-        .where(Memory.cube_id == cube_id, Memory.session_id == session_id, Memory.status == "active")
-        .order_by(Memory.occurred_at.nulls_last(), Memory.created_at, Memory.vec_id)
-    )
-    return list(s.scalars(stmt))
-
-
 def sharing_entities(s: Session, entity_ids: Sequence[uuid.UUID], exclude: uuid.UUID,
                      per_entity: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(memory_id, entity_id) for the most recent other memories naming each entity."""
@@ -74,39 +63,6 @@ def sharing_entities(s: Session, entity_ids: Sequence[uuid.UUID], exclude: uuid.
         )
         out.extend((mid, entity_id) for mid in s.scalars(stmt))
     return out
-
-
-def unenriched(s: Session, cube_id: uuid.UUID, limit: int) -> list[Memory]:
-    stmt = (
-        select(Memory)
-        .join(Cube, Cube.id == Memory.cube_id)
-        .where(Memory.cube_id == cube_id, Memory.enriched_at.is_(None), Memory.status == "active",
-               Cube.status != "deleted")
-        .order_by(Memory.vec_id)
-        .limit(limit)
-        .with_for_update(of=Memory, skip_locked=True)
-    )
-    return list(s.scalars(stmt))
-
-
-def cubes_with_unenriched(s: Session) -> list[uuid.UUID]:
-    stmt = select(Memory.cube_id).where(Memory.enriched_at.is_(None), Memory.status == "active").distinct()
-    return list(s.scalars(stmt))
-
-
-def count_unenriched(s: Session, cube_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    if not cube_ids:
-        return {}
-    rows = s.execute(
-        select(Memory.cube_id, func.count())
-        .where(Memory.cube_id.in_(cube_ids), Memory.enriched_at.is_(None), Memory.status == "active")
-        .group_by(Memory.cube_id)
-    )
-    return {c: int(n) for c, n in rows}
-
-
-def mark_enriched(s: Session, memory_id: uuid.UUID, enrichment: dict[str, Any], at: datetime) -> None:
-    s.execute(update(Memory).where(Memory.id == memory_id).values(enrichment=enrichment, enriched_at=at))
 
 
 def edges_of(s: Session, memory_id: uuid.UUID) -> list[Edge]:
@@ -148,12 +104,6 @@ def entities_page(s: Session, cube_id: uuid.UUID, limit: int, after: uuid.UUID |
     if after is not None:
         stmt = stmt.where(Entity.id > after)
     return list(s.scalars(stmt.order_by(Entity.id).limit(limit)))
-
-
-def memories_by_ids(s: Session, ids: Sequence[uuid.UUID]) -> list[Memory]:
-    if not ids:
-        return []
-    return list(s.scalars(select(Memory).where(Memory.id.in_(ids))))
 
 
 def entity_names_of(s: Session, memory_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, CursorResult, delete, func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Cube, CubePolicy, Job, Memory
+from app.models import Cube, CubePolicy, Job
 from app.models.base import utcnow
 
 UNFINISHED = ("queued", "running")
@@ -113,69 +113,7 @@ def cube_tenant(s: Session, cube_id: uuid.UUID) -> uuid.UUID | None:
     return s.scalar(select(Cube.tenant_id).where(Cube.id == cube_id, Cube.status != "deleted"))
 
 
-def active_memories(s: Session, cube_id: uuid.UUID) -> list[Memory]:
-    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", Memory.kind == "plaintext")
-            .order_by(Memory.vec_id))
-    return list(s.scalars(stmt))
-
-
-def lock_memory(s: Session, memory_id: uuid.UUID) -> Memory | None:
-    return s.scalar(select(Memory).where(Memory.id == memory_id).with_for_update())
-
-
-def lock_free(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Lock these memories in a fixed order, skipping rows another transaction holds; returns the locked ids."""
-    if not memory_ids:
-        return []
-    stmt = (select(Memory.id).where(Memory.id.in_(list(memory_ids))).order_by(Memory.vec_id)
-            .with_for_update(skip_locked=True))
-    return list(s.scalars(stmt))
-
-
-def active_by_hashes(s: Session, cube_id: uuid.UUID, hashes: Sequence[str]) -> dict[str, Memory]:
-    """The oldest active memory of the cube for each content hash."""
-    if not hashes:
-        return {}
-    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active",
-                                 Memory.content_hash.in_(list(set(hashes))))
-            .order_by(Memory.vec_id))
-    out: dict[str, Memory] = {}
-    for m in s.scalars(stmt):
-        out.setdefault(m.content_hash, m)
-    return out
-
-
-def summarised_sessions(s: Session, cube_id: uuid.UUID) -> set[str]:
-    """Sessions that already have a summary (any status): a summary is written once per session."""
-    stmt = select(Memory.source["session_id"].astext).where(
-        Memory.cube_id == cube_id, Memory.source["type"].astext == "summary")
-    return {sid for sid in s.scalars(stmt) if sid}
-
-
-def purgeable(s: Session, cube_id: uuid.UUID, statuses: Sequence[str], before: datetime | None) -> list[Memory]:
-    stmt = select(Memory).where(Memory.cube_id == cube_id, Memory.status.in_(list(statuses)))
-    if before is not None:
-        stmt = stmt.where(Memory.updated_at < before)
-    return list(s.scalars(stmt.with_for_update()))
-
-
-def hard_delete(s: Session, memory_ids: Sequence[uuid.UUID]) -> int:
-    """Destroy rows (versions, entity links and edges cascade; merged_into/superseded_by pointers become null)."""
-    if not memory_ids:
-        return 0
-    result = cast(CursorResult[Any], s.execute(delete(Memory).where(Memory.id.in_(list(memory_ids)))))
-    return int(result.rowcount or 0)
-
-
-def add_feedback(s: Session, memory: Memory, signal: str) -> None:
-    column = {"useful": "useful_count", "not_useful": "not_useful_count", "wrong": "wrong_count"}[signal]
-    setattr(memory, column, getattr(memory, column) + 1)
-    s.flush()
-
-
-def memories_by_vec_ids(s: Session, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> list[Memory]:
-    """Active memories of the cube with these vector ids."""
-    if not vec_ids:
-        return []
-    return list(s.scalars(select(Memory).where(Memory.cube_id == cube_id, Memory.vec_id.in_(list(vec_ids)),
-                                               Memory.status == "active")))
+def last_done_start(s: Session, cube_id: uuid.UUID, kind: str) -> datetime | None:
+    """When the cube's last finished job of ``kind`` started."""
+    return s.scalar(select(func.max(Job.started_at)).where(Job.cube_id == cube_id, Job.kind == kind,
+                                                           Job.status == "done"))

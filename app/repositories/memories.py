@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import CursorResult, Select, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Cube, Memory, MemoryVersion
@@ -99,12 +100,17 @@ def versions_of(s: Session, memory_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
     return out
 
 
-def active_by_vec_ids(s: Session, vec_ids: Sequence[int]) -> dict[int, Memory]:
+def active_by_vec_ids(s: Session, vec_ids: Sequence[int], *, cube_id: uuid.UUID | None = None,
+                      lock: bool = False) -> dict[int, Memory]:
+    """Active memories by vector id (of one cube when given; locked for update when they will change)."""
     if not vec_ids:
         return {}
-    rows = s.scalars(select(Memory).where(Memory.vec_id.in_(vec_ids), Memory.status == "active"))
-    return {m.vec_id: m for m in rows}
-
+    stmt = select(Memory).where(Memory.vec_id.in_(list(vec_ids)), Memory.status == "active")
+    if cube_id is not None:
+        stmt = stmt.where(Memory.cube_id == cube_id)
+    if lock:
+        stmt = stmt.with_for_update().order_by(Memory.vec_id)
+    return {m.vec_id: m for m in s.scalars(stmt)}
 
 def filtered_vec_ids(s: Session, cube_id: uuid.UUID, flt: MemoryFilter) -> list[int]:
     stmt = flt.apply(select(Memory.vec_id).where(Memory.cube_id == cube_id, Memory.status == "active"))
@@ -149,3 +155,179 @@ def add_imported_version(s: Session, memory_id: uuid.UUID, version: int, snapsho
                          created_at: datetime) -> None:
     s.add(MemoryVersion(memory_id=memory_id, version=version, snapshot=snapshot, reason=reason,
                         created_at=created_at))
+
+
+def active_memories(s: Session, cube_id: uuid.UUID) -> list[Memory]:
+    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", Memory.kind == "plaintext")
+            .order_by(Memory.vec_id))
+    return list(s.scalars(stmt))
+
+
+def lock_memory(s: Session, memory_id: uuid.UUID) -> Memory | None:
+    return s.scalar(select(Memory).where(Memory.id == memory_id).with_for_update())
+
+
+def lock_free(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Lock these memories in a fixed order, skipping rows another transaction holds; returns the locked ids."""
+    if not memory_ids:
+        return []
+    stmt = (select(Memory.id).where(Memory.id.in_(list(memory_ids))).order_by(Memory.vec_id)
+            .with_for_update(skip_locked=True))
+    return list(s.scalars(stmt))
+
+
+def active_by_hashes(s: Session, cube_id: uuid.UUID, hashes: Sequence[str]) -> dict[str, Memory]:
+    """The oldest active memory of the cube for each content hash."""
+    if not hashes:
+        return {}
+    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active",
+                                 Memory.content_hash.in_(list(set(hashes))))
+            .order_by(Memory.vec_id))
+    out: dict[str, Memory] = {}
+    for m in s.scalars(stmt):
+        out.setdefault(m.content_hash, m)
+    return out
+
+
+def summarised_sessions(s: Session, cube_id: uuid.UUID) -> set[str]:
+    """Sessions that already have a summary (any status): a summary is written once per session."""
+    stmt = select(Memory.source["session_id"].astext).where(
+        Memory.cube_id == cube_id, Memory.source["type"].astext == "summary")
+    return {sid for sid in s.scalars(stmt) if sid}
+
+
+def purgeable(s: Session, cube_id: uuid.UUID, statuses: Sequence[str], before: datetime | None) -> list[Memory]:
+    stmt = select(Memory).where(Memory.cube_id == cube_id, Memory.status.in_(list(statuses)))
+    if before is not None:
+        stmt = stmt.where(Memory.updated_at < before)
+    return list(s.scalars(stmt.with_for_update()))
+
+
+def hard_delete(s: Session, memory_ids: Sequence[uuid.UUID]) -> int:
+    """Destroy rows (versions, entity links and edges cascade; merged_into/superseded_by pointers become null)."""
+    if not memory_ids:
+        return 0
+    result = cast(CursorResult[Any], s.execute(delete(Memory).where(Memory.id.in_(list(memory_ids)))))
+    return int(result.rowcount or 0)
+
+
+def add_feedback(s: Session, memory: Memory, signal: str) -> None:
+    column = {"useful": "useful_count", "not_useful": "not_useful_count", "wrong": "wrong_count"}[signal]
+    setattr(memory, column, getattr(memory, column) + 1)
+    s.flush()
+
+
+def active_containing(s: Session, cube_id: uuid.UUID, words: Sequence[str], limit: int) -> list[Memory]:
+    """Active memories whose content has every word (at a word start, any ending: "address" finds
+    "addresses"), locked for the change that follows."""
+    if not words:
+        return []
+    conds = [Memory.content.regexp_match(r"\m" + re.escape(w), flags="i") for w in words]
+    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", and_(*conds))
+            .order_by(Memory.created_at, Memory.id).limit(limit).with_for_update())
+    return list(s.scalars(stmt))
+
+
+def memories_locked(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]:
+    if not memory_ids:
+        return []
+    return list(s.scalars(select(Memory).where(Memory.id.in_(list(memory_ids))).with_for_update()))
+
+
+def session_neighbours(s: Session, cube_id: uuid.UUID, session_id: str) -> list[Memory]:
+    """A session's active memories in event order (occurred_at, then arrival)."""
+    stmt = (
+        select(Memory)
+        .where(Memory.cube_id == cube_id, Memory.session_id == session_id, Memory.status == "active")
+        .order_by(Memory.occurred_at.nulls_last(), Memory.created_at, Memory.vec_id)
+    )
+    return list(s.scalars(stmt))
+
+
+def unenriched(s: Session, cube_id: uuid.UUID, limit: int) -> list[Memory]:
+    stmt = (
+        select(Memory)
+        .join(Cube, Cube.id == Memory.cube_id)
+        .where(Memory.cube_id == cube_id, Memory.enriched_at.is_(None), Memory.status == "active",
+               Cube.status != "deleted")
+        .order_by(Memory.vec_id)
+        .limit(limit)
+        .with_for_update(of=Memory, skip_locked=True)
+    )
+    return list(s.scalars(stmt))
+
+
+def cubes_with_unenriched(s: Session) -> list[uuid.UUID]:
+    stmt = select(Memory.cube_id).where(Memory.enriched_at.is_(None), Memory.status == "active").distinct()
+    return list(s.scalars(stmt))
+
+
+def count_unenriched(s: Session, cube_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not cube_ids:
+        return {}
+    rows = s.execute(
+        select(Memory.cube_id, func.count())
+        .where(Memory.cube_id.in_(cube_ids), Memory.enriched_at.is_(None), Memory.status == "active")
+        .group_by(Memory.cube_id)
+    )
+    return {c: int(n) for c, n in rows}
+
+
+def mark_enriched(s: Session, memory_id: uuid.UUID, enrichment: dict[str, Any], at: datetime) -> None:
+    s.execute(update(Memory).where(Memory.id == memory_id).values(enrichment=enrichment, enriched_at=at))
+
+
+def memories_by_ids(s: Session, ids: Sequence[uuid.UUID]) -> list[Memory]:
+    if not ids:
+        return []
+    return list(s.scalars(select(Memory).where(Memory.id.in_(ids))))
+
+
+def cube_totals(s: Session, cube_ids: Sequence[uuid.UUID]) -> tuple[int, int, int]:
+    """(active memories, their characters, distinct sessions) across the cubes: one aggregate query."""
+    row = s.execute(
+        select(func.count(), func.coalesce(func.sum(func.length(Memory.content)), 0),
+               func.count(func.distinct(Memory.session_id)))
+        .where(Memory.cube_id.in_(cube_ids), Memory.status == "active")
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def active_in_event_order(s: Session, cube_ids: Sequence[uuid.UUID]) -> list[Memory]:
+    """Every active memory of the cubes in event-time order (undated ones last, by arrival)."""
+    stmt = (select(Memory).where(Memory.cube_id.in_(cube_ids), Memory.status == "active")
+            .order_by(Memory.occurred_at.nulls_last(), Memory.created_at, Memory.vec_id))
+    return list(s.scalars(stmt))
+
+
+def last_changed(s: Session, cube_id: uuid.UUID) -> datetime | None:
+    return s.scalar(select(func.max(Memory.updated_at)).where(Memory.cube_id == cube_id))
+
+
+def set_heat(s: Session, heats: dict[uuid.UUID, float]) -> None:
+    s.execute(update(Memory), [{"id": i, "heat": h} for i, h in heats.items()])
+
+
+def active_contents(s: Session, cube_id: uuid.UUID, flt: MemoryFilter) -> list[str]:
+    """The cube's plaintext memories that match ``flt``, oldest first (what a distillation trains on)."""
+    stmt = flt.apply(select(Memory.content).where(Memory.cube_id == cube_id, Memory.kind == "plaintext"))
+    return list(s.scalars(stmt.order_by(Memory.created_at, Memory.id)))
+
+
+def active_in_span(s: Session, cube_id: uuid.UUID, start: datetime, end: datetime) -> list[int]:
+    """Vector ids of the cube's active memories whose event time falls in [start, end)."""
+    stmt = select(Memory.vec_id).where(Memory.cube_id == cube_id, Memory.status == "active",
+                                       Memory.occurred_at >= start, Memory.occurred_at < end)
+    return list(s.scalars(stmt))
+
+
+def types_of(s: Session, vec_ids: Sequence[int]) -> dict[int, str]:
+    rows = s.execute(select(Memory.vec_id, Memory.memory_type).where(Memory.vec_id.in_(list(vec_ids))))
+    return {int(vec_id): str(kind) for vec_id, kind in rows}
+
+
+def embeddings_of(s: Session, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> list[tuple[int, bytes]]:
+    """(vec_id, embedding) of the cube's active memories among ``vec_ids``."""
+    rows = s.execute(select(Memory.vec_id, Memory.embedding).where(
+        Memory.vec_id.in_(list(vec_ids)), Memory.status == "active", Memory.cube_id == cube_id)).all()
+    return [(int(v), bytes(e)) for v, e in rows]

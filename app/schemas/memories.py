@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.schemas.common import Text, UtcDatetime
-from app.schemas.jobs import Admission
+from app.schemas.jobs import Admission, AdmissionItem
 from app.schemas.routing import BUDGET_DESCRIPTION, Budget, Routing
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
@@ -195,19 +195,25 @@ class MessagesCreate(BaseModel):
         "high = + LLM-extracted facts (needs an LLM), auto = mid.")
 
 
-class SearchFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MemoryFilters(BaseModel):
+    """The conditions a listing, a filtered search and a distillation select memories by (one set of fields)."""
 
     memory_type: MemoryType | None = None
     user_id: Text | None = None
     agent_id: Text | None = None
     session_id: Text | None = None
     tag: Text | None = None
+    status: MemoryStatus | None = None
+    occurred_after: UtcDatetime | None = None
+    occurred_before: UtcDatetime | None = None
+
+
+class SearchFilters(MemoryFilters):
+    model_config = ConfigDict(extra="forbid")
+
     status: Literal["active"] | None = Field(
         default=None, description="Only active memories are searchable; archived and deleted ones are listed."
     )
-    occurred_after: UtcDatetime | None = None
-    occurred_before: UtcDatetime | None = None
 
 
 class SearchRequest(BaseModel):
@@ -253,3 +259,33 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
     took_ms: float
     routing: Routing | None = Field(default=None, description="Tiers, reasons and cost, when a budget was sent.")
+
+
+class MemoryBatch(BaseModel):
+    """The memories a write stored (admitted ones active, merged ones archived with ``merged_into``), in input
+    order, and what admission decided for every input item, in input order (rejected items store nothing)."""
+
+    memories: list[MemoryOut]
+    admission: list[AdmissionItem] = Field(default_factory=list)
+    forgotten: list[uuid.UUID] = Field(
+        default_factory=list, description="messages: the memories a forget request in them archived or purged.")
+    forget_request_id: uuid.UUID | None = Field(
+        default=None, description="messages: the forget request they made, if any (see /forget-requests).")
+    routing: Routing | None = Field(default=None, description="The extraction tier and its cost, with a budget.")
+
+
+class ExportedMemory(BaseModel):
+    """One line of an export: the memory (without ids that are local to a deployment) and its versions."""
+
+    type: str
+    memory: MemoryOut
+    versions: list[MemoryVersionOut]
+
+
+class ArchivedOut(ExportedMemory):
+    """A line of ``memories.jsonl`` as written: an export line plus the derived state that makes an imported
+    cube search exactly like the original (its vector, enrichment, and when it was enriched)."""
+
+    embedding: str
+    enrichment: dict[str, Any]
+    enriched_at: datetime | None

@@ -9,13 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.activation.model import HFCausalLM, load_model
 from app.config import Settings
 from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound, PayloadTooLarge
-from app.models import Adapter, Memory
+from app.memory.access import require_cube
+from app.memory.filters import memory_filter
+from app.models import Adapter
 from app.models.base import utcnow
 from app.parametric import distill
 from app.parametric.attach import base_info
@@ -27,15 +28,15 @@ from app.parametric.validate import (
     parse_config,
     safetensors_header,
 )
+from app.principal import Principal
 from app.repositories import adapters as repo
 from app.repositories import audit
 from app.repositories import jobs as jobs_repo
-from app.repositories.memories import MemoryFilter
+from app.repositories import memories as memories_repo
 from app.schemas.adapters import AdapterList, AdapterOut, DistillRequest
 from app.schemas.jobs import JobOut
 from app.services.activation import ActivationService, model_spec
-from app.services.base import Principal, Transactor, Tx
-from app.services.cubes import require_cube
+from app.services.base import Transactor, Tx
 from app.services.jobs import JobCancelled, JobRun, JobService
 
 MIN_MEMORIES = 3
@@ -73,12 +74,7 @@ def register_adapter(s: Session, files: AdapterFiles, base: BaseModelInfo, max_b
 
 def distill_memories(s: Session, cube_id: uuid.UUID, body: DistillRequest) -> list[str]:
     """The texts a distillation trains on: the cube's active plaintext memories that match the filter."""
-    f = body.memory_filter
-    flt = MemoryFilter(status="active") if f is None else MemoryFilter(
-        memory_type=f.memory_type, user_id=f.user_id, agent_id=f.agent_id, session_id=f.session_id, tag=f.tag,
-        status="active", occurred_after=f.occurred_after, occurred_before=f.occurred_before)
-    stmt = flt.apply(select(Memory.content).where(Memory.cube_id == cube_id, Memory.kind == "plaintext"))
-    return list(s.scalars(stmt.order_by(Memory.created_at, Memory.id)))
+    return memories_repo.active_contents(s, cube_id, memory_filter(body.memory_filter, status="active"))
 
 
 class AdapterService:

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.repositories import jobs as jobs_repo
+from app.repositories import memories as memories_repo
 from app.schemas.jobs import Admission
 from app.vector.index import VectorStore
 
@@ -71,7 +71,7 @@ class AdmissionService:
             return admitted
         out: list[Decision] = []
         threshold = self.settings.admission_similarity
-        existing = jobs_repo.active_by_hashes(s, cube_id, [it.content_hash for it in items])
+        existing = memories_repo.active_by_hashes(s, cube_id, [it.content_hash for it in items])
         near = self._nearest(s, cube_id, items, vecs)
         within = vecs @ vecs.T if len(items) > 1 else np.zeros((1, 1), dtype=np.float32)
         first_of_hash: dict[tuple[str, tuple[str | None, str | None, str]], int] = {}
@@ -130,7 +130,7 @@ class AdmissionService:
                   if v >= 0 and sc >= self.settings.admission_similarity}
         if not wanted:
             return {}
-        rows = {m.vec_id: m for m in jobs_repo.memories_by_vec_ids(s, cube_id, sorted(wanted))}
+        rows = memories_repo.active_by_vec_ids(s, sorted(wanted), cube_id=cube_id)
         out: dict[int, tuple[uuid.UUID, float, frozenset[str]]] = {}
         for i, (row, srow) in enumerate(zip(ids, scores)):
             for v, sc in zip(row, srow):

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from app.models.base import utcnow
+from app.principal import Principal
 from app.repositories import audit, cubes, tenants
 from app.schemas.admin import KeyCreate, KeyCreated, KeyRevoked, TenantCreated, TenantOut
-from app.services.base import Idempotency, Principal, Transactor, Tx
+from app.services.base import Idempotency, Transactor, Tx
 
 KEY_PREFIX = "mck_"
 

@@ -10,87 +10,34 @@ the job looked (archived, edited, merged by an earlier try), so a retried job ne
 from __future__ import annotations
 
 import logging
-import math
-import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import faiss
 import httpx
 import numpy as np
-from sqlalchemy import update
 
+from app.memory.changes import versioned_change
+from app.memory.facts import fact_key
+from app.memory.records import heat_of, when
+from app.memory.summaries import Summariser
+from app.memory.text import content_hash
 from app.models import Memory
 from app.models.base import utcnow
 from app.repositories import audit
 from app.repositories import graph as graph_repo
 from app.repositories import jobs as jobs_repo
+from app.repositories import memories as memories_repo
 from app.services.admission import numbers
-from app.services.jobs import JobRun, versioned_change
-from app.services.memories import content_hash, indexed_text
+from app.services.jobs import JobRun
 
 log = logging.getLogger(__name__)
 
 BATCH = 50  # changes per transaction
-STOP = frozenset("""
-a an the and or but if so to of in on at for with from by about
-as is are was were be been being am i you he she it we they me him
-her us them my your his its our their this that these those what which who whom do
-does did have has had will would can could should just really very too also not no yes
-oh ok okay well like get got go going know think yeah thanks thank much lot there here
-then than when how why all any some more most
-""".split())  # noqa: SIM905
-TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+(?:[.,:/]\d+)*")
-SENTENCE = re.compile(r"(?<=[.!?])\s+")
-# "<subject> <relation> <value>" statements. A bare pronoun subject only counts with a relation that names a
-# lasting attribute (lives in, works at…), never with "is/am", which is how most chat sentences start.
-POSSESSIVE = r"(?:my|our|his|her|their|the|[A-Z][\w-]+'s)\s+[\w' -]{1,40}?"
-ATTRIBUTE = (r"lives? in|lived in|moved to|relocated to|works? (?:at|for|as)|worked (?:at|for|as)|"
-             r"(?:is|am|are) (?:now )?(?:living|working|based) (?:in|at|for)")
-FACT = re.compile(
-    rf"^\s*(?:(?P<subj>{POSSESSIVE})\s+(?P<copula>is|are|was|were|has been|changed to|became)"
-    rf"|(?P<who>i|we|he|she|they|[A-Z][\w-]+)\s+(?P<rel>{ATTRIBUTE}))\s+(?P<value>[^.!?]{{1,80}})[.!]?\s*$",
-    re.IGNORECASE)
-RELATION = {"live": "residence", "moved": "residence", "relocated": "residence", "work": "work", "based": "residence"}
-
-
-def content_words(text: str) -> list[str]:
-    return [t.lower() for t in TOKEN.findall(text) if t.lower() not in STOP]
-
-
-def fact_key(m: Memory) -> tuple[str, str, str] | None:
-    """(subject, relation, value) of a fact-like statement, or None. The speaker is part of the subject."""
-    match = FACT.match(m.content)
-    if match is None:
-        return None
-    speaker = str((m.meta or {}).get("speaker") or m.user_id or "")
-    value = match.group("value").strip().lower()
-    if match.group("subj"):
-        return f"{speaker}|{match.group('subj').strip().lower()}", "is", value
-    rel = match.group("rel").lower()
-    kind = next((v for k, v in RELATION.items() if k in rel), rel)
-    return f"{speaker}|{match.group('who').lower()}", kind, value
-
-
-def when(m: Memory) -> datetime:
-    t = m.occurred_at or m.created_at
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def heat_of(m: Memory, now: datetime, half_life_days: float = 30.0) -> float:
-    """MemoryOS heat: visits, interaction length and recency of the last visit (or of the write), each in 0..1."""
-    visits = min(1.0, math.log1p(m.access_count or 0) / math.log1p(10))
-    length = min(1.0, len(content_words(m.content)) / 12)
-    last = m.last_accessed_at or m.created_at
-    last = last if last.tzinfo else last.replace(tzinfo=UTC)
-    recency = 0.5 ** (max(0.0, (now - last).total_seconds()) / 86400 / half_life_days)
-    return round(0.45 * visits + 0.35 * length + 0.2 * recency, 4)
-
-
 @dataclass
 class Change:
     memory_id: uuid.UUID
@@ -101,67 +48,6 @@ class Change:
     details: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    tokens: int  # prompt + completion tokens as the endpoint reports them (0 when it does not)
-
-
-def chat_completion(base_url: str, api_key: str | None, model: str, timeout: float,
-                    messages: list[dict[str, str]], *, max_tokens: int | None = None,
-                    json_mode: bool = False) -> Completion:
-    """One deterministic call to an OpenAI-compatible ``/chat/completions``: every LLM step of the service
-    (summaries, forget-request classifier, extraction, answers) goes through here."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body: dict[str, Any] = {"model": model, "temperature": 0, "messages": messages}
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    if json_mode:
-        body["response_format"] = {"type": "json_object"}
-    r = httpx.post(f"{base_url.rstrip('/')}/chat/completions", json=body, headers=headers, timeout=timeout)
-    r.raise_for_status()
-    data = r.json()
-    usage = data.get("usage") or {}
-    return Completion(str(data["choices"][0]["message"]["content"]).strip(), int(usage.get("total_tokens") or 0))
-
-
-class Summariser:
-    """Session summaries: the most central turns (extractive), or an OpenAI-compatible chat model."""
-
-    def __init__(self, base_url: str | None, api_key: str | None, model: str, timeout: float, sentences: int) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.api_key = api_key
-        self.model = model
-        self.timeout = timeout
-        self.sentences = sentences
-
-    def extractive(self, turns: Sequence[Memory]) -> str:
-        vecs = np.stack([np.frombuffer(t.embedding, dtype=np.float32) for t in turns])
-        centroid = vecs.mean(axis=0)
-        centroid /= np.linalg.norm(centroid) or 1.0
-        length = np.array([min(1.0, len(content_words(t.content)) / 12) for t in turns])
-        score = vecs @ centroid + 0.3 * length  # central and informative; chit-chat is short
-        top = sorted(np.argsort(-score)[: self.sentences].tolist())
-        parts = []
-        for i in top:
-            text = " ".join(SENTENCE.split(indexed_text(turns[i].content, turns[i].meta).strip())[:2])
-            parts.append(text if len(text) <= 300 else text[:297] + "...")
-        return " ".join(parts)
-
-    def llm(self, turns: Sequence[Memory]) -> str:
-        assert self.base_url is not None
-        transcript = "\n".join(indexed_text(t.content, t.meta) for t in turns)[:24_000]
-        text = chat_completion(self.base_url, self.api_key, self.model, self.timeout, [
-            {"role": "system", "content": "Summarise this conversation session in at most "
-                                          f"{self.sentences} sentences of durable facts: who did what, when, "
-                                          "preferences, plans. Name people. No preamble."},
-            {"role": "user", "content": transcript},
-        ]).text
-        if not text:
-            raise ValueError("the LLM returned an empty summary")
-        return text[:4000]
-
-
 class ConsolidationService:
     def __init__(self, summariser: Summariser, forget: Callable[[JobRun], dict[str, Any]] | None = None) -> None:
         self.summariser = summariser
@@ -169,7 +55,7 @@ class ConsolidationService:
 
     def run(self, run: JobRun) -> dict[str, Any]:
         with run.sessions() as s:
-            mems = jobs_repo.active_memories(s, run.cube_id)
+            mems = memories_repo.active_memories(s, run.cube_id)
             s.expunge_all()
         result: dict[str, Any] = {"active_before": len(mems)}
         merges, supersedes = self._plan_merges(run, mems)
@@ -184,7 +70,7 @@ class ConsolidationService:
         if run.params.get("forget") and self.forget is not None:
             result["forgetting"] = self.forget(run)
         with run.sessions() as s:
-            result["active_after"] = len(jobs_repo.active_memories(s, run.cube_id))
+            result["active_after"] = len(memories_repo.active_memories(s, run.cube_id))
         return result
 
     # -- planning ---------------------------------------------------------------------------------------------
@@ -278,12 +164,12 @@ class ConsolidationService:
             removed: list[int] = []
             with run.sessions.begin() as s:
                 for c in changes[start : start + batch]:
-                    m = jobs_repo.lock_memory(s, c.memory_id)
+                    m = memories_repo.lock_memory(s, c.memory_id)
                     if m is None or m.status != "active" or m.version != c.version:
                         continue  # moved on since the job looked (or an earlier try did this already)
                     target = c.fields.get("merged_into") or c.fields.get("superseded_by")
                     if target is not None:
-                        t = jobs_repo.lock_memory(s, target)
+                        t = memories_repo.lock_memory(s, target)
                         if t is None or t.status != "active":
                             continue
 
@@ -309,7 +195,7 @@ class ConsolidationService:
             if m.memory_type == "episodic" and m.session_id:
                 by_session[m.session_id].append(m)
         with run.sessions() as s:
-            done_sessions = jobs_repo.summarised_sessions(s, run.cube_id)
+            done_sessions = memories_repo.summarised_sessions(s, run.cube_id)
         written = 0
         for session_id, turns in by_session.items():
             if session_id in done_sessions or len(turns) < run.settings.summary_min_turns:
@@ -343,7 +229,7 @@ class ConsolidationService:
                 tier="mid",
             )
             with run.sessions.begin() as s:
-                if session_id in jobs_repo.summarised_sessions(s, run.cube_id):
+                if session_id in memories_repo.summarised_sessions(s, run.cube_id):
                     continue
                 s.add(row)
                 s.flush()
@@ -364,15 +250,15 @@ class ConsolidationService:
         summaries; long = profile facts (semantic/procedural memories) and whatever grows hot (promotion)."""
         now = utcnow()
         with run.sessions() as s:
-            mems = jobs_repo.active_memories(s, run.cube_id)
+            mems = memories_repo.active_memories(s, run.cube_id)
             heats = {m.id: heat_of(m, now) for m in mems}
             s.expunge_all()
         for start in range(0, len(mems), 500):
             # Heat is a derived score: rows another transaction holds (enrichment) are skipped, not waited for.
             with run.sessions.begin() as s:
-                free = jobs_repo.lock_free(s, [m.id for m in mems[start : start + 500]])
+                free = memories_repo.lock_free(s, [m.id for m in mems[start : start + 500]])
                 if free:
-                    s.execute(update(Memory), [{"id": i, "heat": heats[i]} for i in free])
+                    memories_repo.set_heat(s, {i: heats[i] for i in free})
         sessions_by_time: dict[str, datetime] = {}
         for m in mems:
             if m.memory_type == "episodic" and m.session_id:
@@ -404,11 +290,11 @@ class ConsolidationService:
         done = 0
         for start in range(0, len(changes), 500):
             with run.sessions.begin() as s:
-                free = set(jobs_repo.lock_free(s, [c.memory_id for c in changes[start : start + 500]]))
+                free = set(memories_repo.lock_free(s, [c.memory_id for c in changes[start : start + 500]]))
                 for c in changes[start : start + 500]:
                     if c.memory_id not in free:
                         continue  # busy elsewhere: the next run moves it
-                    m = jobs_repo.lock_memory(s, c.memory_id)
+                    m = memories_repo.lock_memory(s, c.memory_id)
                     if m is None or m.status != "active" or m.version != c.version:
                         continue
 
@@ -419,8 +305,3 @@ class ConsolidationService:
                                      details=c.details)
                     done += 1
         return done
-
-
-def summariser_from(settings: Any) -> Summariser:
-    return Summariser(settings.llm_base_url, settings.llm_api_key, settings.llm_model, settings.llm_timeout_seconds,
-                      settings.summary_sentences)

@@ -6,13 +6,15 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
+from app.memory.access import require_cube
 from app.models import Cube
 from app.models.base import utcnow
+from app.principal import Principal
 from app.repositories import audit, cubes
-from app.repositories import graph as graph_repo
+from app.repositories import memories as memories_repo
 from app.schemas.cubes import CubeCreate, CubeOut, CubePatch
-from app.services.base import Idempotency, Principal, Transactor, Tx
+from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
 
 
@@ -21,13 +23,6 @@ def cube_out(cube: Cube, memory_count: int, enrichment_pending: int = 0) -> Cube
                    owner_id=cube.owner_id, status=cube.status, memory_count=memory_count,
                    forget_policy=cube.forget_policy, enrichment_pending=enrichment_pending,
                    created_at=cube.created_at, updated_at=cube.updated_at)
-
-
-def require_cube(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, *, lock: bool = False) -> Cube:
-    cube = cubes.live_cube(s, tenant_id, cube_id, lock=lock)
-    if cube is None:
-        raise NotFound("cube", cube_id)
-    return cube
 
 
 class CubeService:
@@ -52,7 +47,7 @@ class CubeService:
 
     def _pending(self, s: Session, cube_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         """Memories whose enrichment, or whose deferred fine indexing (imports), has not run yet."""
-        counts = graph_repo.count_unenriched(s, cube_ids)
+        counts = memories_repo.count_unenriched(s, cube_ids)
         return {c: counts.get(c, 0) + self.indexes.deferred(c) for c in cube_ids}
 
     def get(self, principal: Principal, cube_id: uuid.UUID) -> CubeOut:

@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.graph.extract import entities, keywords
 from app.graph.timeexpr import extract_times
+from app.memory.records import snapshot
+from app.memory.text import indexed_text
 from app.models import Memory
 from app.models.base import utcnow
 from app.repositories import audit
 from app.repositories import graph as graph_repo
 from app.repositories import memories as repo
-from app.services.memories import indexed_text, snapshot
 from app.vector.fine import FineStore, Window
 from app.vector.index import VectorStore
 
@@ -73,7 +74,7 @@ class EnrichmentService:
 
     def _enrich_batch(self, cube_id: uuid.UUID, batch: int) -> int:
         with self.sessions.begin() as s:
-            pending = graph_repo.unenriched(s, cube_id, batch)
+            pending = repo.unenriched(s, cube_id, batch)
             if not pending:
                 return 0
             now = utcnow()
@@ -86,7 +87,7 @@ class EnrichmentService:
                     for m in members:
                         touched[m.vec_id] = window([m], 0)
                     continue
-                ordered = graph_repo.session_neighbours(s, cube_id, session_id)
+                ordered = repo.session_neighbours(s, cube_id, session_id)
                 member_ids = {m.id for m in members}
                 position = {m.id: i for i, m in enumerate(ordered)}
                 for m in members:
@@ -113,7 +114,7 @@ class EnrichmentService:
                     "entities": entities(text),
                     "times": [t.as_json() for t in extract_times(m.content, said_at)],
                 }
-                graph_repo.mark_enriched(s, m.id, enrichment, now)
+                repo.mark_enriched(s, m.id, enrichment, now)
             # Indexed before the commit, so a cube reporting nothing pending is searchable in fine mode; if the
             # commit fails, the start-up check finds the index ahead of Postgres and rebuilds it.
             self.fine.upsert(cube_id, [(m.vec_id, indexed_text(m.content, m.meta)) for m in pending],

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import Conflict, NotFound
-from app.forgetting.detector import (
+from app.forget_requests.detector import (
     CLASSIFIER_PROMPT,
     Detection,
     content_words,
@@ -30,19 +30,20 @@ from app.forgetting.detector import (
     might_be_request,
     parse_classifier_reply,
 )
+from app.llm import chat_completion
+from app.memory.access import require_cube
+from app.memory.changes import versioned_change
 from app.models import Memory
 from app.models.base import utcnow
 from app.models.lifecycle import ForgetRequest
+from app.principal import Principal
 from app.repositories import audit
 from app.repositories import forget_requests as repo
-from app.repositories import jobs as jobs_repo
+from app.repositories import memories as memories_repo
 from app.schemas.forget_requests import ForgetRequestList, ForgetRequestOut
 from app.schemas.memories import MessageIn
-from app.services.base import Principal, Transactor, Tx
-from app.services.consolidation import chat_completion
-from app.services.cubes import require_cube
+from app.services.base import Transactor, Tx
 from app.services.derived import DerivedIndexes
-from app.services.jobs import versioned_change
 from app.vector.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class ForgetRequestService:
                                       "cube_id": str(cube_id), "reason": REASON,
                                       "forget_request_id": str(plan.request_id)})
                 s.expunge(m)
-            jobs_repo.hard_delete(s, ids)
+            memories_repo.hard_delete(s, ids)
         else:
             for m, _ in matched:
                 versioned_change(s, m, reason=REASON, action="memory.forget", job_id=None, key_id=principal.key_id,
@@ -179,14 +180,14 @@ class ForgetRequestService:
         found: dict[uuid.UUID, tuple[Memory, str]] = {}
         index = self.indexes.vectors.peek(cube_id)
         for subject, query in zip(plan.subjects, plan.queries):
-            for m in repo.active_containing(s, cube_id, content_words(subject), limit):
+            for m in memories_repo.active_containing(s, cube_id, content_words(subject), limit):
                 found.setdefault(m.id, (m, "lexical"))
             if index is None:
                 continue
             scores, vec_ids = index.search(query, limit)
             dense = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
                      if sc >= self.settings.forget_min_score}
-            for m in repo.active_by_vec_ids(s, cube_id, list(dense)):
+            for m in memories_repo.active_by_vec_ids(s, list(dense), cube_id=cube_id, lock=True).values():
                 found.setdefault(m.id, (m, f"dense {dense[m.vec_id]:.3f}"))
         keep = [(m, how) for m, how in found.values() if m.id not in written and MARKER_KEY not in (m.meta or {})]
         keep.sort(key=lambda x: (x[0].created_at, x[0].id))
@@ -215,7 +216,7 @@ class ForgetRequestService:
                 raise Conflict(f"forget request is {row.status}: {why}", {"status": row.status})
             restored: list[tuple[int, np.ndarray]] = []
             skipped: list[str] = []
-            for m in repo.memories_locked(s, row.memory_ids):
+            for m in memories_repo.memories_locked(s, row.memory_ids):
                 if m.status != "archived":
                     skipped.append(str(m.id))
                     continue

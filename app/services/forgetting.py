@@ -16,20 +16,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import NotFound
+from app.memory.access import require_cube, require_memory
+from app.memory.changes import versioned_change
+from app.memory.records import heat_of, memory_out, when
 from app.models import CubePolicy, Memory
 from app.models.base import utcnow
+from app.principal import Principal
 from app.repositories import audit
 from app.repositories import jobs as jobs_repo
 from app.repositories import memories as repo
 from app.schemas.jobs import PolicyIn, PolicyOut, PurgeRequest, PurgeResult
 from app.schemas.memories import MemoryOut
-from app.services.base import Principal, Transactor, Tx
-from app.services.consolidation import heat_of, when
-from app.services.cubes import require_cube
+from app.services.base import Transactor, Tx
 from app.services.derived import DerivedIndexes
-from app.services.jobs import JobRun, versioned_change
-from app.services.memories import memory_out
+from app.services.jobs import JobRun
 
 BATCH = 100
 
@@ -63,7 +63,7 @@ def forget(run: JobRun) -> dict[str, Any]:
     now = utcnow()
     with run.sessions() as s:
         policy = policy_of(jobs_repo.get_policy(s, run.cube_id))
-        mems = jobs_repo.active_memories(s, run.cube_id)
+        mems = repo.active_memories(s, run.cube_id)
         s.expunge_all()
     if not policy.enabled and run.kind != "forget":
         return {"skipped": "policy disabled"}
@@ -92,7 +92,7 @@ def forget(run: JobRun) -> dict[str, Any]:
         removed: list[int] = []
         with run.sessions.begin() as s:
             for r, seen, reason in items[start : start + batch]:
-                row = jobs_repo.lock_memory(s, seen.id)
+                row = repo.lock_memory(s, seen.id)
                 if row is None or row.status != "active" or row.version != seen.version:
                     continue
                 versioned_change(s, row, reason=reason, action="memory.forget", job_id=run.job_id,
@@ -136,11 +136,8 @@ class ForgettingService:
         tenant_id = principal.require_tenant()
 
         def work(tx: Tx) -> MemoryOut:
-            m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
-            if m is None:
-                raise NotFound("memory", memory_id)
-            principal.require_object(m.cube_id, "write", "memory", memory_id)
-            jobs_repo.add_feedback(tx.session, m, signal)
+            m = require_memory(tx.session, principal, memory_id, "write", lock=True)
+            repo.add_feedback(tx.session, m, signal)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="memory.feedback",
                          object_type="memory", object_id=m.id, details={"signal": signal})
             return memory_out(m)
@@ -152,10 +149,7 @@ class ForgettingService:
         tenant_id = principal.require_tenant()
 
         def work(tx: Tx) -> MemoryOut:
-            m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
-            if m is None:
-                raise NotFound("memory", memory_id)
-            principal.require_object(m.cube_id, "admin", "memory", memory_id)
+            m = require_memory(tx.session, principal, memory_id, "admin", lock=True)
             out = memory_out(m)
             cube_id, vec_id, was_active = m.cube_id, m.vec_id, m.status == "active"
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="memory.purge",
@@ -163,7 +157,7 @@ class ForgettingService:
                          details={"version": m.version, "status": m.status, "content_hash": m.content_hash,
                                   "cube_id": str(cube_id)})
             tx.session.expunge(m)
-            jobs_repo.hard_delete(tx.session, [memory_id])
+            repo.hard_delete(tx.session, [memory_id])
             if was_active:
                 tx.after_commit.append(lambda: self.indexes.remove(cube_id, [vec_id]))
             return out
@@ -177,11 +171,11 @@ class ForgettingService:
 
         def work(tx: Tx) -> PurgeResult:
             require_cube(tx.session, tenant_id, cube_id)
-            rows = jobs_repo.purgeable(tx.session, cube_id, body.statuses, before)
+            rows = repo.purgeable(tx.session, cube_id, body.statuses, before)
             ids = [m.id for m in rows]
             for m in rows:
                 tx.session.expunge(m)
-            jobs_repo.hard_delete(tx.session, ids)
+            repo.hard_delete(tx.session, ids)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.purge",
                          object_type="cube", object_id=cube_id,
                          details={"count": len(ids), "statuses": list(body.statuses),

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput
+from app.memory.access import require_cube, require_memory
+from app.principal import Principal
 from app.repositories import graph as graph_repo
 from app.repositories import memories as repo
 from app.schemas.graph import EdgeOut, EntityList, EntityOut, GraphNode, GraphPage, LinkOut, MemoryLinks
-from app.services.base import Principal
-from app.services.cubes import require_cube
 
 
 def _after(cursor: str | None) -> uuid.UUID | None:
@@ -29,14 +29,10 @@ class GraphService:
         self.sessions = sessions
 
     def links(self, principal: Principal, memory_id: uuid.UUID) -> MemoryLinks:
-        tenant_id = principal.require_tenant()
         with self.sessions() as s:
-            m = repo.live_memory(s, tenant_id, memory_id)
-            if m is None:
-                raise NotFound("memory", memory_id)
-            principal.require_object(m.cube_id, "read", "memory", memory_id)
+            m = require_memory(s, principal, memory_id, "read")
             edges = graph_repo.edges_of(s, m.id)
-            others = {o.id: o for o in graph_repo.memories_by_ids(
+            others = {o.id: o for o in repo.memories_by_ids(
                 s, [e.target_id if e.source_id == m.id else e.source_id for e in edges])}
             links = []
             for e in edges:
@@ -57,7 +53,7 @@ class GraphService:
             edges = graph_repo.edges_page(s, cube_id, types, limit + 1, after)
             page = edges[:limit]
             node_ids = list(dict.fromkeys([e.source_id for e in page] + [e.target_id for e in page]))
-            nodes = graph_repo.memories_by_ids(s, node_ids)
+            nodes = repo.memories_by_ids(s, node_ids)
             return GraphPage(
                 nodes=[GraphNode.model_validate(n, from_attributes=True) for n in nodes],
                 edges=[EdgeOut.model_validate(e, from_attributes=True) for e in page],

@@ -84,7 +84,7 @@ class IndexService:
                     log.warning("fine index of cube %s disagrees with Postgres; re-enriching it", cube_id)
                     fine.reset(cube_id)
                     graph_repo.mark_unenriched(s, cube_id)
-            return graph_repo.cubes_with_unenriched(s)
+            return repo.cubes_with_unenriched(s)
 
     def rebuild_all(self) -> HealReport:
         report = HealReport()

@@ -17,20 +17,20 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import Conflict, NotFound
-from app.models import Job, Memory
+from app.memory.access import require_cube
+from app.models import Job
 from app.models.base import utcnow
+from app.principal import Principal
 from app.repositories import audit
 from app.repositories import jobs as jobs_repo
-from app.repositories import memories as repo
+from app.repositories import memories as memories_repo
 from app.schemas.jobs import JobList, JobOut
-from app.services.base import Principal, Transactor, Tx
-from app.services.cubes import require_cube
-from app.services.memories import snapshot
+from app.services.base import Transactor, Tx
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +48,6 @@ def job_out(j: Job) -> JobOut:
                   attempts=j.attempts, max_attempts=j.max_attempts, error=j.error, progress=round(j.progress, 4),
                   params=j.params or {}, result=j.result or {}, created_at=j.created_at, started_at=j.started_at,
                   finished_at=j.finished_at, updated_at=j.updated_at)
-
-
-def versioned_change(s: Session, m: Memory, *, reason: str, action: str, job_id: uuid.UUID | None,
-                     mutate: Callable[[Memory], None], details: dict[str, Any] | None = None,
-                     key_id: uuid.UUID | None = None) -> None:
-    """The path of ``MemoryService._change`` for a job (or another batch change, with the key that asked): the
-    prior state as a version with the reason, the change, version + 1, and an audit row naming the job. The caller
-    syncs the derived indexes after the commit."""
-    repo.add_version(s, m, snapshot(m), reason[:200], key_id)
-    mutate(m)
-    m.version += 1
-    m.updated_at = utcnow()
-    job = {"job_id": str(job_id)} if job_id is not None else {}
-    audit.record(s, tenant_id=m.tenant_id, key_id=key_id, action=action, object_type="memory", object_id=m.id,
-                 details={"version": m.version, "reason": reason, **job, **(details or {})})
 
 
 @dataclass
@@ -270,9 +255,8 @@ class JobService:
             for tenant_id, cube_id in jobs_repo.live_cubes(s):
                 if jobs_repo.unfinished_job(s, cube_id, "consolidate", params) is not None:
                     continue
-                last = s.scalar(select(func.max(Job.started_at)).where(
-                    Job.cube_id == cube_id, Job.kind == "consolidate", Job.status == "done"))
-                changed = s.scalar(select(func.max(Memory.updated_at)).where(Memory.cube_id == cube_id))
+                last = jobs_repo.last_done_start(s, cube_id, "consolidate")
+                changed = memories_repo.last_changed(s, cube_id)
                 if changed is None or (last is not None and changed < last):
                     continue
                 job = jobs_repo.add_job(s, tenant_id=tenant_id, cube_id=cube_id, kind="consolidate",

@@ -13,9 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.activation.fingerprint import pack_tokens, token_hash, unpack_tokens
 from app.activation.store import disk_path
 from app.config import Settings
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict
 from app.lifecycle.archive import Archive, ArchiveWriter, bad, read_archive, sha256_hex
-from app.models import Activation, Adapter, Cube, Memory, Snapshot
+from app.memory.access import require_cube
+from app.memory.records import memory_out
+from app.memory.text import indexed_text
+from app.models import Activation, Adapter, Cube, Memory
 from app.models.base import utcnow
 from app.parametric.files import AdapterFiles
+from app.principal import Principal
 from app.repositories import audit, cubes
 from app.repositories import graph as graph_repo
 from app.repositories import jobs as jobs_repo
 from app.repositories import memories as repo
 from app.repositories import snapshots as snap_repo
-from app.schemas.activation import ActivationCreate
 from app.schemas.lifecycle import (
     ActivationLine,
     AdapterLine,
@@ -46,52 +48,21 @@ from app.schemas.lifecycle import (
     EdgeLine,
     EntityLine,
     ForkRequest,
-    FuseRequest,
-    FuseResult,
     ManifestHeader,
-    MergeRequest,
-    MergeResult,
-    RestoreResult,
-    SnapshotCreate,
-    SnapshotList,
-    SnapshotOut,
 )
-from app.schemas.memories import MemoryIn, MemoryVersionOut
-from app.services.activation import ActivationService, render_memories
-from app.services.adapters import AdapterService
-from app.services.base import Idempotency, Principal, Transactor, Tx
-from app.services.cubes import cube_out, require_cube
+from app.schemas.memories import ArchivedOut, MemoryVersionOut
+from app.services.activation import ActivationService
+from app.services.base import Idempotency, Transactor, Tx
+from app.services.cubes import cube_out
 from app.services.derived import DerivedIndexes
 from app.services.enrichment import window
 from app.services.forgetting import policy_of
-from app.services.jobs import JobRun, JobService
-from app.services.memories import (
-    ExportedMemory,
-    MemoryBatch,
-    MemoryService,
-    content_hash,
-    indexed_text,
-    memory_out,
-    snapshot,
-)
+from app.services.memories import MemoryService
 from app.vector.fine import Window
 
 MEMORIES, EDGES, ENTITIES = "memories.jsonl", "edges.jsonl", "entities.jsonl"
 ACTIVATIONS, ADAPTERS = "activations.jsonl", "adapters.jsonl"
-# A memory's state that a restore puts back (everything a user or a job can change).
-RESTORED = ("content", "memory_type", "user_id", "agent_id", "session_id", "occurred_at", "tags", "metadata",
-            "source", "status", "importance", "merged_into", "superseded_by", "tier")
 ROWS_PER_INSERT = 5000
-FUSE_CANDIDATES = 500  # an activation renders at most this many memories (ActivationCreate's cap)
-
-
-class ArchivedOut(ExportedMemory):
-    """A line of ``memories.jsonl`` as written: an export line plus the derived state that makes an imported
-    cube search exactly like the original (its vector, enrichment, and when it was enriched)."""
-
-    embedding: str
-    enrichment: dict[str, Any]
-    enriched_at: datetime | None
 
 
 @dataclass
@@ -127,36 +98,15 @@ def _rows(archive: Archive, name: str, model: type[BaseModel]) -> list[Any]:
     return out
 
 
-def snapshot_out(row: Snapshot) -> SnapshotOut:
-    return SnapshotOut(id=row.id, cube_id=row.cube_id, label=row.label, kind=row.kind, memory_count=row.memory_count,
-                       size_bytes=row.size_bytes, sha256=row.sha256, created_at=row.created_at)
-
-
-def state_of(m: Memory) -> dict[str, Any]:
-    """The restorable state of a row, comparable with ``line_state``."""
-    return {"content": m.content, "memory_type": m.memory_type, "user_id": m.user_id, "agent_id": m.agent_id,
-            "session_id": m.session_id, "occurred_at": m.occurred_at, "tags": list(m.tags or []),
-            "metadata": m.meta or {}, "source": m.source or {}, "status": m.status, "importance": m.importance,
-            "merged_into": m.merged_into, "superseded_by": m.superseded_by, "tier": m.tier or "short"}
-
-
-def line_state(line: ArchiveLine) -> dict[str, Any]:
-    src = line.memory
-    return {name: getattr(src, name) for name in RESTORED}
-
-
 class LifecycleService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, memories: MemoryService,
-                 indexes: DerivedIndexes, jobs: JobService, activation: ActivationService,
-                 adapters: AdapterService) -> None:
+                 indexes: DerivedIndexes, activation: ActivationService) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
         self.memories = memories
         self.indexes = indexes
-        self.jobs = jobs
         self.activation = activation
-        self.adapters = adapters
         self.adapter_files = AdapterFiles(settings.adapter_dir)
 
     # -- writing an archive ----------------------------------------------------------------------------------
@@ -168,12 +118,12 @@ class LifecycleService:
 
         def chunks() -> Iterator[bytes]:
             with self.sessions() as s:
-                writer, header = self._collect(s, require_cube(s, tenant_id, cube_id), with_files=True)
+                writer, header = self.collect(s, require_cube(s, tenant_id, cube_id), with_files=True)
             yield from writer.stream(header)
 
         return chunks()
 
-    def _collect(self, s: Session, cube: Cube, *, with_files: bool) -> tuple[ArchiveWriter, dict[str, Any]]:
+    def collect(self, s: Session, cube: Cube, *, with_files: bool) -> tuple[ArchiveWriter, dict[str, Any]]:
         writer = ArchiveWriter()
         counts = ArchiveCounts()
 
@@ -248,7 +198,7 @@ class LifecycleService:
         ).model_dump_json()
 
     # -- reading an archive ----------------------------------------------------------------------------------
-    def _plan(self, archive: Archive) -> Plan:
+    def plan(self, archive: Archive) -> Plan:
         """Parse and check every row against the others; embeddings are reused when the model is ours."""
         try:
             header = ManifestHeader.model_validate(archive.manifest)
@@ -311,7 +261,7 @@ class LifecycleService:
                        idem: Idempotency | None = None) -> ArchiveImportResult:
         """A new cube of the caller's tenant from an archive; all or nothing."""
         tenant_id = principal.require_unscoped()
-        plan = self._plan(read_archive(body))
+        plan = self.plan(read_archive(body))
         header = plan.header
         provenance = {"imported_from": {"cube_id": header.source.get("cube_id"), "name": header.cube.name,
                                         "archive_created_at": header.created_at,
@@ -325,9 +275,9 @@ class LifecycleService:
         tenant_id = principal.require_unscoped()
         with self.sessions() as s:
             cube = require_cube(s, tenant_id, cube_id)
-            writer, header = self._collect(s, cube, with_files=True)
+            writer, header = self.collect(s, cube, with_files=True)
             name = body.name or f"{cube.name}-fork-{uuid.uuid4().hex[:6]}"
-        plan = self._plan(read_archive(writer.to_bytes(header)))
+        plan = self.plan(read_archive(writer.to_bytes(header)))
         provenance = {"forked_from": {"cube_id": str(cube_id), "at": utcnow().isoformat()}}
         return self._create_from(principal, tenant_id, plan, name, body.description, provenance, "cube.fork", idem)
 
@@ -396,7 +346,7 @@ class LifecycleService:
             for v in ln.versions:
                 repo.add_imported_version(s, row.id, v.version, v.snapshot, v.reason, v.created_at)
         if plan.reused:  # otherwise enrichment links them again from this server's vectors
-            self._write_graph(s, tenant_id, cube_id, plan, id_map)
+            self.write_graph(s, tenant_id, cube_id, plan, id_map)
         s.flush()
         active = [(r.vec_id, i) for i, r in enumerate(rows) if r.status == "active"]
         enriched = [r.vec_id for r in rows if r.status == "active" and r.enriched_at is not None]
@@ -412,7 +362,7 @@ class LifecycleService:
         return rows
 
     @staticmethod
-    def _write_graph(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, plan: Plan,
+    def write_graph(s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, plan: Plan,
                      id_map: dict[uuid.UUID, uuid.UUID]) -> None:
         edges = [(id_map[e.source_id], id_map[e.target_id], e.type, e.weight) for e in plan.edges]
         for start in range(0, len(edges), ROWS_PER_INSERT):  # one INSERT holds at most 65,535 parameters
@@ -435,7 +385,7 @@ class LifecycleService:
                     windows.append(window([m], 0))
                     continue
                 if m.session_id not in sessions:
-                    ordered = graph_repo.session_neighbours(s, cube_id, m.session_id)
+                    ordered = repo.session_neighbours(s, cube_id, m.session_id)
                     sessions[m.session_id] = ordered, {o.id: i for i, o in enumerate(ordered)}
                 ordered, position = sessions[m.session_id]
                 windows.append(window(ordered, position[m.id]))
@@ -495,218 +445,3 @@ class LifecycleService:
                 status="active", created_by=str(principal.key_id), metrics=ad.metrics, created_at=ad.created_at,
             ))
         snap_repo.add_rows(s, rows)
-
-    # -- snapshots and restore -------------------------------------------------------------------------------
-    def create_snapshot(self, principal: Principal, cube_id: uuid.UUID, body: SnapshotCreate,
-                        idem: Idempotency | None = None) -> SnapshotOut:
-        tenant_id = principal.require_cube(cube_id, "write")
-
-        def work(tx: Tx) -> SnapshotOut:
-            cube = require_cube(tx.session, tenant_id, cube_id, lock=True)
-            return snapshot_out(self._snapshot(tx.session, principal, cube, "manual", body.label))
-
-        return self.tx.run(principal, idem, SnapshotOut, work)
-
-    def _snapshot(self, s: Session, principal: Principal, cube: Cube, kind: str, label: str | None) -> Snapshot:
-        writer, header = self._collect(s, cube, with_files=False)
-        payload = writer.to_bytes(header)
-        row = snap_repo.add_snapshot(s, Snapshot(
-            tenant_id=cube.tenant_id, cube_id=cube.id, label=label, kind=kind,
-            memory_count=header["counts"]["memories"], size_bytes=len(payload), sha256=sha256_hex(payload),
-            payload=payload, key_id=principal.key_id))
-        audit.record(s, tenant_id=cube.tenant_id, key_id=principal.key_id, action="snapshot.create",
-                     object_type="snapshot", object_id=row.id, details={"cube_id": str(cube.id), "kind": kind})
-        return row
-
-    def list_snapshots(self, principal: Principal, cube_id: uuid.UUID) -> SnapshotList:
-        tenant_id = principal.require_cube(cube_id, "read")
-        with self.sessions() as s:
-            require_cube(s, tenant_id, cube_id)
-            return SnapshotList(snapshots=[snapshot_out(r) for r in snap_repo.snapshots_of(s, cube_id)])
-
-    def restore(self, principal: Principal, cube_id: uuid.UUID, snapshot_id: uuid.UUID) -> RestoreResult:
-        """Bring the cube back to a snapshot without destroying anything: a memory whose state differs gets a
-        new version with the snapshot's state, one missing (purged) is written back, and an active one that
-        the snapshot does not have is archived. A ``pre_restore`` snapshot is taken first: restoring it undoes
-        this restore."""
-        tenant_id = principal.require_cube(cube_id, "admin")
-        with self.sessions() as s:
-            require_cube(s, tenant_id, cube_id)
-            row = snap_repo.snapshot_in_cube(s, cube_id, snapshot_id)
-            if row is None:
-                raise NotFound("snapshot", snapshot_id)
-            payload = row.payload
-        plan = self._plan(read_archive(payload))
-        if not plan.reused:
-            raise InvalidInput("the snapshot's embeddings are of another model; import it as a new cube instead",
-                               {"snapshot_id": str(snapshot_id)})
-
-        def work(tx: Tx) -> RestoreResult:
-            s = tx.session
-            cube = require_cube(s, tenant_id, cube_id, lock=True)
-            pre = self._snapshot(s, principal, cube, "pre_restore", f"before restoring {snapshot_id}")
-            result = RestoreResult(snapshot_id=snapshot_id, pre_restore_snapshot_id=pre.id, changed=0, recreated=0,
-                                   archived=0, unchanged=0)
-            current = {m.id: m for m in repo.all_in_cube(s, cube_id)}
-            reason = f"restore snapshot {snapshot_id}"
-            index_add: list[tuple[int, np.ndarray]] = []
-            index_remove: list[int] = []
-            recreated: list[Memory] = []
-            for ln, vec in zip(plan.lines, plan.vecs):
-                m = current.get(ln.memory.id)
-                if m is None:
-                    m = self.memories.imported_row(tenant_id, cube_id, ln.memory, vec)
-                    m.id, m.tier = ln.memory.id, ln.memory.tier
-                    recreated.append(m)
-                    continue
-                if state_of(m) == line_state(ln):
-                    result.unchanged += 1
-                    continue
-                self._put_back(s, principal, m, ln, vec, reason, index_add, index_remove)
-                result.changed += 1
-            repo.add_memories(s, recreated)
-            by_id = {ln.memory.id: ln for ln in plan.lines}
-            known = set(current) | {m.id for m in recreated}
-            for m in recreated:  # after the insert: links to rows of the same batch
-                src = by_id[m.id].memory
-                m.merged_into = src.merged_into if src.merged_into in known else None
-                m.superseded_by = src.superseded_by if src.superseded_by in known else None
-                for v in by_id[m.id].versions:
-                    repo.add_imported_version(s, m.id, v.version, v.snapshot, v.reason, v.created_at)
-                if m.status == "active":
-                    index_add.append((m.vec_id, np.frombuffer(m.embedding, dtype=np.float32)))
-            result.recreated = len(recreated)
-            for m in current.values():
-                if m.id not in by_id and m.status == "active":
-                    self._archive_one(s, principal, m, f"{reason}: not in the snapshot")
-                    index_remove.append(m.vec_id)
-                    result.archived += 1
-            self._write_graph(s, tenant_id, cube_id, plan, {i: i for i in known})
-            audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action="snapshot.restore",
-                         object_type="cube", object_id=cube_id, details=result.model_dump(mode="json"))
-            tx.after_commit.append(lambda: self._sync_indexes(cube_id, index_add, index_remove))
-            return result
-
-        return self.tx.run(principal, None, RestoreResult, work)
-
-    def _put_back(self, s: Session, principal: Principal, m: Memory, ln: ArchiveLine, vec: np.ndarray, reason: str,
-                  index_add: list[tuple[int, np.ndarray]], index_remove: list[int]) -> None:
-        """One memory back to the snapshot's state, as a new version (the path of ``MemoryService._change``)."""
-        was_active, old_embedding = m.status == "active", m.embedding
-        repo.add_version(s, m, snapshot(m), reason[:200], principal.key_id)
-        for name, value in line_state(ln).items():
-            setattr(m, "meta" if name == "metadata" else name, value)
-        m.content_hash = content_hash(m.content)
-        m.embedding = vec.tobytes()
-        m.version += 1
-        m.updated_at = utcnow()
-        audit.record(s, tenant_id=m.tenant_id, key_id=principal.key_id, action="memory.restore_snapshot",
-                     object_type="memory", object_id=m.id, details={"version": m.version, "reason": reason})
-        if m.status == "active" and (not was_active or m.embedding != old_embedding):
-            m.enriched_at = None  # new text, or back from archive: indexed and enriched again
-            index_add.append((m.vec_id, vec))
-        elif was_active and m.status != "active":
-            index_remove.append(m.vec_id)
-
-    @staticmethod
-    def _archive_one(s: Session, principal: Principal, m: Memory, reason: str) -> None:
-        repo.add_version(s, m, snapshot(m), reason[:200], principal.key_id)
-        m.status = "archived"
-        m.version += 1
-        m.updated_at = utcnow()
-        audit.record(s, tenant_id=m.tenant_id, key_id=principal.key_id, action="memory.restore_snapshot",
-                     object_type="memory", object_id=m.id, details={"version": m.version, "reason": reason})
-
-    def _sync_indexes(self, cube_id: uuid.UUID, add: list[tuple[int, np.ndarray]], remove: list[int]) -> None:
-        if remove:
-            self.indexes.remove(cube_id, remove)
-        if add:
-            self.indexes.add(cube_id, [a[0] for a in add], np.stack([a[1] for a in add]))
-
-    # -- merge -----------------------------------------------------------------------------------------------
-    def merge(self, principal: Principal, cube_id: uuid.UUID, body: MergeRequest,
-              idem: Idempotency | None = None) -> MergeResult:
-        """The other cube's active memories, written here through admission (a duplicate is stored archived with
-        ``merged_into``, never doubled); their vectors are reused, nothing is embedded again."""
-        tenant_id = principal.require_cube(cube_id, "write")
-        principal.require_cube(body.from_cube_id, "read")
-        if body.from_cube_id == cube_id:
-            raise InvalidInput("a cube cannot be merged into itself", {"field": "from_cube_id"})
-        with self.sessions() as s:
-            require_cube(s, tenant_id, cube_id)
-            require_cube(s, tenant_id, body.from_cube_id)
-            source = jobs_repo.active_memories(s, body.from_cube_id)
-            items = [MemoryIn.model_validate({
-                "content": m.content, "memory_type": m.memory_type, "user_id": m.user_id, "agent_id": m.agent_id,
-                "session_id": m.session_id, "occurred_at": m.occurred_at, "tags": list(m.tags or []),
-                "metadata": m.meta or {}, "source": m.source or {}, "importance": m.importance}) for m in source]
-            vecs = (np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in source]) if source
-                    else np.zeros((0, self.memories.embedder.dim), dtype=np.float32))
-
-        def counts(batch: MemoryBatch) -> MergeResult:
-            out = MergeResult(from_cube_id=body.from_cube_id, considered=len(items), admitted=0, merged=0,
-                              rejected=0)
-            for item in batch.admission:
-                setattr(out, item.status, getattr(out, item.status) + 1)
-            return out
-
-        def record(tx: Tx, batch: MemoryBatch) -> None:
-            """In the merge's own transaction: the merge joins the target cube's provenance."""
-            cube = require_cube(tx.session, tenant_id, cube_id, lock=True)
-            merges = [*(cube.provenance or {}).get("merged_from", []),
-                      {**counts(batch).model_dump(mode="json"), "at": utcnow().isoformat()}]
-            cube.provenance = {**(cube.provenance or {}), "merged_from": merges}
-
-        if not items:
-            return counts(MemoryBatch(memories=[]))
-        return counts(self.memories.add_embedded(principal, cube_id, items, vecs, idem, "cube.merge", record))
-
-    # -- fuse ------------------------------------------------------------------------------------------------
-    def fuse(self, principal: Principal, cube_id: uuid.UUID, body: FuseRequest) -> FuseResult:
-        """Queue the job that turns the cube's plaintext into a KV cache (``fuse_activation``) or an adapter
-        (``distill``); the job's result names what it built."""
-        principal.require_cube(cube_id, "write")
-        if body.into == "parametric":
-            return FuseResult(into=body.into, job=self.adapters.distill(principal, cube_id, body.distill_request()))
-        if self.settings.redis_url:
-            raise Conflict("fuse into activation builds the cache with this process's activation model; with "
-                           "MEMCUBED_REDIS_URL set, jobs run on workers that have none",
-                           {"into": body.into, "queue": "redis"})
-        params = {"max_tokens": body.max_tokens} if body.max_tokens is not None else {}
-        return FuseResult(into=body.into, job=self.jobs.request(principal, cube_id, "fuse_activation", params))
-
-
-class FuseActivation:
-    """Job handler: a KV cache of the cube's most important memories (importance, heat, retrievals) that fits
-    the token budget, built by the activation service's own path from the chosen memory ids."""
-
-    def __init__(self, activation: Callable[[], ActivationService]) -> None:
-        self.activation = activation
-
-    def __call__(self, run: JobRun) -> dict[str, Any]:
-        service = self.activation()
-        model = service.engine().model
-        limit = min(run.settings.activation_max_tokens, model.max_positions - 1)
-        budget = min(int(run.params.get("max_tokens") or limit), limit)
-        with run.sessions() as s:
-            candidates = [(m.id, m.content) for m in snap_repo.most_important(s, run.cube_id, FUSE_CANDIDATES)]
-
-        def tokens(contents: list[str]) -> int:
-            return len(model.encode(model.chat_context(render_memories(contents))))
-
-        chosen: list[tuple[uuid.UUID, str]] = []
-        used = tokens([])
-        for memory_id, content in candidates:  # greedy by importance; one line costs about its own tokens
-            cost = len(model.encode("- " + " ".join(content.split()))) + 1
-            if used + cost <= budget:
-                chosen.append((memory_id, content))
-                used += cost
-        while chosen and tokens([c for _, c in chosen]) > budget:  # the exact count of the rendered prefix
-            chosen.pop()
-        if not chosen:
-            return {"activation_id": None, "memories": 0, "reason": "no active memory fits the token budget",
-                    "budget": budget}
-        actor = Principal(key_id=uuid.UUID(int=0), scope="tenant", tenant_id=run.tenant_id)
-        out = service.create(actor, run.cube_id, ActivationCreate(memory_ids=[m for m, _ in chosen]))
-        return {"activation_id": str(out.id), "memories": len(chosen), "tokens": out.tokens, "budget": budget,
-                "memory_ids": [str(m) for m, _ in chosen]}

@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from app.errors import Conflict, InvalidInput, PayloadTooLarge
+from app.memory.access import require_cube, require_memory
+from app.memory.changes import versioned_change
+from app.memory.filters import memory_filter
+from app.memory.records import aware, memory_out
+from app.memory.text import content_hash, indexed_text
 from app.models import Memory
 from app.models.base import utcnow
+from app.principal import Principal
 from app.repositories import audit
 from app.repositories import memories as repo
-from app.repositories.memories import MemoryFilter
 from app.schemas.cubes import ImportResult
 from app.schemas.jobs import Admission, AdmissionItem
 from app.schemas.memories import (
-    Feedback,
+    ExportedMemory,
     ImportedMemory,
     ImportLine,
+    MemoryBatch,
+    MemoryFilters,
     MemoryHistory,
     MemoryIn,
     MemoryList,
@@ -35,69 +41,15 @@ from app.schemas.memories import (
     MemoryVersionOut,
     MessagesCreate,
 )
-from app.schemas.routing import Routing
 from app.services.admission import AdmissionService, Candidate, Decision
-from app.services.base import Idempotency, Principal, Transactor, Tx
-from app.services.cubes import require_cube
+from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
+from app.services.forget_requests import ForgetRequestService
+from app.services.routing.extraction import extract
 from app.vector.embedder import Embedder
-
-if TYPE_CHECKING:  # it imports this module (through the jobs' versioned change)
-    from app.services.forget_requests import ForgetRequestService
 
 EXPORT_FORMAT = "memcubed.cube-export"
 EXPORT_VERSION = 1
-
-
-class MemoryBatch(BaseModel):
-    """The memories a write stored (admitted ones active, merged ones archived with ``merged_into``), in input
-    order, and what admission decided for every input item, in input order (rejected items store nothing)."""
-
-    memories: list[MemoryOut]
-    admission: list[AdmissionItem] = Field(default_factory=list)
-    forgotten: list[uuid.UUID] = Field(
-        default_factory=list, description="messages: the memories a forget request in them archived or purged.")
-    forget_request_id: uuid.UUID | None = Field(
-        default=None, description="messages: the forget request they made, if any (see /forget-requests).")
-    routing: Routing | None = Field(default=None, description="The extraction tier and its cost, with a budget.")
-
-
-def memory_out(m: Memory) -> MemoryOut:
-    return MemoryOut(
-        id=m.id, cube_id=m.cube_id, kind=m.kind, memory_type=m.memory_type, content=m.content,
-        content_hash=m.content_hash, user_id=m.user_id, agent_id=m.agent_id, session_id=m.session_id,
-        occurred_at=m.occurred_at, created_at=m.created_at, updated_at=m.updated_at, tags=list(m.tags or []),
-        metadata=m.meta or {}, source=m.source or {}, status=m.status, version=m.version,
-        importance=m.importance, access_count=m.access_count, last_accessed_at=m.last_accessed_at,
-        embedding_model=m.embedding_model, embedding_dim=m.embedding_dim, merged_into=m.merged_into,
-        superseded_by=m.superseded_by, tier=m.tier or "short", heat=round(m.heat or 0.0, 4),
-        feedback=Feedback(useful=m.useful_count or 0, not_useful=m.not_useful_count or 0, wrong=m.wrong_count or 0),
-    )
-
-
-def snapshot(m: Memory) -> dict[str, Any]:
-    """The state kept in ``memory_versions`` before each change; JSON so it survives export."""
-    out = memory_out(m).model_dump(mode="json", exclude={"id", "cube_id", "embedding_model", "embedding_dim",
-                                                                  "admission"})
-    return out
-
-
-def indexed_text(content: str, metadata: dict[str, Any] | None) -> str:
-    """The text that is embedded and indexed: a turn's speaker belongs to what it says ("Caroline: I went
-    to the support group"), since questions name people."""
-    speaker = (metadata or {}).get("speaker")
-    if isinstance(speaker, str) and speaker and not content.startswith(f"{speaker}:"):
-        return f"{speaker}: {content}"
-    return content
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """Naive times are taken as UTC so event-time ordering never mixes clocks."""
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def encode_cursor(m: Memory) -> str:
@@ -110,14 +62,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(at), uuid.UUID(mid)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("cursor is not one this service returned", {"field": "cursor"}) from exc
-
-
-class ExportedMemory(BaseModel):
-    """One line of an export: the memory (without ids that are local to a deployment) and its versions."""
-
-    type: str
-    memory: MemoryOut
-    versions: list[MemoryVersionOut]
 
 
 class MemoryService:
@@ -244,9 +188,6 @@ class MemoryService:
         items, then = self._forget_requests_in(principal, cube_id, body)
         if body.budget is None:
             return self.add(principal, cube_id, items, idem, action="messages.create", then=then)
-        # Imported here: the extraction tiers reuse consolidation's fact patterns, and consolidation imports us.
-        from app.routing.extraction import extract
-
         items, routing = extract(self.settings, body.budget, items)
         batch = self.add(principal, cube_id, items, idem, action="messages.create", then=then)
         batch.routing = routing
@@ -284,20 +225,11 @@ class MemoryService:
     def _change(self, principal: Principal, memory_id: uuid.UUID, reason: str, action: str,
                 mutate: Any) -> MemoryOut:
         """Keep the prior state as a version, apply ``mutate``, bump the version, sync the index after commit."""
-        tenant_id = principal.require_tenant()
-
         def work(tx: Tx) -> MemoryOut:
-            m = repo.live_memory(tx.session, tenant_id, memory_id, lock=True)
-            if m is None:
-                raise NotFound("memory", memory_id)
-            principal.require_object(m.cube_id, "write", "memory", memory_id)
+            m = require_memory(tx.session, principal, memory_id, "write", lock=True)
             was_active, old_embedding = m.status == "active", m.embedding
-            repo.add_version(tx.session, m, snapshot(m), reason, principal.key_id)
-            mutate(m)
-            m.version += 1
-            m.updated_at = utcnow()
-            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action=action,
-                         object_type="memory", object_id=m.id, details={"version": m.version, "reason": reason})
+            versioned_change(tx.session, m, reason=reason, action=action, job_id=None, mutate=mutate,
+                             key_id=principal.key_id)
             tx.session.flush()
             cube_id, vec_id, is_active = m.cube_id, m.vec_id, m.status == "active"
             stored = np.frombuffer(m.embedding, dtype=np.float32).reshape(1, -1)
@@ -360,32 +292,24 @@ class MemoryService:
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, principal: Principal, memory_id: uuid.UUID) -> MemoryOut:
-        tenant_id = principal.require_tenant()
         with self.sessions() as s:
-            m = repo.live_memory(s, tenant_id, memory_id)
-            if m is None:
-                raise NotFound("memory", memory_id)
-            principal.require_object(m.cube_id, "read", "memory", memory_id)
+            m = require_memory(s, principal, memory_id, "read")
             return memory_out(m)
 
-    def list_page(self, principal: Principal, cube_id: uuid.UUID, flt: MemoryFilter, limit: int,
+    def list_page(self, principal: Principal, cube_id: uuid.UUID, filters: MemoryFilters, limit: int,
              cursor: str | None) -> MemoryList:
         tenant_id = principal.require_cube(cube_id, "read")
         after = decode_cursor(cursor) if cursor else None
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
-            rows = repo.list_page(s, cube_id, flt, limit + 1, after)
+            rows = repo.list_page(s, cube_id, memory_filter(filters), limit + 1, after)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
         return MemoryList(memories=[memory_out(m) for m in page], next_cursor=next_cursor)
 
     def history(self, principal: Principal, memory_id: uuid.UUID) -> MemoryHistory:
-        tenant_id = principal.require_tenant()
         with self.sessions() as s:
-            m = repo.live_memory(s, tenant_id, memory_id)
-            if m is None:
-                raise NotFound("memory", memory_id)
-            principal.require_object(m.cube_id, "read", "memory", memory_id)
+            m = require_memory(s, principal, memory_id, "read")
             versions = repo.versions_of(s, [m.id])[m.id]
             return MemoryHistory(
                 memory_id=m.id, current_version=m.version,

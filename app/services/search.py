@@ -11,33 +11,27 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import NotFound
+from app.memory.filters import memory_filter
+from app.memory.records import memory_out
 from app.models.base import utcnow
+from app.principal import Principal
 from app.repositories import cubes
 from app.repositories import memories as repo
-from app.repositories.memories import MemoryFilter
+from app.retrieval.fine import Candidate, FineRetriever
 from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
-from app.services.base import Principal
-from app.services.hybrid import Candidate, HybridRetriever
-from app.services.memories import memory_out
 from app.vector.embedder import Embedder
 from app.vector.index import VectorStore
 
 log = logging.getLogger(__name__)
 
 
-def to_filter(req: SearchRequest) -> MemoryFilter:
-    f = req.filters
-    return MemoryFilter(memory_type=f.memory_type, user_id=f.user_id, agent_id=f.agent_id, session_id=f.session_id,
-                        tag=f.tag, occurred_after=f.occurred_after, occurred_before=f.occurred_before)
-
-
 class SearchService:
     def __init__(self, sessions: sessionmaker[Session], embedder: Embedder, vectors: VectorStore,
-                 hybrid: HybridRetriever) -> None:
+                 retriever: FineRetriever) -> None:
         self.sessions = sessions
         self.embedder = embedder
         self.vectors = vectors
-        self.hybrid = hybrid
+        self.retriever = retriever
 
     def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
@@ -45,7 +39,7 @@ class SearchService:
         cube_ids = list(dict.fromkeys(req.cube_ids))
         for cube_id in cube_ids:
             principal.require_cube(cube_id, "read")
-        flt = to_filter(req)
+        flt = memory_filter(req.filters, status=None)  # only active memories are searchable anyway
         with self.sessions() as s:
             live = cubes.live_cube_ids(s, tenant_id, cube_ids)
             for cube_id in cube_ids:
@@ -60,7 +54,7 @@ class SearchService:
             query = self.embedder.encode_one(req.query)
             if req.mode == "fine":
                 channels = {str(c) for c in req.channels} if req.channels else None
-                top = self.hybrid.retrieve(s, cube_ids, req.query, query, req.top_k, allowed, channels, req.graph)
+                top = self.retriever.retrieve(s, cube_ids, req.query, query, req.top_k, allowed, channels, req.graph)
             else:
                 top = self._dense(cube_ids, query, req.top_k, allowed)
             rows = repo.active_by_vec_ids(s, [vec_id for vec_id, _ in top])

@@ -25,11 +25,10 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.models import Memory
+from app.repositories import memories as memories_repo
 from app.services.derived import DerivedIndexes
 from app.services.jobs import Outcome
 
@@ -200,9 +199,7 @@ class IndexSubscriber:
             self._indexes.remove(cube_id, [int(v) for v in message["remove"]])
         if message.get("add"):
             with self._sessions() as s:
-                rows = s.execute(select(Memory.vec_id, Memory.embedding).where(
-                    Memory.vec_id.in_([int(v) for v in message["add"]]), Memory.status == "active",
-                    Memory.cube_id == cube_id)).all()
+                rows = memories_repo.embeddings_of(s, cube_id, [int(v) for v in message["add"]])
             if rows:
                 self._indexes.add(cube_id, [int(v) for v, _ in rows],
                                   np.stack([np.frombuffer(e, dtype=np.float32) for _, e in rows]))

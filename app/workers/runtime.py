@@ -14,17 +14,21 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.db import open_database
+from app.memory.summaries import summariser_from
 from app.repositories import memories as repo
 from app.services.activation import ActivationService
 from app.services.adapters import DistillJob
 from app.services.base import Transactor
-from app.services.consolidation import ConsolidationService, summariser_from
+from app.services.consolidation import ConsolidationService
 from app.services.forgetting import forget
 from app.services.indexing import IndexService
 from app.services.jobs import Handler, IndexSink, JobExecutor, JobService
-from app.services.lifecycle import FuseActivation
+from app.services.merge import FuseActivation
+from app.vector.embedder import load_embedder
 from app.vector.fine import FineStore
 from app.vector.index import Fingerprint, VectorStore
+from app.workers.queue import ArqQueue, RedisIndexNotifier
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,6 @@ class LazyEmbed:
     def __call__(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             if self._encode is None:
-                from app.vector.embedder import load_embedder
-
                 self._encode = load_embedder(self.model).encode
         return self._encode(texts)
 
@@ -68,9 +70,6 @@ class WorkerRuntime:
 
 
 def build_worker_runtime(settings: Settings) -> WorkerRuntime:
-    from app.container import open_database
-    from app.workers.queue import ArqQueue, RedisIndexNotifier
-
     _, engine, sessions = open_database(settings)
     sink: IndexSink = RedisIndexNotifier(settings)
     executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings.embedding_model), handlers(settings))

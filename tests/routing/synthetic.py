@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.routing.features import featurize
+from app.budget.features import featurize
 
 MS = {"low": 2.0, "mid": 20.0, "high": 40.0}
 TOKENS = {"low": 300, "mid": 900, "high": 1800}

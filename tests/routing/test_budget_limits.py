@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.activation.model import ModelSpec
-from app.routing.tokens import TokenCounter
+from app.activation.tokens import TokenCounter
 from tests.conftest import LiveServer, TenantCtx, make_cube, new_tenant
 from tests.routing.corpus import conversation, ingest, locomo_turns
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.routing.cache import ResultCache
+from app.budget.cache import ResultCache
 from tests.conftest import TenantCtx, make_cube, wait_enriched
 from tests.workers.helpers import consolidate, wait_job
 

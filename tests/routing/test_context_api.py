@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app.budget.features import featurize
+from app.budget.policy import RulePolicy
+from app.budget.train import train
 from app.embedded import serve_in_thread
-from app.routing.features import featurize
-from app.routing.policy import RulePolicy
-from app.routing.train import train
-from app.services.routing import NO_POLICY
+from app.services.routing.service import NO_POLICY
 from tests.activation.conftest import MODELS_DIR
 from tests.conftest import Databases, LiveServer, TenantCtx, assert_error, make_cube, make_settings, new_tenant
 from tests.evals.fake_llm import fake_llm_server

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.routing.extraction import fact_memory, rule_facts
 from app.schemas.memories import MemoryIn
+from app.services.routing.extraction import fact_memory, rule_facts
 
 
 @pytest.mark.parametrize(("content", "facts"), [

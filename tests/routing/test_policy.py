@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.routing.features import FEATURE_NAMES, QueryFeatures, featurize
-from app.routing.policy import LearnedPolicy, PolicyStore, RulePolicy, clamp, load_policy, policy_paths
-from app.routing.train import train
+from app.budget.features import FEATURE_NAMES, QueryFeatures, featurize
+from app.budget.policy import LearnedPolicy, PolicyStore, RulePolicy, clamp, load_policy, policy_paths
+from app.budget.train import train
 from tests.routing.synthetic import write_log
 
 ALL = {"retrieval": ["low", "mid", "high"], "context": ["low", "mid", "high"], "answer": ["low", "mid", "high"]}

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from app.budget.policy import policy_versions
+from app.budget.train import read_log, split_conversations, train
 from app.cli import cli
-from app.routing.policy import policy_versions
-from app.routing.train import read_log, split_conversations, train
 from tests.routing.synthetic import write_log
 
 

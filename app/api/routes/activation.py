@@ -41,4 +41,4 @@ def delete_activation(activation_id: uuid.UUID, c: C, p: P) -> ActivationOut:
 
 @router.post("/generate", response_model=GenerateResponse)
 def generate(body: GenerateRequest, c: C, p: P) -> GenerateResponse:
-    return c.activation.generate(p, body)
+    return c.generation.generate(p, body)

@@ -54,25 +54,25 @@ def fork_cube(cube_id: uuid.UUID, body: ForkRequest, c: C, p: P, idem: IdemKey =
 
 @router.post("/{cube_id}/snapshots", status_code=201, response_model=SnapshotOut)
 def create_snapshot(cube_id: uuid.UUID, body: SnapshotCreate, c: C, p: P, idem: IdemKey = None) -> SnapshotOut:
-    return c.lifecycle.create_snapshot(p, cube_id, body,
+    return c.snapshots.create_snapshot(p, cube_id, body,
                                        Idempotency.of(idem, "snapshot", str(cube_id), body.model_dump()))
 
 
 @router.get("/{cube_id}/snapshots", response_model=SnapshotList)
 def list_snapshots(cube_id: uuid.UUID, c: C, p: P) -> SnapshotList:
-    return c.lifecycle.list_snapshots(p, cube_id)
+    return c.snapshots.list_snapshots(p, cube_id)
 
 
 @router.post("/{cube_id}/snapshots/{snapshot_id}/restore", response_model=RestoreResult)
 def restore_snapshot(cube_id: uuid.UUID, snapshot_id: uuid.UUID, c: C, p: P) -> RestoreResult:
-    return c.lifecycle.restore(p, cube_id, snapshot_id)
+    return c.snapshots.restore(p, cube_id, snapshot_id)
 
 
 @router.post("/{cube_id}/merge", response_model=MergeResult)
 def merge_cube(cube_id: uuid.UUID, body: MergeRequest, c: C, p: P, idem: IdemKey = None) -> MergeResult:
-    return c.lifecycle.merge(p, cube_id, body, Idempotency.of(idem, "merge", str(cube_id), body.model_dump()))
+    return c.merges.merge(p, cube_id, body, Idempotency.of(idem, "merge", str(cube_id), body.model_dump()))
 
 
 @router.post("/{cube_id}/fuse", status_code=202, response_model=FuseResult)
 def fuse_cube(cube_id: uuid.UUID, body: FuseRequest, c: C, p: P) -> FuseResult:
-    return c.lifecycle.fuse(p, cube_id, body)
+    return c.merges.fuse(p, cube_id, body)

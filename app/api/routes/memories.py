@@ -8,22 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from app.api.deps import C, IdemKey, P
-from app.repositories.memories import MemoryFilter
-from app.schemas.common import Text, UtcDatetime
 from app.schemas.memories import (
     MemoriesCreate,
+    MemoryBatch,
+    MemoryFilters,
     MemoryHistory,
     MemoryList,
     MemoryOut,
     MemoryPatch,
-    MemoryStatus,
-    MemoryType,
     MessagesCreate,
     SearchRequest,
     SearchResponse,
 )
 from app.services.base import Idempotency
-from app.services.memories import MemoryBatch
 
 router = APIRouter(prefix="/v1", tags=["memories"])
 
@@ -37,20 +34,11 @@ def add_memories(cube_id: uuid.UUID, body: MemoriesCreate, c: C, p: P, idem: Ide
 @router.get("/cubes/{cube_id}/memories", response_model=MemoryList)
 def list_memories(
     cube_id: uuid.UUID, c: C, p: P,
+    filters: Annotated[MemoryFilters, Query()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-    memory_type: MemoryType | None = None,
-    user_id: Text | None = None,
-    agent_id: Text | None = None,
-    session_id: Text | None = None,
-    tag: Text | None = None,
-    status: MemoryStatus | None = None,
-    occurred_after: UtcDatetime | None = None,
-    occurred_before: UtcDatetime | None = None,
 ) -> MemoryList:
-    flt = MemoryFilter(memory_type=memory_type, user_id=user_id, agent_id=agent_id, session_id=session_id, tag=tag,
-                       status=status, occurred_after=occurred_after, occurred_before=occurred_before)
-    return c.memories.list_page(p, cube_id, flt, limit, cursor)
+    return c.memories.list_page(p, cube_id, filters, limit, cursor)
 
 
 @router.post("/cubes/{cube_id}/messages", status_code=201, response_model=MemoryBatch)

@@ -28,7 +28,7 @@ SPECS: dict[str, dict[str, TierSpec]] = {
         "low": TierSpec("retrieval", "low", "implementation", 0, False,
                         "one channel: windowed BM25, no query embedding (best single cheap channel, ~0.62 R@10)"),
         "mid": TierSpec("retrieval", "mid", "implementation", 0, False,
-                        "fast hybrid: dense + windowed BM25 + SPLADE (plain, windowed) by RRF, no graph"),
+                        "dense + windowed BM25 + SPLADE (plain, windowed) by RRF, no graph"),
         "high": TierSpec("retrieval", "high", "implementation", 0, False,
                          "fine mode: every channel, windowed units, time, graph expansion"),
     },

@@ -20,22 +20,24 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.activation.tokens import TokenCounter
+from app.budget.cache import ResultCache
+from app.budget.features import featurize
+from app.budget.plan import Plan, as_mapping, decide, plan
+from app.budget.policy import Decision, PolicyStore
+from app.budget.stats import RoutingBook
+from app.budget.tiers import SPECS, Meter
 from app.config import Settings
 from app.errors import NotFound
 from app.graph.traversal import GraphCache
+from app.memory.filters import memory_filter
+from app.memory.records import memory_out
+from app.memory.summaries import summariser_from
 from app.models import Memory
+from app.principal import Principal
 from app.repositories import cubes
 from app.repositories import memories as repo
-from app.routing.answer import Answerer
-from app.routing.budget import Plan, as_mapping, decide, plan
-from app.routing.cache import ResultCache
-from app.routing.context import Assembler, Fitted, cube_totals, everything, piece
-from app.routing.features import featurize
-from app.routing.policy import Decision, PolicyStore
-from app.routing.retrieval import Retrieval, needs_embedding
-from app.routing.stats import RoutingBook
-from app.routing.tiers import SPECS, Meter
-from app.routing.tokens import TokenCounter
+from app.retrieval.fine import FineRetriever
 from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
 from app.schemas.routing import (
     AnswerRequest,
@@ -48,12 +50,10 @@ from app.schemas.routing import (
     RoutingCost,
     RoutingStats,
 )
-from app.services.activation import ActivationService
-from app.services.base import Principal
-from app.services.consolidation import summariser_from
-from app.services.hybrid import HybridRetriever
-from app.services.memories import memory_out
-from app.services.search import to_filter
+from app.services.generation import GenerationService
+from app.services.routing.answer import Answerer
+from app.services.routing.context import Assembler, Fitted, piece
+from app.services.routing.retrieval import Retrieval, needs_embedding
 from app.vector.embedder import Embedder
 from app.vector.fine import FineStore
 
@@ -77,18 +77,18 @@ class Request:
 
 class RoutingService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], embedder: Embedder, fine: FineStore,
-                 hybrid: HybridRetriever, graphs: GraphCache, activation: ActivationService,
+                 retriever: FineRetriever, graphs: GraphCache, generation: GenerationService,
                  cache: ResultCache) -> None:
         self.settings = settings
         self.sessions = sessions
         self.embedder = embedder
         self.cache = cache
-        self.tokens = TokenCounter(activation.spec())
+        self.tokens = TokenCounter(generation.activation.spec())
         self.policies = PolicyStore(settings.data_dir)
         self.book = RoutingBook()
-        self.retrieval = Retrieval(fine, hybrid)
+        self.retrieval = Retrieval(fine, retriever)
         self.assembler = Assembler(self.tokens, graphs, summariser_from(settings))
-        self.answerer = Answerer(settings, activation)
+        self.answerer = Answerer(settings, generation)
         self._totals: dict[tuple[uuid.UUID, ...], tuple[tuple[int, ...], tuple[int, int, int]]] = {}  # per generation
 
     @property
@@ -104,7 +104,7 @@ class RoutingService:
         if cached is not None:
             assert isinstance(cached, SearchResponse)
             return cached
-        flt = to_filter(req)
+        flt = memory_filter(req.filters, status=None)
         meter = Meter()
         with self.sessions() as s:
             decision, warnings = self._decide(s, r, req.query)
@@ -240,7 +240,7 @@ class RoutingService:
         known = self._totals.get(r.cube_ids)
         if known is not None and r.generations is not None and known[0] == r.generations:
             return known[1]
-        totals = cube_totals(s, r.cube_ids)
+        totals = repo.cube_totals(s, r.cube_ids)
         if r.generations is not None:
             if len(self._totals) >= TOTALS_MEMO:
                 self._totals.clear()
@@ -253,7 +253,7 @@ class RoutingService:
         count, chars, _ = self._cube_totals(s, r)
         if count == 0 or count * 2 > limit or chars > limit * 16:
             return None
-        mems = everything(s, r.cube_ids)
+        mems = repo.active_in_event_order(s, r.cube_ids)
         pieces = [piece(m, "snippet", None, True) for m in mems]
         text = "\n".join(p.line for p in pieces)
         tokens = self.tokens.count(text)

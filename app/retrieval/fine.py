@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.graph.timeexpr import extract_times
 from app.graph.traversal import GraphCache, spread
-from app.models import Memory
+from app.repositories import memories as memories_repo
 from app.vector.fine import FineStore
 from app.vector.index import VectorStore
 
@@ -73,7 +72,7 @@ def time_window(query: str, now: datetime) -> tuple[datetime, datetime] | None:
             datetime(end.year, end.month, end.day, tzinfo=UTC))
 
 
-class HybridRetriever:
+class FineRetriever:
     def __init__(self, vectors: VectorStore, fine: FineStore, graphs: GraphCache) -> None:
         self.vectors = vectors
         self.fine = fine
@@ -131,9 +130,7 @@ class HybridRetriever:
 
     @staticmethod
     def _in_span(s: Session, cube_id: uuid.UUID, span: tuple[datetime, datetime]) -> np.ndarray:
-        stmt = select(Memory.vec_id).where(Memory.cube_id == cube_id, Memory.status == "active",
-                                           Memory.occurred_at >= span[0], Memory.occurred_at < span[1])
-        return np.asarray(list(s.scalars(stmt)), dtype=np.int64)
+        return np.asarray(memories_repo.active_in_span(s, cube_id, *span), dtype=np.int64)
 
     @staticmethod
     def _typed_slots(s: Session, cands: dict[int, Candidate], dense: list[tuple[float, int]]) -> None:
@@ -141,8 +138,7 @@ class HybridRetriever:
         semantic facts are not crowded out by many episodic turns."""
         if not dense:
             return
-        rows = s.execute(select(Memory.vec_id, Memory.memory_type).where(Memory.vec_id.in_([v for _, v in dense])))
-        types = {int(vec_id): str(kind) for vec_id, kind in rows}
+        types = memories_repo.types_of(s, [v for _, v in dense])
         if len(set(types.values())) < 2:
             return
         per_type: dict[str, int] = defaultdict(int)

@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.services.hybrid import HybridRetriever
+from app.retrieval.fine import FineRetriever
 from app.vector.fine import FineStore
 
 MID_CHANNELS = {"dense", "bm25_window", "splade", "splade_window"}
@@ -25,9 +25,9 @@ def needs_embedding(tier: str) -> bool:
 
 
 class Retrieval:
-    def __init__(self, fine: FineStore, hybrid: HybridRetriever) -> None:
+    def __init__(self, fine: FineStore, retriever: FineRetriever) -> None:
         self.fine = fine
-        self.hybrid = hybrid
+        self.retriever = retriever
 
     def run(self, s: Session, tier: str, cube_ids: list[uuid.UUID], query: str, qvec: np.ndarray | None,
             top_k: int, allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, float]]:
@@ -35,7 +35,7 @@ class Retrieval:
             return self._lexical(cube_ids, query, top_k, allowed)
         assert qvec is not None, "mid and high retrieval need the query embedding"
         channels = MID_CHANNELS if tier == "mid" else None
-        ranked = self.hybrid.retrieve(s, cube_ids, query, qvec, top_k, allowed, channels, graph=tier == "high")
+        ranked = self.retriever.retrieve(s, cube_ids, query, qvec, top_k, allowed, channels, graph=tier == "high")
         return [(vec_id, c.total) for vec_id, c in ranked]
 
     def _lexical(self, cube_ids: list[uuid.UUID], query: str, top_k: int,

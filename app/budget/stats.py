@@ -7,7 +7,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from app.routing.tiers import SPECS
+from app.budget.tiers import SPECS
 from app.schemas.routing import Routing, RoutingStats, TierInfo
 
 

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from app.routing.features import FEATURE_NAMES, QueryFeatures
-from app.routing.policy import (
+from app.budget.features import FEATURE_NAMES, QueryFeatures
+from app.budget.policy import (
     MODULES,
     POLICY_FORMAT,
     TIERS,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.routing.features import FEATURE_NAMES, QueryFeatures
+from app.budget.features import FEATURE_NAMES, QueryFeatures
 
 log = logging.getLogger(__name__)
 

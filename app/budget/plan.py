@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from app.budget.features import QueryFeatures
+from app.budget.policy import TIERS, Decision, Policy
+from app.budget.tiers import SPECS
 from app.errors import InvalidInput
-from app.routing.features import QueryFeatures
-from app.routing.policy import TIERS, Decision, Policy
-from app.routing.tiers import SPECS
 from app.schemas.routing import Budget, BudgetLimits
 
 # The modules each route runs, in the order they run.

@@ -46,7 +46,7 @@ def train_command(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory (MEMCUBED_DATA_DIR).")] = None,
 ) -> None:
     """Fit the router on some conversations, report on the others, write {data_dir}/router/policy-vN."""
-    from app.routing.train import REWARDS, Reward, train
+    from app.budget.train import REWARDS, Reward, train
 
     if reward not in REWARDS:
         raise typer.BadParameter(f"--reward must be one of {', '.join(REWARDS)}")
@@ -70,13 +70,13 @@ def show_command(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory (MEMCUBED_DATA_DIR).")] = None,
 ) -> None:
     """Which policy the service would load now, and its held-out figures."""
-    from app.routing.policy import LearnedPolicy, load_policy
+    from app.budget.policy import LearnedPolicy, load_policy
 
     policy, warnings = load_policy(_data_dir(data_dir))
     for w in warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
     if not isinstance(policy, LearnedPolicy):
-        console.print("no trained policy: the documented rules decide (app/routing/policy.py)")
+        console.print("no trained policy: the documented rules decide (app/budget/policy.py)")
         return
     console.print(f"policy v{policy.version}, λ={policy.lam:g}, trained on "
                   f"{', '.join(policy.header['train_conversations'])}", soft_wrap=True)

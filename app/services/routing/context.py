@@ -19,18 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.activation.tokens import TokenCounter
+from app.budget.tiers import Meter
 from app.graph.traversal import GraphCache, spread
+from app.memory.summaries import Summariser
+from app.memory.text import indexed_text
 from app.models import Memory
-from app.repositories import graph as graph_repo
 from app.repositories import memories as repo
-from app.routing.tiers import Meter
-from app.routing.tokens import TokenCounter
 from app.schemas.routing import ContextItem, ItemRole
-from app.services.consolidation import Summariser
-from app.services.memories import indexed_text
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +90,6 @@ def fit(pieces: Sequence[Piece], limit: int, tokens: TokenCounter) -> Fitted:
             kept.append(Piece(last.item, shorter))
 
 
-def cube_totals(s: Session, cube_ids: Sequence[uuid.UUID]) -> tuple[int, int, int]:
-    """(active memories, their characters, distinct sessions) across the cubes: one aggregate query."""
-    row = s.execute(
-        select(func.count(), func.coalesce(func.sum(func.length(Memory.content)), 0),
-               func.count(func.distinct(Memory.session_id)))
-        .where(Memory.cube_id.in_(cube_ids), Memory.status == "active")
-    ).one()
-    return int(row[0]), int(row[1]), int(row[2])
-
-
-def everything(s: Session, cube_ids: Sequence[uuid.UUID]) -> list[Memory]:
-    """Every active memory of the cubes in event-time order (undated ones last, by arrival)."""
-    stmt = (select(Memory).where(Memory.cube_id.in_(cube_ids), Memory.status == "active")
-            .order_by(Memory.occurred_at.nulls_last(), Memory.created_at, Memory.vec_id))
-    return list(s.scalars(stmt))
-
-
 class Assembler:
     def __init__(self, tokens: TokenCounter, graphs: GraphCache, summariser: Summariser) -> None:
         self.tokens = tokens
@@ -132,7 +113,7 @@ class Assembler:
     @staticmethod
     def _sessions(s: Session, mems: Sequence[Memory]) -> dict[tuple[uuid.UUID, str], list[Memory]]:
         keys = dict.fromkeys((m.cube_id, m.session_id) for m in mems if m.session_id)
-        return {(c, sid): graph_repo.session_neighbours(s, c, sid) for c, sid in keys if sid is not None}
+        return {(c, sid): repo.session_neighbours(s, c, sid) for c, sid in keys if sid is not None}
 
     @staticmethod
     def _neighbours(snippets: Sequence[tuple[Memory, float]], sessions: dict[tuple[uuid.UUID, str], list[Memory]],

@@ -19,34 +19,20 @@ from collections.abc import Sequence
 
 import httpx
 
+from app.budget.plan import plan
+from app.budget.tiers import Meter
 from app.config import Settings
 from app.graph.extract import entities
-from app.routing.answer import chat
-from app.routing.budget import plan
-from app.routing.tiers import Meter
+from app.llm import chat
+from app.memory.facts import rule_facts
 from app.schemas.memories import MemoryIn
 from app.schemas.routing import Budget, CacheReport, Routing, RoutingCost
-from app.services.consolidation import FACT
 
 log = logging.getLogger(__name__)
 
 PROMPT = ("Extract the durable facts from these conversation turns: who did what, when, preferences, plans, "
           "relationships. Name people (no pronouns). Reply with JSON {\"facts\": [\"...\"]}; at most 10 facts.")
 MAX_FACTS = 10
-
-
-def rule_facts(item: MemoryIn) -> list[str]:
-    """A first-person fact-like statement, rewritten with the speaker's name as its subject."""
-    speaker = item.metadata.get("speaker")
-    m = FACT.match(item.content)
-    if m is None or not isinstance(speaker, str) or not speaker:
-        return []
-    text = item.content
-    if m.group("who") and m.group("who").lower() in ("i", "we"):
-        text = speaker + text[m.end("who"):]
-    elif m.group("subj") and m.group("subj").lower().startswith(("my ", "our ")):
-        text = f"{speaker}'s " + text[m.start("subj"):].split(" ", 1)[1]
-    return [text.strip().rstrip(".!")]
 
 
 def fact_memory(item: MemoryIn, content: str, tier: str) -> MemoryIn:

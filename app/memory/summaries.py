@@ -1,0 +1,54 @@
+"""Session summaries: extractive without an LLM, written by the configured one otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.config import Settings
+from app.llm import chat_completion
+from app.memory.text import SENTENCE, content_words, indexed_text
+from app.models import Memory
+
+
+class Summariser:
+    """Session summaries: the most central turns (extractive), or an OpenAI-compatible chat model."""
+
+    def __init__(self, base_url: str | None, api_key: str | None, model: str, timeout: float, sentences: int) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.api_key = api_key
+        self.model = model
+        self.timeout = timeout
+        self.sentences = sentences
+
+    def extractive(self, turns: Sequence[Memory]) -> str:
+        vecs = np.stack([np.frombuffer(t.embedding, dtype=np.float32) for t in turns])
+        centroid = vecs.mean(axis=0)
+        centroid /= np.linalg.norm(centroid) or 1.0
+        length = np.array([min(1.0, len(content_words(t.content)) / 12) for t in turns])
+        score = vecs @ centroid + 0.3 * length  # central and informative; chit-chat is short
+        top = sorted(np.argsort(-score)[: self.sentences].tolist())
+        parts = []
+        for i in top:
+            text = " ".join(SENTENCE.split(indexed_text(turns[i].content, turns[i].meta).strip())[:2])
+            parts.append(text if len(text) <= 300 else text[:297] + "...")
+        return " ".join(parts)
+
+    def llm(self, turns: Sequence[Memory]) -> str:
+        assert self.base_url is not None
+        transcript = "\n".join(indexed_text(t.content, t.meta) for t in turns)[:24_000]
+        text = chat_completion(self.base_url, self.api_key, self.model, self.timeout, [
+            {"role": "system", "content": "Summarise this conversation session in at most "
+                                          f"{self.sentences} sentences of durable facts: who did what, when, "
+                                          "preferences, plans. Name people. No preamble."},
+            {"role": "user", "content": transcript},
+        ]).text
+        if not text:
+            raise ValueError("the LLM returned an empty summary")
+        return text[:4000]
+
+
+def summariser_from(settings: Settings) -> Summariser:
+    return Summariser(settings.llm_base_url, settings.llm_api_key, settings.llm_model, settings.llm_timeout_seconds,
+                      settings.summary_sentences)
