@@ -25,6 +25,7 @@ from tests.conftest import (
     make_settings,
     search_ids,
     sql,
+    wait_enriched,
 )
 from tests.evals.fake_llm import FakeLLM, fake_llm_server
 
@@ -226,3 +227,61 @@ def test_a_retried_request_forgets_once(tenant: TenantCtx, cube: str) -> None:
     assert again.json() == first.json() and len(first.json()["forgotten"]) == 2
     listed = tenant.http.get(f"/v1/cubes/{cube}/forget-requests").json()["forget_requests"]
     assert [r["id"] for r in listed] == [first.json()["forget_request_id"]]
+
+
+def texts(t: TenantCtx, cube: str, query: str) -> str:
+    """Everything search (fine) and /v1/context give back for a query, and the cube's active memories."""
+    hits = t.http.post("/v1/search", json={"query": query, "cube_ids": [cube], "mode": "fine", "top_k": 20})
+    ctx = t.http.post("/v1/context", json={"query": query, "cube_ids": [cube], "budget": "auto", "use_cache": False})
+    listed = t.http.get(f"/v1/cubes/{cube}/memories", params={"status": "active", "limit": 500})
+    assert (hits.status_code, ctx.status_code, listed.status_code) == (200, 200, 200), (hits.text, ctx.text)
+    return "\n".join([*(h["memory"]["content"] for h in hits.json()["results"]), ctx.json()["context"],
+                      *(m["content"] for m in listed.json()["memories"])])
+
+
+def test_a_request_forgets_the_earlier_messages_of_its_own_call(tenant: TenantCtx, cube: str) -> None:
+    out = post_messages(tenant.http, cube, ("user", "My passport number is K4471932."), ("assistant", "Noted."),
+                        ("user", "Please forget my passport number, I shouldn't have shared it."),
+                        ("user", "Anyway, my passport expires next spring."))
+    first, _, request, after = out["memories"]
+    assert out["forgotten"] == [first["id"]]
+    assert [m["status"] for m in out["memories"]] == ["archived", "active", "active", "active"]
+    assert request["content"] == "[forget request: passport number]"
+    assert memory(tenant.http, after["id"])["status"] == "active"  # said after the request: kept
+    wait_enriched(tenant, cube)
+    assert "K4471932" not in texts(tenant, cube, "what is my passport number")
+    assert "K4471932" not in texts(tenant, cube, "K4471932")
+
+
+def test_a_sensitive_kind_finds_data_that_shares_no_word_with_the_request(tenant: TenantCtx, cube: str) -> None:
+    stored = add_memories(tenant, cube, "I live at 42 Elm Street, Springfield.", "Call me on +1 (415) 555-0134.",
+                          "Ping me at dana.k@example.org anytime.", "I moved to Springfield last year.",
+                          "The elm trees on our street are lovely.")
+    ids = [m["id"] for m in stored]
+    assert post_messages(tenant.http, cube, ("user", "Forget my address."))["forgotten"] == [ids[0]]
+    assert post_messages(tenant.http, cube, ("user", "Please delete my phone number from your memory."))[
+        "forgotten"] == [ids[1]]
+    assert post_messages(tenant.http, cube, ("user", "Don't keep my email."))["forgotten"] == [ids[2]]
+    assert [memory(tenant.http, i)["status"] for i in ids[3:]] == ["active", "active"]
+
+
+def test_my_birthday_leaves_my_sisters_birthday(tenant: TenantCtx, cube: str) -> None:
+    stored = add_memories(tenant, cube, "My sister's birthday is on March 3rd.", "My birthday is June 9th.",
+                          "That's my birthday cake recipe, chocolate with cherries.")
+    out = post_messages(tenant.http, cube, ("user", "Please forget my birthday."))
+    assert sorted(out["forgotten"]) == sorted([stored[1]["id"], stored[2]["id"]])
+    assert memory(tenant.http, stored[0]["id"])["status"] == "active"
+
+
+def test_entities_of_forgotten_memories_are_not_listed(tenant: TenantCtx, cube: str) -> None:
+    add_memories(tenant, cube, "My ex is called Marcus Webb.", "I went hiking with Priya Raman.")
+    wait_enriched(tenant, cube)
+
+    def names() -> list[str]:
+        r = tenant.http.get(f"/v1/cubes/{cube}/entities", params={"limit": 100})
+        assert r.status_code == 200, r.text
+        return sorted(e["name"] for e in r.json()["entities"])
+
+    assert "Marcus Webb" in names()
+    assert len(post_messages(tenant.http, cube, ("user", "Forget everything about Marcus Webb."))["forgotten"]) == 1
+    assert "Marcus Webb" not in names() and "Priya Raman" in names()

@@ -57,6 +57,8 @@ TRAILERS = re.compile(r"(?:,?\s+(?:please|thanks|thank\s+you|for\s+good|forever|
                       r"permanently|right\s+now|now|too|as\s+well|ok(?:ay)?|from\s+now\s+on|going\s+forward|"
                       r"anymore|any\s+more))+$|" + FROM_MEMORY + r".*$")
 LEADING = re.compile(r"^(?:about|regarding|the\s+fact\s+that|that|all|any|the|my|our|me\s+and\s+my)\s+")
+# A clause after the subject: "my passport number, I shouldn't have shared it".
+CLAUSE = re.compile(r",\s*(?:i|i'm|i've|i'd|it|it's|that|that's|because|since|as|so|but|and|which|ok|okay)\b")
 EMPTY_SUBJECTS = {"it", "that", "this", "them", "everything", "anything", "all", "all that", "all of it", "all of that",
                   "about it", "about that", "me", "what i said", "the rest", "it all", "everything else", "him",
                   "her", "those", "these", "that for now", "it for now"}
@@ -82,7 +84,7 @@ def normalise(text: str) -> str:
 
 def clean_subject(raw: str) -> str | None:
     """The thing to forget, without lead-ins, politeness or possessives; None when it names nothing."""
-    subject = raw.strip().strip("\"'").rstrip(".!?;, ")
+    subject = CLAUSE.split(raw, maxsplit=1)[0].strip().strip("\"'").rstrip(".!?;, ")
     for _ in range(3):
         subject = TRAILERS.sub("", subject).rstrip(".!?;, ")
         subject = LEADING.sub("", subject).strip()

@@ -98,7 +98,10 @@ def edges_page(s: Session, cube_id: uuid.UUID, types: Sequence[str] | None, limi
 
 def entities_page(s: Session, cube_id: uuid.UUID, limit: int, after: uuid.UUID | None,
                   query: str | None) -> list[Entity]:
-    stmt = select(Entity).where(Entity.cube_id == cube_id)
+    live = (select(MemoryEntity.memory_id).join(Memory, Memory.id == MemoryEntity.memory_id)
+            .where(MemoryEntity.entity_id == Entity.id, Memory.status == "active").exists())
+    # An entity only archived or forgotten memories name is not shown: what was forgotten stays out of sight.
+    stmt = select(Entity).where(Entity.cube_id == cube_id, live)
     if query:
         stmt = stmt.where(Entity.key.contains(query.lower()))
     if after is not None:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, delete, func, select, update
+from sqlalchemy import CursorResult, Select, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Cube, Memory, MemoryVersion
+from app.models import Cube, Edge, Memory, MemoryVersion
 
 
 @dataclass(frozen=True)
@@ -219,19 +219,42 @@ def add_feedback(s: Session, memory: Memory, signal: str) -> None:
 
 def active_containing(s: Session, cube_id: uuid.UUID, words: Sequence[str], limit: int) -> list[Memory]:
     """Active memories whose content has every word (at a word start, any ending: "address" finds
-    "addresses"), locked for the change that follows."""
+    "addresses"; words of three letters or fewer whole)."""
     if not words:
         return []
-    conds = [Memory.content.regexp_match(r"\m" + re.escape(w), flags="i") for w in words]
+    # A short word only as itself: "ex" is not "excited".
+    conds = [Memory.content.regexp_match(r"\m" + re.escape(w) + (r"\M" if len(w) <= 3 else ""), flags="i")
+             for w in words]
     stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", and_(*conds))
-            .order_by(Memory.created_at, Memory.id).limit(limit).with_for_update())
+            .order_by(Memory.created_at, Memory.id).limit(limit))
     return list(s.scalars(stmt))
 
 
-def memories_locked(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]:
+def active_matching(s: Session, cube_id: uuid.UUID, patterns: Sequence[str], limit: int) -> list[Memory]:
+    """Active memories whose content matches any of the (case-insensitive, Postgres) regexes."""
+    if not patterns:
+        return []
+    conds = [Memory.content.regexp_match(p, flags="i") for p in patterns]
+    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", or_(*conds))
+            .order_by(Memory.created_at, Memory.id).limit(limit))
+    return list(s.scalars(stmt))
+
+
+def derived_from(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]:
+    """Active memories written from these (session summaries, by their ``derived_from`` edges)."""
     if not memory_ids:
         return []
-    return list(s.scalars(select(Memory).where(Memory.id.in_(list(memory_ids))).with_for_update()))
+    stmt = (select(Memory).join(Edge, Edge.source_id == Memory.id)
+            .where(Edge.type == "derived_from", Edge.target_id.in_(list(memory_ids)), Memory.status == "active"))
+    return list({m.id: m for m in s.scalars(stmt)}.values())
+
+
+def memories_locked(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]:
+    """The memories, locked for update in vec_id order (the order every writer locks in, so none deadlock)."""
+    if not memory_ids:
+        return []
+    stmt = select(Memory).where(Memory.id.in_(list(memory_ids))).order_by(Memory.vec_id).with_for_update()
+    return list(s.scalars(stmt))
 
 
 def session_neighbours(s: Session, cube_id: uuid.UUID, session_id: str) -> list[Memory]:

@@ -11,6 +11,15 @@ from pydantic import BaseModel, Field
 ForgetPolicy = Literal["archive", "purge"]
 
 
+class StaleDerived(BaseModel):
+    """What a forget request could not rewrite and may still hold the forgotten text: delete or rebuild these."""
+
+    activations: list[uuid.UUID] = Field(
+        default_factory=list, description="Activation caches (KV) whose prefix holds a forgotten memory.")
+    adapters: list[uuid.UUID] = Field(
+        default_factory=list, description="Adapters distilled from the cube since a forgotten memory was written.")
+
+
 class ForgetRequestOut(BaseModel):
     """The request as stored: its subject (never the forgotten content) and the memories it archived or purged."""
 

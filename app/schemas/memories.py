@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.schemas.common import Text, UtcDatetime
+from app.schemas.forget_requests import StaleDerived
 from app.schemas.jobs import Admission, AdmissionItem
 from app.schemas.routing import BUDGET_DESCRIPTION, Budget, Routing
 
@@ -268,7 +269,10 @@ class MemoryBatch(BaseModel):
     memories: list[MemoryOut]
     admission: list[AdmissionItem] = Field(default_factory=list)
     forgotten: list[uuid.UUID] = Field(
-        default_factory=list, description="messages: the memories a forget request in them archived or purged.")
+        default_factory=list, description="messages: the memories a forget request in them archived or purged "
+        "(earlier messages of the same call and the session summaries written from them included).")
+    forget_flagged: StaleDerived | None = Field(
+        default=None, description="messages: derived caches and adapters that may still hold what was forgotten.")
     forget_request_id: uuid.UUID | None = Field(
         default=None, description="messages: the forget request they made, if any (see /forget-requests).")
     routing: Routing | None = Field(default=None, description="The extraction tier and its cost, with a budget.")

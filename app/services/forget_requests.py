@@ -3,9 +3,11 @@ subject are archived (restorable by reverting the request) or, under the cube's 
 destroyed. The request itself is kept with its subject only; the message is stored with the request sentence
 replaced by ``[forget request: <subject>]``, so the conversation still shows that the user asked.
 
-Which memories are "about" the subject: those containing every content word of it (lexical), plus those whose
-embedding is at least ``forget_min_score`` similar to it (dense). Memories written in the same batch and the
-markers of earlier requests are never forgotten.
+Which memories are "about" the subject: those containing every content word of it (lexical), those holding
+data of its sensitive kind ("my address" → "I live at 42 Elm Street", ``app.forget_requests.kinds``), and those
+whose embedding is at least ``forget_min_score`` similar to it (dense); a first-person request skips memories
+that only mention someone else's ("my sister's birthday"). A request covers everything stored before it,
+earlier messages of its own call included; the summaries written from what it forgets go with them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from app.forget_requests.detector import (
     might_be_request,
     parse_classifier_reply,
 )
+from app.forget_requests.kinds import first_person, kind_of, owned_by_another
 from app.llm import chat_completion
 from app.memory.access import require_cube
 from app.memory.changes import versioned_change
@@ -37,10 +40,12 @@ from app.models import Memory
 from app.models.base import utcnow
 from app.models.lifecycle import ForgetRequest
 from app.principal import Principal
+from app.repositories import activations as activations_repo
+from app.repositories import adapters as adapters_repo
 from app.repositories import audit
 from app.repositories import forget_requests as repo
 from app.repositories import memories as memories_repo
-from app.schemas.forget_requests import ForgetRequestList, ForgetRequestOut
+from app.schemas.forget_requests import ForgetRequestList, ForgetRequestOut, StaleDerived
 from app.schemas.memories import MessageIn
 from app.services.base import Transactor, Tx
 from app.services.derived import DerivedIndexes
@@ -72,6 +77,17 @@ def request_out(row: ForgetRequest) -> ForgetRequestOut:
 
 
 @dataclass(frozen=True)
+class Forgotten:
+    """What applying a forget request did: the request, the memories archived or purged (summaries written from
+    them included), and the derived caches and adapters that may still hold them."""
+
+    request_id: uuid.UUID
+    memory_ids: list[uuid.UUID]
+    stale: StaleDerived
+    policy: str
+
+
+@dataclass(frozen=True)
 class ForgetPlan:
     """The forget requests found among a batch of messages, decided before the write's transaction."""
 
@@ -83,6 +99,13 @@ class ForgetPlan:
     @property
     def subjects(self) -> list[str]:
         return list(dict.fromkeys(d.subject for d in self.found.values()))
+
+    def first_requests(self) -> list[tuple[int, Detection]]:
+        """Each subject once, with the index of the first message that asked for it (``subjects`` order)."""
+        first: dict[str, tuple[int, Detection]] = {}
+        for i in sorted(self.found):
+            first.setdefault(self.found[i].subject, (i, self.found[i]))
+        return list(first.values())
 
     def redact(self, index: int, content: str) -> str:
         """The message as stored: the request sentence replaced by its marker (the whole message if the
@@ -135,11 +158,17 @@ class ForgetRequestService:
 
     # -- apply, inside the write of the messages -------------------------------------------------------------------
     def apply(self, tx: Tx, principal: Principal, tenant_id: uuid.UUID, cube_id: uuid.UUID, plan: ForgetPlan,
-              written: set[uuid.UUID]) -> tuple[uuid.UUID, list[uuid.UUID]]:
-        """Archive (or purge) what the plan's subjects match; returns the request id and the forgotten ids."""
+              batch: dict[uuid.UUID, int]) -> Forgotten:
+        """Archive (or purge) what the plan's subjects match, and the summaries written from it; flag the
+        activation caches and adapters that may still hold it."""
         s = tx.session
         cube = require_cube(s, tenant_id, cube_id)
-        matched = self._matches(s, cube_id, plan, written)
+        matched = self._matches(s, cube_id, plan, batch)
+        written_from = {m.id for m in memories_repo.derived_from(s, [m.id for m, _ in matched])}
+        summaries = [m for m in memories_repo.memories_locked(s, list(written_from - {x.id for x, _ in matched}))
+                     if m.status == "active"]
+        matched += [(m, "derived from a forgotten memory") for m in summaries]
+        stale = self._derived_artifacts(s, cube_id, [m for m, _ in matched])
         ids = [m.id for m, _ in matched]
         vec_ids = [m.vec_id for m, _ in matched]
         scores = {str(m.id): how for m, how in matched}
@@ -158,12 +187,14 @@ class ForgetRequestService:
                 versioned_change(s, m, reason=REASON, action="memory.forget", job_id=None, key_id=principal.key_id,
                                  mutate=lambda mem: setattr(mem, "status", "archived"),
                                  details={"forget_request_id": str(plan.request_id)})
+        flagged = {"activations": [str(a) for a in stale.activations], "adapters": [str(a) for a in stale.adapters],
+                   "summaries": [str(m.id) for m in summaries]}
         row = repo.add(s, ForgetRequest(
             id=plan.request_id, tenant_id=tenant_id, cube_id=cube_id, subject="; ".join(plan.subjects),
             detector=plan.detector, policy=policy, status="purged" if policy == "purge" else "applied",
             memory_ids=ids, key_id=principal.key_id, created_at=utcnow(),
             details={"subjects": plan.subjects, "matched": scores, "min_score": self.settings.forget_min_score,
-                     "message_indexes": sorted(plan.found)},
+                     "message_indexes": sorted(plan.found), "derived": flagged},
         ))
         audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action="forget_request.apply",
                      object_type="forget_request", object_id=row.id,
@@ -171,27 +202,65 @@ class ForgetRequestService:
                               "memory_ids": [str(i) for i in ids]})
         if vec_ids:
             tx.after_commit.append(lambda: self.indexes.remove(cube_id, vec_ids))
-        return row.id, ids
+        return Forgotten(row.id, ids, stale, policy)
+
+    @staticmethod
+    def _derived_artifacts(s: Session, cube_id: uuid.UUID, forgotten: Sequence[Memory]) -> StaleDerived:
+        """Activation caches whose prefix holds a forgotten memory's text, and adapters distilled from the cube
+        since the earliest forgotten memory was written: flagged, since only deleting or rebuilding them clears
+        what they learned."""
+        if not forgotten:
+            return StaleDerived()
+        texts = [" ".join(m.content.split()) for m in forgotten]
+        caches = [a.id for a in activations_repo.in_cube(s, cube_id)
+                  if a.status == "active" and any(t in " ".join(a.prefix_text.split()) for t in texts)]
+        since = min(m.created_at for m in forgotten)
+        adapters = [a.id for a in adapters_repo.in_cube(s, cube_id, include_deleted=False)
+                    if a.source == "distill" and a.created_at >= since]
+        return StaleDerived(activations=caches, adapters=adapters)
 
     def _matches(self, s: Session, cube_id: uuid.UUID, plan: ForgetPlan,
-                 written: set[uuid.UUID]) -> list[tuple[Memory, str]]:
-        """Each matched active memory once, with how it matched ("lexical", or "dense 0.731")."""
+                 batch: dict[uuid.UUID, int]) -> list[tuple[Memory, str]]:
+        """Each matched active memory once, with how it matched ("lexical", "kind address", "dense 0.731").
+
+        A request covers what was stored before it: earlier memories and the earlier messages of its own call
+        (``batch`` maps this call's memories to their message index), never the ones after it or the markers of
+        requests. A first-person request ("my birthday") skips memories that only mention someone else's."""
         limit = self.settings.forget_max_memories
-        found: dict[uuid.UUID, tuple[Memory, str]] = {}
         index = self.indexes.vectors.peek(cube_id)
-        for subject, query in zip(plan.subjects, plan.queries):
-            for m in memories_repo.active_containing(s, cube_id, content_words(subject), limit):
+        keep: dict[uuid.UUID, tuple[Memory, str]] = {}
+        for (at, detection), query in zip(plan.first_requests(), plan.queries):
+            words = content_words(detection.subject)
+            found: dict[uuid.UUID, tuple[Memory, str]] = {}
+            for m in memories_repo.active_containing(s, cube_id, words, limit):
                 found.setdefault(m.id, (m, "lexical"))
-            if index is None:
-                continue
-            scores, vec_ids = index.search(query, limit)
-            dense = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
-                     if sc >= self.settings.forget_min_score}
-            for m in memories_repo.active_by_vec_ids(s, list(dense), cube_id=cube_id, lock=True).values():
-                found.setdefault(m.id, (m, f"dense {dense[m.vec_id]:.3f}"))
-        keep = [(m, how) for m, how in found.values() if m.id not in written and MARKER_KEY not in (m.meta or {})]
-        keep.sort(key=lambda x: (x[0].created_at, x[0].id))
-        return keep[:limit]
+            kind = kind_of(detection.subject)
+            if kind is not None:
+                for m in memories_repo.active_matching(s, cube_id, kind.patterns, limit):
+                    found.setdefault(m.id, (m, f"kind {kind.name}"))
+            if index is not None:
+                scores, vec_ids = index.search(query, limit)
+                dense = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
+                         if sc >= self.settings.forget_min_score}
+                for m in memories_repo.active_by_vec_ids(s, list(dense), cube_id=cube_id).values():
+                    found.setdefault(m.id, (m, f"dense {dense[m.vec_id]:.3f}"))
+            # This call's own turns are not in the index until it commits: compare with their stored vectors.
+            for m in memories_repo.memories_by_ids(s, [mid for mid, i in batch.items() if i < at]):
+                score = float(np.frombuffer(m.embedding, dtype=np.float32) @ query)
+                if m.status == "active" and score >= self.settings.forget_min_score:
+                    found.setdefault(m.id, (m, f"dense {score:.3f}"))
+            mine = first_person(detection.sentence)
+            for mid, (m, how) in found.items():
+                if batch.get(mid, -1) >= at or MARKER_KEY in (m.meta or {}):
+                    continue
+                if mine and owned_by_another(m.content, words):
+                    continue
+                keep.setdefault(mid, (m, how))
+        # Locked only now, all at once in vec_id order, and kept only if still active.
+        how_of = {mid: how for mid, (_, how) in keep.items()}
+        locked = [m for m in memories_repo.memories_locked(s, list(how_of)) if m.status == "active"]
+        ordered = sorted(((m, how_of[m.id]) for m in locked), key=lambda x: (x[0].created_at, x[0].id))
+        return ordered[:limit]
 
     # -- API use cases -----------------------------------------------------------------------------------------
     def list(self, principal: Principal, cube_id: uuid.UUID, limit: int) -> ForgetRequestList:

@@ -216,9 +216,17 @@ class MemoryService:
         found = plan
 
         def then(tx: Tx, batch: MemoryBatch) -> None:
-            written = {m.id for m in batch.memories}
-            batch.forget_request_id, batch.forgotten = service.apply(tx, principal, tenant_id, cube_id, found,
-                                                                     written)
+            # Which message each stored turn came from: a request covers the turns before it, not after it.
+            turns = {a.memory_id: a.index for a in batch.admission
+                     if a.memory_id is not None and a.index < len(body.messages)}
+            done = service.apply(tx, principal, tenant_id, cube_id, found, turns)
+            batch.forget_request_id, batch.forgotten, batch.forget_flagged = (done.request_id, done.memory_ids,
+                                                                              done.stale)
+            gone = set(done.memory_ids)
+            batch.memories = [m for m in batch.memories if m.id not in gone or done.policy == "archive"]
+            for out in batch.memories:
+                if out.id in gone:
+                    out.status = "archived"
 
         return items, then
 
