@@ -120,8 +120,12 @@ class Settings(BaseSettings):
     llm_model_large: str | None = Field(default=None, description="Answer model of the high tier; unset: llm_model.")
     abstain_floor: float = Field(
         default=0.4, ge=-1.0, le=1.0,
-        description="context/answer abstain when no candidate's dense cosine to the query reaches this; the "
-        "LoCoMo calibration behind 0.4 is in docs/benchmarks.md.")
+        description="context/answer may abstain only when no candidate's dense cosine to the query reaches this "
+        "(and no other channel finds evidence; see abstain_overlap_floor).")
+    abstain_overlap_floor: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="context/answer may abstain only when the candidates hold less than this share of the "
+        "query's content words (and none of its names).")
     routing_context_tokens: int = Field(
         default=1024, ge=1, description="Context token budget when a request names a tier, not max_tokens.")
     routing_cache_size: int = Field(default=1024, ge=0, description="Entries of the routed-result cache.")

@@ -84,9 +84,18 @@ class AnswerRequest(ContextRequest):
     """The context request's fields; the answer module then answers from that context."""
 
 
+class Evidence(BaseModel):
+    """What the abstention decision saw in the top candidates."""
+
+    cosine: float = Field(description="Best dense cosine between the query and a candidate.")
+    overlap: float = Field(description="Share of the query's content words (stemmed) found in the candidates.")
+    names: float | None = Field(description="Share of the query's names found in the candidates; null if none.")
+
+
 class ContextItem(BaseModel):
     memory_id: uuid.UUID | None = Field(description="Null for a summary written for this request.")
     content: str
+    speaker: str | None = Field(default=None, description="Who said it (a message's speaker), when known.")
     occurred_at: datetime | None
     session_id: str | None
     score: float | None = Field(description="Retrieval score of a snippet; null for added items.")
@@ -97,8 +106,11 @@ class ContextResponse(BaseModel):
     context: str
     items: list[ContextItem] = Field(description="Snippets first, in rank order, then what assembly added.")
     tokens: int = Field(description="Tokens of ``context`` with the answer model's tokenizer.")
-    abstained: bool = Field(description="No memory passed the relevance floor: nothing is returned.")
+    abstained: bool = Field(description="No channel found evidence for the query (and the cubes did not fit the "
+                            "budget whole): nothing is returned; ``routing.reasons.context`` says why.")
     full_context: bool = Field(description="Everything in the cubes fit the budget and is returned in time order.")
+    evidence: Evidence | None = Field(default=None, description="What the abstention decision saw; null for a "
+                                      "full context, which never abstains.")
     routing: Routing
 
 

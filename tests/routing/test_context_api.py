@@ -223,9 +223,10 @@ def test_answer_tiers_call_the_configured_models(llm_server: tuple[str, Any]) ->
             sent = fake.requests[-1]
             assert sent["model"] == model and f"Question: {question}" in sent["messages"][-1]["content"]
             assert "- [2023-01-05] Alice's puppy is called Rex" in sent["messages"][-1]["content"]
-        # Off topic: no call at all.
+        # Off topic, and the cube does not fit the budget whole: no call at all.
         before = len(fake.requests)
-        off = post(t, "/v1/answer", {"query": OFF_TOPIC, "cube_ids": [cube], "budget": "high"})
+        off = post(t, "/v1/answer", {"query": OFF_TOPIC, "cube_ids": [cube],
+                                     "budget": {"max_tokens": 6, "tiers": {"answer": "high"}}})
         assert (off["answer"], off["model"], off["abstained"], off["items"]) == (None, None, True, [])
         assert off["routing"]["cost"]["llm_calls"] == 0 and len(fake.requests) == before
         # max_llm_calls 0 refuses a named LLM tier, and makes auto route to the local model's tier ...
@@ -362,3 +363,34 @@ def test_high_context_writes_one_llm_summary_when_calls_allow(llm_server: tuple[
     assert none_left["routing"]["cost"]["llm_calls"] == 0 and len(fake.requests) == before + 1
     assert [i["role"] for i in none_left["items"]].count("summary") == 1
     t.http.close()
+
+
+def test_a_cube_that_fits_is_never_hidden_by_abstention(tenant: TenantCtx) -> None:
+    cube = make_cube(tenant, "intro")
+    turns = ["Hi! I'm setting up my new assistant.", "Great, happy to help.", "It's Priya Raman, by the way.",
+             "Nice to meet you, Priya.", "I mostly need help planning trips."]
+    r = tenant.http.post(f"/v1/cubes/{cube}/messages", json={"session_id": "s1", "messages": [
+        {"role": "user" if i % 2 == 0 else "assistant", "speaker": "user" if i % 2 == 0 else "assistant",
+         "content": c} for i, c in enumerate(turns)]})
+    assert r.status_code == 201, r.text
+    out = context(tenant, cube, "What is the user's name?", "auto")
+    assert (out["abstained"], out["full_context"], out["evidence"]) == (False, True, None)
+    assert "Priya Raman" in out["context"]
+    assert [i["speaker"] for i in out["items"]] == ["user", "assistant", "user", "assistant", "user"]
+
+
+def test_abstention_needs_every_channel_to_fall_short(tenant: TenantCtx) -> None:
+    cube = make_cube(tenant, "pets")
+    facts = ["Alice adopted a beagle puppy and named him Rex.", "Alice takes Rex to the park every morning.",
+             "Bob is learning to play the cello.", "Bob's cello teacher lives in Lyon.",
+             "The weather was rainy all week.", "Carol bought a new bicycle for her commute."]
+    r = tenant.http.post(f"/v1/cubes/{cube}/memories", json={"memories": [{"content": f} for f in facts]})
+    assert r.status_code == 201, r.text
+    tight = {"max_tokens": 16}  # the cube does not fit: retrieval runs and abstention may decide
+    named = context(tenant, cube, "Which breed is Alice's dog?", tight)
+    assert (named["abstained"], named["full_context"], named["evidence"]["names"]) == (False, False, 1.0)
+    off = context(tenant, cube, OFF_TOPIC, tight)
+    assert (off["abstained"], off["items"], off["evidence"]["overlap"], off["evidence"]["names"]) == (
+        True, [], 0.0, 0.0)
+    assert off["routing"]["reasons"]["context"].startswith("rule: abstained (best cosine 0.")
+    assert "query words found 0.00 < 0.5, no name of the query found" in off["routing"]["reasons"]["context"]

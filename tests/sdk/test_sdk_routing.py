@@ -51,9 +51,11 @@ def test_context_answer_search_messages_and_stats(live_client: memcubed.Client) 
                              use_cache=False)
     assert limited.tokens <= 8 and limited.routing.reasons["retrieval"] == "forced"
 
-    off = client.answer("What is the capital of Mongolia?", [cube.id], budget="auto")
+    # Off topic in a cube that does not fit 16 tokens whole: it abstains (a cube that fits never does).
+    off = client.answer("What is the capital of Mongolia?", [cube.id], budget={"max_tokens": 16})
     assert isinstance(off, memcubed.AnswerResponse)
     assert (off.abstained, off.answer, off.model, off.items) == (True, None, None, [])
+    assert off.evidence is not None and off.evidence.overlap == 0.0
 
     found = client.search("LGBTQ support group", cube.id, top_k=2, budget="low", use_cache=False)
     assert found.routing is not None and found.routing.tiers == {"retrieval": "low"}
@@ -81,7 +83,7 @@ async def test_async_client_routes(live_aclient: memcubed.AsyncClient) -> None:
     assert ctx.routing.tiers == {"retrieval": "low", "context": "low"} and ctx.full_context is True
     assert ctx.context.splitlines()[0] == "- [2023-05-08] Caroline: I went to the LGBTQ support group yesterday " \
                                           "and it was so powerful."
-    off = await client.answer("What is the capital of Mongolia?", cube.id)
+    off = await client.answer("What is the capital of Mongolia?", cube.id, budget={"max_tokens": 16})
     assert off.abstained is True and off.routing.cost.llm_calls == 0
     found = await client.search(Q, cube.id, budget="mid")
     assert found.routing is not None and found.routing.tiers == {"retrieval": "mid"}

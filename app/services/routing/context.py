@@ -50,7 +50,9 @@ def line_of(m: Memory, dated: bool) -> str:
 
 
 def piece(m: Memory, role: ItemRole, score: float | None, dated: bool) -> Piece:
-    item = ContextItem(memory_id=m.id, content=m.content, occurred_at=m.occurred_at, session_id=m.session_id,
+    speaker = (m.meta or {}).get("speaker") or (m.meta or {}).get("said_by")
+    item = ContextItem(memory_id=m.id, content=m.content, speaker=speaker if isinstance(speaker, str) else None,
+                       occurred_at=m.occurred_at, session_id=m.session_id,
                        score=None if score is None else round(score, 6), role=role)
     return Piece(item, line_of(m, dated))
 

@@ -45,12 +45,14 @@ from app.schemas.routing import (
     CacheReport,
     ContextRequest,
     ContextResponse,
+    Evidence,
     PolicyInfo,
     Routing,
     RoutingCost,
     RoutingStats,
 )
 from app.services.generation import GenerationService
+from app.services.routing.abstention import Floors, abstain_reason, evidence
 from app.services.routing.answer import Answerer
 from app.services.routing.context import Assembler, Fitted, piece
 from app.services.routing.retrieval import Retrieval, needs_embedding
@@ -89,6 +91,7 @@ class RoutingService:
         self.retrieval = Retrieval(fine, retriever)
         self.assembler = Assembler(self.tokens, graphs, summariser_from(settings))
         self.answerer = Answerer(settings, generation)
+        self.floors = Floors(settings.abstain_floor, settings.abstain_overlap_floor)
         self._totals: dict[tuple[uuid.UUID, ...], tuple[tuple[int, ...], tuple[int, int, int]]] = {}  # per generation
 
     @property
@@ -161,10 +164,10 @@ class RoutingService:
                 return hit
             reasons = dict(decision.reasons)
             full = self._full_context(s, r, limit)
-            if full is not None:
+            ev: Evidence | None = None
+            abstained = False
+            if full is not None:  # everything fits: never abstain, the reader sees it all
                 mems, fitted = full
-                with meter.timed("retrieval"):
-                    relevance = self._relevance(qvec, mems)
                 reason = f"rule: full context (all {len(mems)} memories fit in {limit} tokens)"
                 reasons.update(retrieval=reason, context=reason)
             else:
@@ -173,24 +176,24 @@ class RoutingService:
                                                 req.top_k, None)
                     rows = repo.active_by_vec_ids(s, [v for v, _ in ranked])
                     snippets = [(rows[v], score) for v, score in ranked if v in rows]
-                    relevance = self._relevance(qvec, [m for m, _ in snippets])
-                fitted = None
-            abstained = relevance < self.settings.abstain_floor
-            if abstained:
-                fitted = Fitted("", [], 0)
-                reasons["context"] = (f"rule: abstained (best cosine {relevance:.3f} < floor "
-                                      f"{self.settings.abstain_floor:g})")
-            elif fitted is None:
-                answer_calls = SPECS["answer"][decision.tiers["answer"]].llm_calls if route == "answer" else 0
-                left = r.plan.llm_calls_left(answer_calls)
-                with meter.timed("context"):
-                    fitted = self.assembler.assemble(s, decision.tiers["context"], snippets, limit, left, meter)
+                    ev = evidence(req.query, qvec, [m for m, _ in snippets])
+                why = abstain_reason(ev, self.floors)
+                abstained = why is not None
+                if why is not None:
+                    fitted = Fitted("", [], 0)
+                    reasons["context"] = why
+                else:
+                    answer_calls = SPECS["answer"][decision.tiers["answer"]].llm_calls if route == "answer" else 0
+                    left = r.plan.llm_calls_left(answer_calls)
+                    with meter.timed("context"):
+                        fitted = self.assembler.assemble(s, decision.tiers["context"], snippets, limit, left, meter)
         decision = Decision(decision.tiers, reasons, decision.version, decision.lam)
-        is_full = full is not None and not abstained
+        is_full = full is not None
         if route == "context":
             out: Response = ContextResponse(
                 context=fitted.context, items=fitted.items, tokens=fitted.tokens, abstained=abstained,
-                full_context=is_full, routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
+                full_context=is_full, evidence=ev,
+                routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
             return self._finish(r, req.query, qvec, req.use_cache, out)
         text = model = None
         if not abstained:
@@ -201,7 +204,7 @@ class RoutingService:
             meter.llm_calls += reply.llm_calls
         out = AnswerResponse(
             context=fitted.context, items=fitted.items, tokens=fitted.tokens, abstained=abstained,
-            full_context=is_full, answer=text, model=model,
+            full_context=is_full, evidence=ev, answer=text, model=model,
             routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
         return self._finish(r, req.query, qvec, req.use_cache, out)
 
@@ -258,13 +261,6 @@ class RoutingService:
         text = "\n".join(p.line for p in pieces)
         tokens = self.tokens.count(text)
         return (mems, Fitted(text, [p.item for p in pieces], tokens)) if tokens <= limit else None
-
-    @staticmethod
-    def _relevance(qvec: np.ndarray, mems: list[Memory]) -> float:
-        if not mems:
-            return -1.0
-        vecs = np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in mems])
-        return float(np.max(vecs @ qvec))
 
     def _cached(self, r: Request, query: str, qvec: np.ndarray | None, use: bool) -> Response | None:
         if not use:

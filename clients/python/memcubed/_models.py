@@ -206,6 +206,13 @@ class Memory(_Response):
     admission: Admission | None = None
 
 
+class StaleDerived(_Response):
+    """Derived caches and adapters that may still hold what a forget request forgot: delete or rebuild them."""
+
+    activations: list[str] = Field(default_factory=list)
+    adapters: list[str] = Field(default_factory=list)
+
+
 class WriteResult(_Response):
     """The whole answer of a write: the stored memories (admitted ones active, merged ones archived with
     ``merged_into``) and admission's decision for every input item, in input order (a rejected item stores
@@ -215,6 +222,7 @@ class WriteResult(_Response):
     admission: list[Admission] = Field(default_factory=list)
     forgotten: list[str] = Field(default_factory=list)
     forget_request_id: str | None = None
+    forget_flagged: StaleDerived | None = None
     routing: Routing | None = None
 
 
@@ -305,10 +313,19 @@ class ContextItem(_Response):
 
     memory_id: str | None = None
     content: str
+    speaker: str | None = None
     occurred_at: ResponseDatetime | None = None
     session_id: str | None = None
     score: float | None = None
     role: str
+
+
+class Evidence(_Response):
+    """What the abstention decision saw: best cosine, share of the query's words and names found."""
+
+    cosine: float
+    overlap: float
+    names: float | None = None
 
 
 class ContextResponse(_Response):
@@ -318,6 +335,7 @@ class ContextResponse(_Response):
     abstained: bool
     full_context: bool
     routing: Routing
+    evidence: Evidence | None = None
 
 
 class AnswerResponse(ContextResponse):
