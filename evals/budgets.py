@@ -35,7 +35,6 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 import memcubed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -156,15 +155,13 @@ def ensure_cubes(client: Any, convs: Sequence[Conversation], state_path: Path, p
 # Phase 2: the log
 
 
-def post_context(http: httpx.Client, query: str, cube_id: str, top_k: int, budget: Any) -> tuple[dict[str, Any], float]:
-    """``POST /v1/context`` without the cache; the response and the client-side ms."""
+def post_context(api: memcubed.Client, query: str, cube_id: str, top_k: int, budget: Any
+                 ) -> tuple[dict[str, Any], float]:
+    """``POST /v1/context`` without the cache; the response (as JSON) and the client-side ms."""
     t0 = time.perf_counter()
-    resp = http.post("/v1/context", json={"query": query, "cube_ids": [cube_id], "top_k": top_k,
-                                          "budget": budget, "use_cache": False})
+    resp = api.context(query, [cube_id], top_k=top_k, budget=budget, use_cache=False)
     client_ms = (time.perf_counter() - t0) * 1000.0
-    if resp.status_code != 200:
-        raise RuntimeError(f"/v1/context answered {resp.status_code}: {resp.text[:500]}")
-    return resp.json(), client_ms
+    return resp.model_dump(mode="json"), client_ms
 
 
 def score_context(body: dict[str, Any], dia: dict[str, str], q: Question, k: int) -> dict[str, Any]:
@@ -197,7 +194,7 @@ def _row(q: Question, tiers: dict[str, str], scored: dict[str, Any], client_ms: 
             "tiers": tiers, "client_ms": client_ms, **scored}
 
 
-def log_conversation(http: httpx.Client, conv: Conversation, cube: dict[str, Any], config: BudgetConfig,
+def log_conversation(api: memcubed.Client, conv: Conversation, cube: dict[str, Any], config: BudgetConfig,
                      progress: Progress) -> list[dict[str, Any]]:
     """Every combination on every question of one conversation."""
     questions = _questions(conv, config.max_questions)
@@ -206,10 +203,10 @@ def log_conversation(http: httpx.Client, conv: Conversation, cube: dict[str, Any
     rows: list[dict[str, Any]] = []
     for tiers in combos:  # lazy loads (models, the cube's indexes and graph) are not query cost; a real
         # turn as the query, so nothing abstains and every assembly path runs
-        post_context(http, conv.turns[0].content, cube["cube_id"], config.top_k, {"tiers": tiers})
+        post_context(api, conv.turns[0].content, cube["cube_id"], config.top_k, {"tiers": tiers})
     for q in questions:
         for tiers in combos:
-            body, client_ms = post_context(http, q.question, cube["cube_id"], config.top_k, {"tiers": tiers})
+            body, client_ms = post_context(api, q.question, cube["cube_id"], config.top_k, {"tiers": tiers})
             rows.append(_row(q, tiers, score_context(body, cube["dia"], q, config.top_k), client_ms))
             progress.advance(task)
     progress.remove_task(task)
@@ -220,15 +217,13 @@ def log_conversation(http: httpx.Client, conv: Conversation, cube: dict[str, Any
 # Phase 3: the abstention floor
 
 
-def best_cosine(http: httpx.Client, query: str, cube_id: str) -> float | None:
+def best_cosine(api: memcubed.Client, query: str, cube_id: str) -> float | None:
     """The best candidate's dense cosine (fast-mode search scores are the cosine)."""
-    resp = http.post("/v1/search", json={"query": query, "cube_ids": [cube_id], "top_k": 1, "mode": "fast"})
-    resp.raise_for_status()
-    results = resp.json()["results"]
-    return float(results[0]["score"]) if results else None
+    results = api.search(query, [cube_id], top_k=1, mode="fast").results
+    return float(results[0].score) if results else None
 
 
-def calibrate(http: httpx.Client, convs: Sequence[Conversation], state: dict[str, dict[str, Any]],
+def calibrate(api: memcubed.Client, convs: Sequence[Conversation], state: dict[str, dict[str, Any]],
               config: BudgetConfig, progress: Progress) -> dict[str, Any]:
     """Best cosine of each question in its own cube (should answer) and in the next conversation's cube
     (should abstain); the floor is the highest threshold that wrongly abstains on ≤ 5 % of in-domain
@@ -241,7 +236,7 @@ def calibrate(http: httpx.Client, convs: Sequence[Conversation], state: dict[str
     for i, conv in enumerate(convs):
         foreign = state[convs[(i + 1) % len(convs)].id]["cube_id"]
         for q in _questions(conv, config.max_questions):
-            a, b = best_cosine(http, q.question, state[conv.id]["cube_id"]), best_cosine(http, q.question, foreign)
+            a, b = best_cosine(api, q.question, state[conv.id]["cube_id"]), best_cosine(api, q.question, foreign)
             if a is not None and b is not None:
                 own.append(a)
                 other.append(b)
@@ -292,7 +287,7 @@ def train_router(log_path: Path, router_home: Path, config: BudgetConfig) -> Pat
 # Phase 5: the held-out evaluation
 
 
-def run_auto(http: httpx.Client, convs: Sequence[Conversation], state: dict[str, dict[str, Any]],
+def run_auto(api: memcubed.Client, convs: Sequence[Conversation], state: dict[str, dict[str, Any]],
              expected: dict[str, str], config: BudgetConfig, progress: Progress) -> dict[str, Any]:
     """``budget: "auto"`` through the service on the held-out questions, with the trained policy loaded;
     ``expected`` (question id → combination) is what the policy picked offline from the logged features."""
@@ -302,7 +297,7 @@ def run_auto(http: httpx.Client, convs: Sequence[Conversation], state: dict[str,
     for conv in convs:
         cube = state[conv.id]
         for q in _questions(conv, config.max_questions):
-            body, client_ms = post_context(http, q.question, cube["cube_id"], config.top_k, "auto")
+            body, client_ms = post_context(api, q.question, cube["cube_id"], config.top_k, "auto")
             scored = score_context(body, cube["dia"], q, config.top_k)
             rows.append(_row(q, scored["routed"], scored, client_ms))
             agree += all(m in scored["routed"] for m in MODULES) and expected.get(q.id) == combo_key(scored["routed"])
@@ -503,9 +498,9 @@ def run_budgets(config: BudgetConfig, service: Service, console: Console | None 
     progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                         disable=not config.show_progress)
-    headers = {"Authorization": f"Bearer {service.api_key}"}
+    # Two clients: ingestion retries what fails; the measured requests are sent once (client ms stays honest).
     with memcubed.Client(service.url, service.api_key, timeout=600.0) as client, \
-            httpx.Client(base_url=service.url, headers=headers, timeout=300.0) as http, progress:
+            memcubed.Client(service.url, service.api_key, timeout=300.0, max_retries=0) as api, progress:
         say(f"budgets: {len(convs)} conversations")
         state = ensure_cubes(client, convs, out / "state.json", progress)
 
@@ -515,7 +510,7 @@ def run_budgets(config: BudgetConfig, service: Service, console: Console | None 
             rows = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()]
                     if path.exists() else None)
             if rows is None or len(rows) != len(_questions(conv, config.max_questions)) * len(combinations()):
-                rows = log_conversation(http, conv, state[conv.id], config, progress)
+                rows = log_conversation(api, conv, state[conv.id], config, progress)
                 _write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
             log.extend(rows)
         log_path = out / LOG_NAME
@@ -525,7 +520,7 @@ def run_budgets(config: BudgetConfig, service: Service, console: Console | None 
         if calib_path.exists():
             calib = json.loads(calib_path.read_text())
         else:
-            calib = calibrate(http, convs, state, config, progress)
+            calib = calibrate(api, convs, state, config, progress)
             _write_atomic(calib_path, json.dumps(calib, indent=1))
 
         header_path = train_router(log_path, service.data_dir or out, config)
@@ -538,7 +533,7 @@ def run_budgets(config: BudgetConfig, service: Service, console: Console | None 
         held = [c for c in convs if c.id in held_ids]
         auto_live = None
         if "auto" in config.budgets and service.data_dir is not None:
-            auto_live = run_auto(http, held, state, header["held_out_choices"]["auto"], config, progress)
+            auto_live = run_auto(api, held, state, header["held_out_choices"]["auto"], config, progress)
     systems = held_out_table(log, held_ids, header["held_out_choices"], auto_live, config.budgets)
     base = baselines(held, config, token_counter())
     meta = {"train": train_ids, "held_out": held_ids, "policy_version": header["version"], "lambda": config.lam,

@@ -19,7 +19,7 @@ from evals.baselines import BASELINE_NAMES, DEFAULT_CONTEXT_BUDGET
 from evals.datasets import DatasetFormatError, DatasetName
 from evals.llm import LLMConfig
 from evals.runner import RunConfig, ServiceTarget, embedded_target, run
-from evals.server import ServerError
+from evals.server import ServerCommandError
 
 eval_app = typer.Typer(
     help="Evaluate memcubed on LoCoMo / LongMemEval, with baselines measured in the same run.",
@@ -137,7 +137,7 @@ def _execute(
             result = run(config, target, console=console)
     except DatasetFormatError as exc:
         _abort("dataset error", exc, 2)
-    except ServerError as exc:
+    except ServerCommandError as exc:
         _abort("server error", exc, 1)
     paths = write_report(result, config.out_dir)
     for name, path in paths.items():
@@ -176,7 +176,7 @@ def _budgets(dataset: DatasetName, dataset_path: Path, url: str | None, embedded
             paths = run_budgets(config, service, console=console)
     except (ValueError, DatasetFormatError) as exc:
         _abort("error", exc, 2)
-    except ServerError as exc:
+    except ServerCommandError as exc:
         _abort("server error", exc, 1)
     console.print(paths["table"].read_text(), soft_wrap=True)
     for name, path in paths.items():
@@ -250,7 +250,7 @@ def ablation(
     try:
         with target_cm as target:
             run_ablation(dataset, target, _split(conversations), out_dir, console=console)
-    except ServerError as exc:
+    except ServerCommandError as exc:
         _abort("server error", exc, 1)
     console.print((out_dir / "ablation.md").read_text(), soft_wrap=True)
 

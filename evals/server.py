@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import memcubed
 
 START_TIMEOUT_S = 600.0  # a first start creates the Postgres cluster and loads the models
 STOP_TIMEOUT_S = 60.0
@@ -30,7 +30,7 @@ LOG_NAME = "memcubed-serve.log"
 LOG_TAIL_LINES = 40
 
 
-class ServerError(RuntimeError):
+class ServerCommandError(RuntimeError):
     """The server could not be found, did not start, or died while starting."""
 
 
@@ -46,7 +46,7 @@ def memcubed_command() -> list[str]:
     beside = Path(sys.executable).parent / "memcubed"
     found = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which("memcubed")
     if found is None:
-        raise ServerError("the memcubed server CLI (`memcubed`) is not installed here: install memcubed-server "
+        raise ServerCommandError("the memcubed server CLI (`memcubed`) is not installed here: install memcubed-server "
                           "(pip install -e . in the repository) or evaluate a running server with --url")
     return [found]
 
@@ -56,7 +56,7 @@ def run_memcubed(args: list[str], timeout_s: float = 3600.0) -> subprocess.Compl
     done = subprocess.run([*memcubed_command(), *args], capture_output=True, text=True, timeout=timeout_s,
                           env=os.environ | {"COLUMNS": "200"})
     if done.returncode != 0:
-        raise ServerError(f"`memcubed {' '.join(args)}` exited {done.returncode}:\n{done.stdout}{done.stderr}")
+        raise ServerCommandError(f"`memcubed {' '.join(args)}` exited {done.returncode}:\n{done.stdout}{done.stderr}")
     return done
 
 
@@ -76,19 +76,20 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
     """Poll ``/healthz`` until it answers 200; a dead process or the deadline raises with the log's tail."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise ServerError(f"memcubed serve exited with status {proc.returncode} before it answered; "
-                              f"last lines of {log}:\n{log_tail(log)}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5.0).status_code == 200:
+    with memcubed.Client(url, timeout=5.0, max_retries=0) as probe:
+        while True:
+            if proc.poll() is not None:
+                raise ServerCommandError(f"memcubed serve exited with status {proc.returncode} before it answered; "
+                                         f"last lines of {log}:\n{log_tail(log)}")
+            try:
+                probe.health()
                 return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise ServerError(f"memcubed serve did not answer {url}/healthz within {timeout_s:.0f} s; "
-                              f"last lines of {log}:\n{log_tail(log)}")
-        time.sleep(0.25)
+            except memcubed.MemcubedError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerCommandError(f"memcubed serve did not answer {url}/healthz within {timeout_s:.0f} s; "
+                                         f"last lines of {log}:\n{log_tail(log)}")
+            time.sleep(0.25)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:

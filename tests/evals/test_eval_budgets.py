@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from evals.budgets import LAMBDA_SWEEP
 from evals.cli import eval_app
+from tests.conftest import Databases, pg_sqlalchemy_url
 from tests.evals.tiny import tiny_locomo
 
 
@@ -98,23 +99,25 @@ def test_budgets_refuses_unknown_budget_and_longmemeval(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown budget(s) cheap; known: low, mid, high, auto" in result.output
 
 
-def test_embedded_budgets_keep_their_server_between_runs(tmp_path: Path) -> None:
-    """``--embedded``: ``memcubed serve`` over OUT/server, the same admin key, tenant and cubes on a rerun."""
+def test_embedded_budgets_keep_their_server_between_runs(databases: Databases, tmp_path: Path) -> None:
+    """``--embedded``: ``memcubed serve`` over OUT/server, the same admin key, tenant and cubes on a rerun. The
+    caller's MEMCUBED_DATABASE_URL reaches the server (test_eval_embedded.py covers the embedded Postgres)."""
     out = tmp_path / "out"
     args = ["locomo", "--dataset", str(two_conversations(tmp_path)), "--embedded", "--budgets", "low,high,auto",
             "--train-conversations", "conv-t1", "--out", str(out), "--top-k", "2"]
-    first = CliRunner().invoke(eval_app, args, env={"COLUMNS": "200"})
+    env = {"COLUMNS": "200", "MEMCUBED_DATABASE_URL": pg_sqlalchemy_url(databases.create())}
+    first = CliRunner().invoke(eval_app, args, env=env)
     assert first.exit_code == 0, (first.output, first.exception)
     state = json.loads((out / "state.json").read_text())
     keys = json.loads((out / "server-keys.json").read_text())
     assert sorted(state) == ["conv-t1", "conv-t2"] and sorted(keys) == ["admin", "tenant"]
-    assert (out / "server" / "pg").is_dir()  # the server's own embedded Postgres, in OUT/server
+    assert not (out / "server" / "pg").exists()  # the configured Postgres, not an embedded one
     assert sorted(p.name for p in (out / "server" / "router").iterdir()) == ["policy-v1.joblib", "policy-v1.json"]
     saved = json.loads((out / "budgets.json").read_text())
     assert saved["systems"]["auto"]["questions"] == 4 and saved["systems"]["auto"]["agreement_with_policy"] == 1.0
     assert {"low", "high", "auto", "auto (offline)"} <= set(saved["systems"]) and "mid" not in saved["systems"]
 
-    again = CliRunner().invoke(eval_app, args, env={"COLUMNS": "200"})
+    again = CliRunner().invoke(eval_app, args, env=env)
     assert again.exit_code == 0, (again.output, again.exception)
     # a restarted server with the same data dir and key: nothing ingested again, the router retrained as v2
     assert json.loads((out / "state.json").read_text()) == state
@@ -122,4 +125,4 @@ def test_embedded_budgets_keep_their_server_between_runs(tmp_path: Path) -> None
     assert (out / "server" / "router" / "policy-v2.json").exists()
     log = (out / "server" / "memcubed-serve.log").read_text()
     assert log.count("memcubed listening on") == 2 and log.count("POST /v1/cubes HTTP/1.1") == 2  # 2 cubes, once
-    assert not (out / "server" / "pg" / "postmaster.pid").exists()  # stopped with the server
+    assert log.count("Application shutdown complete") == 2  # stopped (SIGTERM) after each run
