@@ -43,7 +43,7 @@ from evals.baselines import TokenCounter, make_baselines, token_counter
 from evals.datasets import Conversation, Question, load_locomo
 from evals.metrics import context_recall, recall_at_k
 from evals.runner import MemcubedSystem
-from evals.server import embedded, run_memcubed
+from evals.server import ServerCommandError, embedded, run_memcubed
 
 HEADLINE = (1, 2, 3, 4)
 TIERS = ("low", "mid", "high")  # the service's tiers, cheapest first
@@ -279,7 +279,7 @@ def train_router(log_path: Path, router_home: Path, config: BudgetConfig) -> Pat
     headers = {int(m.group(1)): p for p in (router_home / "router").glob("policy-v*.json")
                if (m := re.fullmatch(r"policy-v(\d+)\.json", p.name))}
     if not headers:
-        raise RuntimeError(f"memcubed router train wrote no policy header under {router_home / 'router'}")
+        raise ServerCommandError(f"memcubed router train wrote no policy header under {router_home / 'router'}")
     return headers[max(headers)]
 
 

@@ -46,8 +46,9 @@ def memcubed_command() -> list[str]:
     beside = Path(sys.executable).parent / "memcubed"
     found = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which("memcubed")
     if found is None:
-        raise ServerCommandError("the memcubed server CLI (`memcubed`) is not installed here: install memcubed-server "
-                          "(pip install -e . in the repository) or evaluate a running server with --url")
+        raise ServerCommandError("the memcubed server CLI (`memcubed`) is not installed here: install "
+                                 "memcubed-server (pip install -e . in the repository) or evaluate a running "
+                                 "server with --url")
     return [found]
 
 
