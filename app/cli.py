@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +45,9 @@ def serve(
     from app.container import build
     from app.main import create_app
 
+    # SIGTERM as SystemExit (uvicorn re-raises it after its graceful shutdown; like SIGINT's KeyboardInterrupt):
+    # the finally below and the atexit hooks run, so an embedded Postgres stops with the API, not after it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     settings = _settings(data_dir)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
@@ -166,18 +171,6 @@ def _tenant_id(tenants: list[TenantOut], ref: str) -> uuid.UUID:
         if str(t.id) == ref or t.name == ref:
             return uuid.UUID(str(t.id))
     raise typer.BadParameter(f"no tenant {ref!r}")
-
-
-def _mount_optional() -> None:
-    """Subcommands from the evaluation runner, when it is installed alongside."""
-    try:
-        from evals.cli import eval_app
-    except ImportError:
-        return
-    cli.add_typer(eval_app, name="eval", help="Run LoCoMo / LongMemEval evaluations.")
-
-
-_mount_optional()
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
-"""``memcubed eval locomo|longmemeval``: one command from dataset file to report.
+"""``memcubed-eval locomo|longmemeval|ablation``: one command from dataset file to report.
 
-Mounted by the service CLI as ``app.add_typer(eval_app, name="eval")``.
+Its own distribution (``memcubed-evals``, evals/pyproject.toml): a client of the service through the SDK
+and, for ``--embedded`` and the router, through the server's ``memcubed`` CLI as a child process.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,6 +19,7 @@ from evals.baselines import BASELINE_NAMES, DEFAULT_CONTEXT_BUDGET
 from evals.datasets import DatasetFormatError, DatasetName
 from evals.llm import LLMConfig
 from evals.runner import RunConfig, ServiceTarget, embedded_target, run
+from evals.server import ServerCommandError
 
 eval_app = typer.Typer(
     help="Evaluate memcubed on LoCoMo / LongMemEval, with baselines measured in the same run.",
@@ -57,6 +59,11 @@ BudgetsOpt = Annotated[str | None, typer.Option(
 LambdaOpt = Annotated[float, typer.Option("--lambda", min=0.0, help="With --budgets: the router's cost weight.")]
 TrainConvOpt = Annotated[str | None, typer.Option(
     "--train-conversations", help="With --budgets: ids to train the router on (default: first 60 %).")]
+
+
+def _abort(label: str, exc: Exception, code: int) -> NoReturn:
+    console.print(f"[red]{label}:[/red] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(code) from exc
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -129,8 +136,9 @@ def _execute(
         with target_cm as target:
             result = run(config, target, console=console)
     except DatasetFormatError as exc:
-        console.print(f"[red]dataset error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        _abort("dataset error", exc, 2)
+    except ServerCommandError as exc:
+        _abort("server error", exc, 1)
     paths = write_report(result, config.out_dir)
     for name, path in paths.items():
         console.print(f"{name}: {path}", soft_wrap=True)
@@ -167,15 +175,16 @@ def _budgets(dataset: DatasetName, dataset_path: Path, url: str | None, embedded
         with service_cm as service:
             paths = run_budgets(config, service, console=console)
     except (ValueError, DatasetFormatError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        _abort("error", exc, 2)
+    except ServerCommandError as exc:
+        _abort("server error", exc, 1)
     console.print(paths["table"].read_text(), soft_wrap=True)
     for name, path in paths.items():
         console.print(f"{name}: {path}", soft_wrap=True)
 
 
 def _dataset_command(name: DatasetName, doc: str) -> None:
-    """Register ``memcubed eval NAME``: both datasets take the same options."""
+    """Register ``memcubed-eval NAME``: both datasets take the same options."""
 
     def command(
         dataset: DatasetOpt,
@@ -238,6 +247,14 @@ def ablation(
             raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
         target_cm = nullcontext(ServiceTarget(str(url).rstrip("/"), key))
     out_dir = out or Path("eval-out") / "ablation"
-    with target_cm as target:
-        run_ablation(dataset, target, _split(conversations), out_dir, console=console)
+    try:
+        with target_cm as target:
+            run_ablation(dataset, target, _split(conversations), out_dir, console=console)
+    except ServerCommandError as exc:
+        _abort("server error", exc, 1)
     console.print((out_dir / "ablation.md").read_text(), soft_wrap=True)
+
+
+def main() -> None:
+    """The ``memcubed-eval`` console script."""
+    eval_app()

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import memcubed
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -54,9 +55,7 @@ from evals.datasets import (
 )
 from evals.llm import ChatClient, LLMConfig, answer_question, judge_answer
 from evals.metrics import bleu1, context_recall, evidence_ranks, retrieval_scores, token_f1
-
-if TYPE_CHECKING:
-    import memcubed
+from evals.server import embedded
 
 MEMCUBED = "memcubed"
 CHECKPOINT_VERSION = 1
@@ -160,7 +159,7 @@ class MemcubedSystem:
         """Create the cube and add every turn in batches; returns the timed figures."""
         cube = self.client.cubes.create(
             f"eval-{dataset}-{conversation.id}-{self.run_tag}",
-            description=f"memcubed eval: {dataset} {conversation.id}",
+            description=f"memcubed-eval: {dataset} {conversation.id}",
         )
         self.cube_id = cube.id
         turns = conversation.turns
@@ -230,14 +229,8 @@ class MemcubedSystem:
 
 @contextmanager
 def embedded_target(data_dir: Path | None = None) -> Iterator[ServiceTarget]:
-    """A throwaway memcubed with a fresh tenant: ``--embedded``."""
-    import importlib
-
-    import memcubed
-
-    # Imported by name: the service is a sibling package the eval runner only drives over HTTP.
-    embedded_server = importlib.import_module("app.embedded").embedded_server
-    with embedded_server(data_dir) as server, memcubed.Client(server.url, server.admin_key) as admin:
+    """A throwaway memcubed (``memcubed serve`` as a child process) with a fresh tenant: ``--embedded``."""
+    with embedded(data_dir) as server, memcubed.Client(server.url, server.admin_key) as admin:
         tenant = admin.tenants.create(f"eval-{uuid.uuid4().hex[:8]}")
         yield ServiceTarget(server.url, tenant.api_key, embedded=True)
 
@@ -514,8 +507,6 @@ def run(config: RunConfig, target: ServiceTarget | None, console: Console | None
 
     client_cm: Any = nullcontext(None)
     if target is not None:
-        import memcubed
-
         client_cm = memcubed.Client(target.url, target.api_key, timeout=300.0)
     chat_cm: Any = ChatClient(config.llm) if config.llm else nullcontext(None)
 

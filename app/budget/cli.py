@@ -37,13 +37,16 @@ def print_metrics(metrics: dict[str, dict[str, object]], title: str) -> None:
 @router_app.command("train")
 def train_command(
     results: Annotated[Path, typer.Option("--from", exists=True, dir_okay=False,
-                                          help="Routing log (JSONL) written by `memcubed eval locomo --budgets`.")],
+                                          help="Routing log (JSONL) written by `memcubed-eval locomo --budgets`.")],
     lam: Annotated[float, typer.Option("--lambda", min=0.0, help="Cost weight: reward - λ·normalised cost.")] = 0.1,
     reward: Annotated[str, typer.Option("--reward", help="recall | context_recall | judge")] = "recall",
     train_conversations: Annotated[str | None, typer.Option(
         "--train-conversations", help="Comma-separated ids to train on (default: first 60 % by id); "
         "the others are held out.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data directory (MEMCUBED_DATA_DIR).")] = None,
+    lambda_sweep: Annotated[str | None, typer.Option(
+        "--lambda-sweep", help="Comma-separated λ values to also evaluate the policy at on the held-out "
+        "conversations (metrics and per-question picks go into the policy header).")] = None,
 ) -> None:
     """Fit the router on some conversations, report on the others, write {data_dir}/router/policy-vN."""
     from app.budget.train import REWARDS, Reward, train
@@ -52,7 +55,11 @@ def train_command(
         raise typer.BadParameter(f"--reward must be one of {', '.join(REWARDS)}")
     ids = [c.strip() for c in train_conversations.split(",") if c.strip()] if train_conversations else None
     try:
-        trained = train(results, _data_dir(data_dir), lam, cast(Reward, reward), ids)
+        lams = [float(v) for v in lambda_sweep.split(",") if v.strip()] if lambda_sweep else []
+    except ValueError as exc:
+        raise typer.BadParameter(f"--lambda-sweep must be comma-separated numbers, not {lambda_sweep!r}") from exc
+    try:
+        trained = train(results, _data_dir(data_dir), lam, cast(Reward, reward), ids, lams)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

@@ -169,6 +169,7 @@ class Outcome:
     reward: list[float] = field(default_factory=list)
     cost: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in COST_AXES})
     picks: dict[str, int] = field(default_factory=dict)
+    chosen: dict[str, str] = field(default_factory=dict)  # question id → combination
 
     def add(self, row: LogRow, reward: Reward, key: str) -> None:
         value = row.rewards[reward]
@@ -177,6 +178,7 @@ class Outcome:
         for a in COST_AXES:
             self.cost[a].append(row.cost[a])
         self.picks[key] = self.picks.get(key, 0) + 1
+        self.chosen[row.question_id] = key
 
     def summary(self) -> dict[str, Any]:
         mean = statistics.fmean
@@ -193,6 +195,12 @@ def evaluate(policy: LearnedPolicy, rows: Sequence[LogRow], reward: Reward,
              lams: Sequence[float] = ()) -> dict[str, dict[str, Any]]:
     """Fixed tier sets, every single combination, and the policy (at its λ and at each of ``lams``)
     on ``rows``, using the logged outcome of the arm each picks; only questions with every arm logged."""
+    return {name: o.summary() for name, o in outcomes(policy, rows, reward, lams).items()}
+
+
+def outcomes(policy: LearnedPolicy, rows: Sequence[LogRow], reward: Reward,
+             lams: Sequence[float] = ()) -> dict[str, Outcome]:
+    """``evaluate``'s systems before summing up: each keeps the combination it chose per question."""
     modules = policy.modules
     keys = [combo_key(c, modules) for c in policy.combos]
     table = {q: arms for q, arms in by_question(rows, modules, reward).items() if all(k in arms for k in keys)}
@@ -214,7 +222,7 @@ def evaluate(policy: LearnedPolicy, rows: Sequence[LogRow], reward: Reward,
             systems[f"auto λ={lam:g}"].add(arms[best], reward, best)
         oracle = max(keys, key=lambda k: (arms[k].rewards[reward] or 0.0) - policy.lam * policy.cost[k])
         systems["oracle"].add(arms[oracle], reward, oracle)
-    return {name: o.summary() for name, o in systems.items()}
+    return dict(systems)
 
 
 @dataclass(frozen=True)
@@ -257,8 +265,12 @@ def train(results: Path, data_dir: Path, lam: float, reward: Reward = "recall",
         "held_out_questions": len({r.question_id for r in held_rows}),
     }
     policy = LearnedPolicy(header, model)
-    header["metrics"] = {"held_out": evaluate(policy, held_rows, reward, lams) if held_rows else {},
+    held = outcomes(policy, held_rows, reward, lams) if held_rows else {}
+    header["metrics"] = {"held_out": {name: o.summary() for name, o in held.items()},
                          "train": evaluate(policy, train_rows, reward)}
+    # What the policy picks per held-out question, at its λ ("auto") and each swept λ ("auto λ=x"):
+    # a caller with richer logs (evals/budgets.py) scores those picks on its own metrics.
+    header["held_out_choices"] = {name: o.chosen for name, o in held.items() if name.split(" λ=")[0] == "auto"}
     header_path, model_path = policy_paths(data_dir, version)
     router_dir(data_dir).mkdir(parents=True, exist_ok=True)
     tmp_model = model_path.with_suffix(".joblib.tmp")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,8 @@ class Routing(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     cost: RoutingCost
     cache: CacheReport = Field(default_factory=lambda: CacheReport(hit=False))
+    features: dict[str, Any] | None = Field(
+        default=None, description="What the router saw of the query (app/budget/features.py); null on a cache hit.")
 
 
 class ContextRequest(BaseModel):

@@ -1,4 +1,4 @@
-"""``memcubed eval locomo --budgets``: every tier combination logged, the router trained on one conversation
+"""``memcubed-eval locomo --budgets``: every tier combination logged, the router trained on one conversation
 and evaluated live on the other, table + frontier plot written; on the tiny LoCoMo-format file."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import memcubed
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import cli
+from evals.budgets import LAMBDA_SWEEP
+from evals.cli import eval_app
+from tests.conftest import Databases, pg_sqlalchemy_url
 from tests.evals.tiny import tiny_locomo
 
 
@@ -39,8 +41,8 @@ def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, serv
     with memcubed.Client(live_server.url, live_server.admin_key) as admin:
         key = admin.tenants.create(f"bud-{uuid.uuid4().hex[:8]}").api_key
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, [
-        "eval", "locomo", "--dataset", str(two_conversations(tmp_path)), "--url", live_server.url, "--api-key", key,
+    result = CliRunner().invoke(eval_app, [
+        "locomo", "--dataset", str(two_conversations(tmp_path)), "--url", live_server.url, "--api-key", key,
         "--budgets", "low,mid,high,auto", "--train-conversations", "conv-t1", "--data-dir", str(server_router),
         "--out", str(out), "--top-k", "2",
     ], env={"COLUMNS": "200"})
@@ -59,6 +61,10 @@ def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, serv
     # its evidence (D2:1) is the 4th turn in time order: in the context, but not among the first k=2 snippets
     assert len(when) == 18 and all(r["recall"] == 0.0 and r["context_recall"] == 1.0 for r in when)
     assert all((r["tokens"] > 0) != r["abstained"] and r["ms"] > 0 for r in log)
+    # the features are the service's (routing.features of each response): the cube's 6 memories in 2 sessions
+    assert {(r["features"]["cube_size"], r["features"]["sessions"], r["features"]["cached"]) for r in log} == {
+        (6, 2, False)}
+    assert {r["features"]["question_word"] for r in when} == {"when"}
 
     assert sorted(p.name for p in (server_router / "router").iterdir()) == ["policy-v1.joblib", "policy-v1.json"]
     header = json.loads((server_router / "router" / "policy-v1.json").read_text())
@@ -67,6 +73,11 @@ def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, serv
     saved = json.loads((out / "budgets.json").read_text())
     assert {"low", "mid", "high", "auto", "auto (offline)"} <= set(saved["systems"])
     assert saved["systems"]["auto"]["questions"] == 4  # held-out conversation only
+    # offline auto and the λ sweep: the picks `memcubed router train --lambda-sweep` wrote into the header
+    sweep = [f"auto λ={lam:g}" for lam in LAMBDA_SWEEP]
+    assert set(header["held_out_choices"]) == {"auto", *sweep}
+    assert all(len(header["held_out_choices"][name]) == 4 for name in ("auto", *sweep))
+    assert all(saved["systems"][name]["questions"] == 4 for name in ("auto (offline)", *sweep))
     assert saved["systems"]["auto"]["agreement_with_policy"] == 1.0  # the service routed as the policy says
     assert saved["auto_reasons"] == ["rule"]  # the full-context shortcut decides before the policy
     assert set(saved["baselines"]) == {"bm25", "full-context"}
@@ -80,9 +91,38 @@ def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, serv
 
 def test_budgets_refuses_unknown_budget_and_longmemeval(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["eval", "longmemeval", "--dataset", str(tmp_path / "x.json"), "--embedded",
+    result = runner.invoke(eval_app, ["longmemeval", "--dataset", str(tmp_path / "x.json"), "--embedded",
                                  "--budgets", "low"], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "LoCoMo only" in result.output
-    result = runner.invoke(cli, ["eval", "locomo", "--dataset", str(tmp_path / "x.json"), "--url", "http://x",
+    result = runner.invoke(eval_app, ["locomo", "--dataset", str(tmp_path / "x.json"), "--url", "http://x",
                                  "--api-key", "k", "--budgets", "low,cheap"], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "unknown budget(s) cheap; known: low, mid, high, auto" in result.output
+
+
+def test_embedded_budgets_keep_their_server_between_runs(databases: Databases, tmp_path: Path) -> None:
+    """``--embedded``: ``memcubed serve`` over OUT/server, the same admin key, tenant and cubes on a rerun. The
+    caller's MEMCUBED_DATABASE_URL reaches the server (test_eval_embedded.py covers the embedded Postgres)."""
+    out = tmp_path / "out"
+    args = ["locomo", "--dataset", str(two_conversations(tmp_path)), "--embedded", "--budgets", "low,high,auto",
+            "--train-conversations", "conv-t1", "--out", str(out), "--top-k", "2"]
+    env = {"COLUMNS": "200", "MEMCUBED_DATABASE_URL": pg_sqlalchemy_url(databases.create())}
+    first = CliRunner().invoke(eval_app, args, env=env)
+    assert first.exit_code == 0, (first.output, first.exception)
+    state = json.loads((out / "state.json").read_text())
+    keys = json.loads((out / "server-keys.json").read_text())
+    assert sorted(state) == ["conv-t1", "conv-t2"] and sorted(keys) == ["admin", "tenant"]
+    assert not (out / "server" / "pg").exists()  # the configured Postgres, not an embedded one
+    assert sorted(p.name for p in (out / "server" / "router").iterdir()) == ["policy-v1.joblib", "policy-v1.json"]
+    saved = json.loads((out / "budgets.json").read_text())
+    assert saved["systems"]["auto"]["questions"] == 4 and saved["systems"]["auto"]["agreement_with_policy"] == 1.0
+    assert {"low", "high", "auto", "auto (offline)"} <= set(saved["systems"]) and "mid" not in saved["systems"]
+
+    again = CliRunner().invoke(eval_app, args, env=env)
+    assert again.exit_code == 0, (again.output, again.exception)
+    # a restarted server with the same data dir and key: nothing ingested again, the router retrained as v2
+    assert json.loads((out / "state.json").read_text()) == state
+    assert json.loads((out / "server-keys.json").read_text()) == keys
+    assert (out / "server" / "router" / "policy-v2.json").exists()
+    log = (out / "server" / "memcubed-serve.log").read_text()
+    assert log.count("memcubed listening on") == 2 and log.count("POST /v1/cubes HTTP/1.1") == 2  # 2 cubes, once
+    assert log.count("Application shutdown complete") == 2  # stopped (SIGTERM) after each run

@@ -54,6 +54,7 @@ def test_exact_then_semantic_hits_and_stats(tenant: TenantCtx, other_tenant: Ten
     assert (again["context"], again["items"], again["tokens"]) == (first["context"], first["items"], first["tokens"])
     assert again["routing"]["tiers"] == first["routing"]["tiers"]
     assert again["routing"]["reasons"] == {"retrieval": "cache hit", "context": "cache hit"}
+    assert first["routing"]["features"]["question_word"] == "when" and again["routing"]["features"] is None
     assert set(again["routing"]["cost"]["ms"]) == {"total"} and again["routing"]["cost"]["llm_calls"] == 0
     para = ask(tenant, cube, "When did Caroline attend the LGBTQ support group?")  # cosine 0.99
     assert cache_of(para) == {"hit": True, "kind": "semantic"} and para["context"] == first["context"]

@@ -91,10 +91,12 @@ def test_auto_routes_by_the_documented_rules(convo: tuple[TenantCtx, str, list[J
     t, cube, stored = convo
     for query in (WHEN, "pottery class", "What did Melanie paint?"):
         # Exactly what the rules decide for these features (86 memories, 3 sessions, nothing cached yet).
-        expected = RulePolicy().choose(featurize(query, len(stored), 3, False),
+        features = featurize(query, len(stored), 3, False)
+        expected = RulePolicy().choose(features,
                                        {"retrieval": ["low", "mid", "high"], "context": ["low", "mid", "high"]})
         routing = context(t, cube, query, "auto")["routing"]
         assert (routing["tiers"], routing["reasons"], routing["policy"]) == (expected.tiers, expected.reasons, None)
+        assert routing["features"] == features.as_json()  # what the router saw, reported
         assert routing["warnings"] == [NO_POLICY]
         assert all(reason.startswith("rule: ") for reason in routing["reasons"].values())
     assert context(t, cube, WHEN, "auto")["routing"]["tiers"]["retrieval"] == "high"  # a time question

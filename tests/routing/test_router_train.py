@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,28 @@ def test_bad_input_is_an_error_naming_the_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lambda must be >= 0"):
         train(write_log(tmp_path / "ok.jsonl"), tmp_path / "data", lam=-1.0)
     assert not (tmp_path / "data" / "router").exists()  # nothing written on failure
+
+
+def test_the_cli_subprocess_writes_the_lambda_sweep_and_per_question_picks(tmp_path: Path) -> None:
+    """What ``memcubed-eval locomo --budgets`` relies on: the real console script, as a child process."""
+    log = write_log(tmp_path / "log.jsonl")
+    data_dir = tmp_path / "data"
+    done = subprocess.run([str(Path(sys.executable).parent / "memcubed"), "router", "train", "--from", str(log),
+                           "--lambda", "0.1", "--lambda-sweep", "0,3", "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    header = json.loads((data_dir / "router" / "policy-v1.json").read_text())
+    held = header["metrics"]["held_out"]
+    assert {k for k in held if k.startswith("auto")} == {"auto", "auto λ=0", "auto λ=3"}
+    assert held["auto λ=3"]["picks"] == {"retrieval=low,context=low": 24}
+    held_q = [f"c{c}-q{i}" for c in (3, 4) for i in range(12)]
+    choices = header["held_out_choices"]
+    assert set(choices) == {"auto", "auto λ=0", "auto λ=3"}
+    assert choices["auto λ=3"] == dict.fromkeys(held_q, "retrieval=low,context=low")
+    # "when" questions (odd i) need high retrieval; context never pays at λ=0.1
+    assert choices["auto"] == {q: "retrieval=high,context=low" if int(q.split("q")[1]) % 2
+                               else "retrieval=low,context=low" for q in held_q}
+    bad = subprocess.run([str(Path(sys.executable).parent / "memcubed"), "router", "train", "--from", str(log),
+                          "--lambda-sweep", "0,x", "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "200"})
+    assert bad.returncode == 2 and "--lambda-sweep must be comma-separated numbers" in bad.stdout + bad.stderr

@@ -46,6 +46,8 @@ def test_context_answer_search_messages_and_stats(live_client: memcubed.Client) 
     assert [item.role for item in ctx.items] == ["snippet"] * 4
     again = client.context(Q, cube.id, budget="mid")
     assert (again.routing.cache.hit, again.routing.cache.kind) == (True, "exact")
+    assert ctx.routing.features is not None and again.routing.features is None  # what the router saw; no router
+    assert (ctx.routing.features["cube_size"], ctx.routing.features["cached"]) == (4, False)
 
     limited = client.context(Q, cube.id, budget={"max_tokens": 8, "tiers": {"retrieval": "high"}},
                              use_cache=False)

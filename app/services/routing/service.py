@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.activation.tokens import TokenCounter
 from app.budget.cache import ResultCache
-from app.budget.features import featurize
+from app.budget.features import QueryFeatures, featurize
 from app.budget.plan import Plan, as_mapping, decide, plan
 from app.budget.policy import Decision, PolicyStore
 from app.budget.stats import RoutingBook
@@ -110,7 +110,7 @@ class RoutingService:
         flt = memory_filter(req.filters, status=None)
         meter = Meter()
         with self.sessions() as s:
-            decision, warnings = self._decide(s, r, req.query)
+            decision, warnings, features = self._decide(s, r, req.query)
             tier = decision.tiers["retrieval"]
             qvec = None
             if needs_embedding(tier):
@@ -129,7 +129,7 @@ class RoutingService:
                        if v in rows]
         took = self._ms(r)
         out = SearchResponse(results=results, took_ms=took,
-                             routing=self._routing(decision, warnings, meter, took, 0))
+                             routing=self._routing(decision, warnings, meter, took, 0, features))
         self._finish(r, req.query, qvec, req.use_cache, out)
         return out
 
@@ -156,7 +156,7 @@ class RoutingService:
         meter = Meter()
         limit = r.plan.max_tokens or self.settings.routing_context_tokens
         with self.sessions() as s:
-            decision, warnings = self._decide(s, r, req.query)
+            decision, warnings, features = self._decide(s, r, req.query)
             with meter.timed("retrieval"):
                 qvec = self.embedder.encode_one(req.query)
             hit = self._cached(r, req.query, qvec, req.use_cache)
@@ -193,7 +193,7 @@ class RoutingService:
             out: Response = ContextResponse(
                 context=fitted.context, items=fitted.items, tokens=fitted.tokens, abstained=abstained,
                 full_context=is_full, evidence=ev,
-                routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
+                routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens, features))
             return self._finish(r, req.query, qvec, req.use_cache, out)
         text = model = None
         if not abstained:
@@ -205,7 +205,7 @@ class RoutingService:
         out = AnswerResponse(
             context=fitted.context, items=fitted.items, tokens=fitted.tokens, abstained=abstained,
             full_context=is_full, evidence=ev, answer=text, model=model,
-            routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens))
+            routing=self._routing(decision, warnings, meter, self._ms(r), fitted.tokens, features))
         return self._finish(r, req.query, qvec, req.use_cache, out)
 
     # -- steps ----------------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class RoutingService:
         # Read before any work: an entry stored under these generations is stale once a write lands meanwhile.
         return Request(tenant_id, ordered, route, p, scope, self.cache.generations.get(ordered), started)
 
-    def _decide(self, s: Session, r: Request, query: str) -> tuple[Decision, list[str]]:
+    def _decide(self, s: Session, r: Request, query: str) -> tuple[Decision, list[str], QueryFeatures]:
         """Runs after the exact cache lookup, which needs no database: an entry exists only once a request
         of this tenant found these cubes live, and deleting a cube drops its indexes, which makes it stale."""
         live = cubes.live_cube_ids(s, r.tenant_id, list(r.cube_ids))
@@ -236,7 +236,7 @@ class RoutingService:
         decision = decide(r.plan, policy, features)
         if r.plan.allowed and decision.version is None and not warnings:
             warnings = [NO_POLICY]
-        return decision, [*r.plan.warnings, *warnings]
+        return decision, [*r.plan.warnings, *warnings], features
 
     def _cube_totals(self, s: Session, r: Request) -> tuple[int, int, int]:
         """Memories, characters and sessions of the cube set, recounted only after a write (generation)."""
@@ -283,7 +283,8 @@ class RoutingService:
         self.book.record(r.tenant_id, routing)
         return found.model_copy(update=update)
 
-    def _routing(self, d: Decision, warnings: list[str], meter: Meter, took: float, context_tokens: int) -> Routing:
+    def _routing(self, d: Decision, warnings: list[str], meter: Meter, took: float, context_tokens: int,
+                 features: QueryFeatures) -> Routing:
         return Routing(
             tiers=d.tiers,
             reasons=d.reasons,
@@ -292,6 +293,7 @@ class RoutingService:
             warnings=warnings,
             cost=RoutingCost(ms=meter.report(took), tokens=context_tokens + meter.tokens, llm_calls=meter.llm_calls),
             cache=CacheReport(hit=False),
+            features=features.as_json(),
         )
 
     def _finish(self, r: Request, query: str, qvec: np.ndarray | None, use: bool, out: Response) -> Response:

@@ -286,7 +286,8 @@ class RoutingCache(_Response):
 
 class Routing(_Response):
     """Which tier each module ran at (``tiers``), why (``reasons``: ``forced``, ``rule: ...``,
-    ``policy vN: score ...``, ``cache hit``), the policy used, warnings, and the measured cost."""
+    ``policy vN: score ...``, ``cache hit``), the policy used, warnings, the measured cost, and the query
+    features the router decided on (``None`` on a cache hit)."""
 
     tiers: dict[str, str]
     reasons: dict[str, str]
@@ -294,6 +295,7 @@ class Routing(_Response):
     warnings: list[str] = Field(default_factory=list)
     cost: RoutingCost
     cache: RoutingCache
+    features: dict[str, Any] | None = None
 
 
 class SearchResponse(_Response):
