@@ -39,6 +39,7 @@ from app.services.merge import MergeService
 from app.services.routing.service import RoutingService
 from app.services.search import SearchService
 from app.services.snapshots import SnapshotService
+from app.services.supersession import Supersession
 from app.vector.embedder import Embedder, load_embedder, set_compute_threads
 from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
@@ -155,7 +156,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # Lazy: the activation model loads on the first activation or generate request, not here.
     activation = ActivationService(settings, sessions, tx, search)
     memories = MemoryService(settings, sessions, tx, embedder, indexes, AdmissionService(settings, vectors),
-                             forget_requests)
+                             forget_requests, Supersession(indexes))
     adapters = AdapterService(settings, sessions, tx, jobs.jobs, activation)
     generation = GenerationService(settings, sessions, activation)
     lifecycle = LifecycleService(settings, sessions, tx, memories, indexes, activation)

@@ -91,6 +91,7 @@ class Memory(Base):
         Index("ix_memories_cube_status", "cube_id", "status"),
         Index("ix_memories_cube_hash", "cube_id", "content_hash"),
         Index("ix_memories_unenriched", "cube_id", postgresql_where=text("enriched_at IS NULL")),
+        Index("ix_memories_superseded_by", "superseded_by", postgresql_where=text("superseded_by IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -354,3 +354,16 @@ def embeddings_of(s: Session, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> lis
     rows = s.execute(select(Memory.vec_id, Memory.embedding).where(
         Memory.vec_id.in_(list(vec_ids)), Memory.status == "active", Memory.cube_id == cube_id)).all()
     return [(int(v), bytes(e)) for v, e in rows]
+
+
+def superseded_by(s: Session, memory_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Memory]]:
+    """The memories each of these superseded, newest first."""
+    out: dict[uuid.UUID, list[Memory]] = {m: [] for m in memory_ids}
+    if not memory_ids:
+        return out
+    stmt = (select(Memory).where(Memory.superseded_by.in_(list(memory_ids)))
+            .order_by(Memory.occurred_at.desc().nulls_last(), Memory.created_at.desc()))
+    for m in s.scalars(stmt):
+        assert m.superseded_by is not None
+        out[m.superseded_by].append(m)
+    return out

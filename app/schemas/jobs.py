@@ -29,6 +29,9 @@ class AdmissionItem(Admission):
 
     index: int
     memory_id: uuid.UUID | None = None
+    supersedes: list[uuid.UUID] = Field(
+        default_factory=list, description="Older memories this one replaced: they stated another value of the same "
+        "attribute (where someone lives, works, a number…) and are now archived with superseded_by.")
 
 
 class JobOut(BaseModel):

@@ -238,6 +238,9 @@ class SearchRequest(BaseModel):
         default=None, description="Route retrieval by budget (" + BUDGET_DESCRIPTION + "); the response then "
         "carries routing. Replaces mode, channels, graph and explain.")
     use_cache: bool = Field(default=True, description="With a budget: serve from (and fill) the semantic cache.")
+    include_superseded: bool = Field(
+        default=False, description="Also return, right after each hit, the older memories it superseded (status "
+        "archived, with superseded_by): the attribute's history. By default only current values come back.")
 
     @model_validator(mode="after")
     def _fine_options(self) -> SearchRequest:
@@ -254,6 +257,8 @@ class SearchHit(BaseModel):
     memory: MemoryOut
     score: float
     explain: dict[str, Any] | None = None
+    supersedes: list[uuid.UUID] = Field(
+        default_factory=list, description="Older memories this one replaced (another value of the same attribute).")
 
 
 class SearchResponse(BaseModel):

@@ -46,6 +46,7 @@ from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
 from app.services.forget_requests import ForgetRequestService
 from app.services.routing.extraction import extract
+from app.services.supersession import Supersession
 from app.vector.embedder import Embedder
 
 EXPORT_FORMAT = "memcubed.cube-export"
@@ -67,7 +68,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 class MemoryService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
                  indexes: DerivedIndexes, admission: AdmissionService | None = None,
-                 forget_requests: ForgetRequestService | None = None) -> None:
+                 forget_requests: ForgetRequestService | None = None,
+                 supersession: Supersession | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
@@ -75,6 +77,7 @@ class MemoryService:
         self.indexes = indexes
         self.admission = admission
         self.forget_requests = forget_requests
+        self.supersession = supersession
 
     # -- checks -----------------------------------------------------------------------------------
     def _check_batch(self, items: Sequence[MemoryIn]) -> None:
@@ -150,6 +153,12 @@ class MemoryService:
                     row.status, row.merged_into = "archived", d.admission.merged_into
                 planned.append((i, row))
             rows = repo.add_memories(tx.session, [r for _, r in planned])
+            replaced: dict[uuid.UUID, list[uuid.UUID]] = {}
+            if self.supersession is not None:
+                replaced, dropped = self.supersession.apply(tx.session, principal.key_id, cube_id, rows,
+                                                            vecs[[i for i, _ in planned]])
+                if dropped:
+                    tx.after_commit.append(lambda: self.indexes.remove(cube_id, dropped))
             details: dict[str, Any] = {"memory_ids": [str(r.id) for r in rows]}
             if len(rows) != len(items) or any(r.status != "active" for r in rows):
                 details["admission"] = [d.admission.status for d in decisions]
@@ -166,6 +175,7 @@ class MemoryService:
                 out.admission = decisions[i].admission
                 outs.append(out)
             report = [AdmissionItem(index=i, memory_id=by_index[i].id if i in by_index else None,
+                                    supersedes=replaced.get(by_index[i].id, []) if i in by_index else [],
                                     **d.admission.model_dump()) for i, d in enumerate(decisions)]
             batch = MemoryBatch(memories=outs, admission=report)
             if then is not None:

@@ -12,13 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import NotFound
 from app.memory.filters import memory_filter
-from app.memory.records import memory_out
+from app.memory.records import search_hits
 from app.models.base import utcnow
 from app.principal import Principal
 from app.repositories import cubes
 from app.repositories import memories as repo
 from app.retrieval.fine import Candidate, FineRetriever
-from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
+from app.schemas.memories import SearchRequest, SearchResponse
 from app.vector.embedder import Embedder
 from app.vector.index import VectorStore
 
@@ -58,10 +58,8 @@ class SearchService:
             else:
                 top = self._dense(cube_ids, query, req.top_k, allowed)
             rows = repo.active_by_vec_ids(s, [vec_id for vec_id, _ in top])
-        results = [
-            SearchHit(memory=memory_out(rows[v]), score=round(c.total, 6), explain=c.explain() if req.explain else None)
-            for v, c in top if v in rows
-        ]
+            results = search_hits(s, [(rows[v], round(c.total, 6), c.explain() if req.explain else None)
+                                      for v, c in top if v in rows], req.include_superseded)
         return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 3))
 
     def _dense(self, cube_ids: list[uuid.UUID], query: np.ndarray, top_k: int,

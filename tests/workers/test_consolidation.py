@@ -39,11 +39,13 @@ def test_merge_and_supersede_keep_versions_and_search_shows_the_current_fact(liv
         "A reminder to renew the car insurance", "The standup meeting is every Monday morning")["memories"])
     blue = write(tenant, cube, {"content": "My favorite color is blue", "user_id": "u1",
                                 "occurred_at": "2023-01-01T00:00:00Z"})["memories"][0]["id"]
-    green = write(tenant, cube, {"content": "My favorite color is green", "user_id": "u1",
+    green = write(tenant, cube, {"content": "My favorite dessert is flan", "user_id": "u1",
                                  "occurred_at": "2024-01-01T00:00:00Z"})["memories"][0]["id"]
-    # Edits bypass admission: two exact duplicates of the first memory are now active.
+    # Edits bypass admission and the supersession at write: two exact duplicates of the first memory are now
+    # active, and so are two values of one attribute, left to consolidation.
     patch_content(tenant, one, "Carol prefers green tea over coffee")
     patch_content(tenant, two, "Carol prefers green tea over coffee")
+    patch_content(tenant, green, "My favorite color is green")
 
     job = wait_job(tenant.http, consolidate(tenant, cube)["id"])
     assert job["status"] == "done", job

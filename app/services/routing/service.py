@@ -31,14 +31,14 @@ from app.config import Settings
 from app.errors import NotFound
 from app.graph.traversal import GraphCache
 from app.memory.filters import memory_filter
-from app.memory.records import memory_out
+from app.memory.records import search_hits
 from app.memory.summaries import summariser_from
 from app.models import Memory
 from app.principal import Principal
 from app.repositories import cubes
 from app.repositories import memories as repo
 from app.retrieval.fine import FineRetriever
-from app.schemas.memories import SearchHit, SearchRequest, SearchResponse
+from app.schemas.memories import SearchRequest, SearchResponse
 from app.schemas.routing import (
     AnswerRequest,
     AnswerResponse,
@@ -125,8 +125,8 @@ class RoutingService:
                            {c: np.asarray(repo.filtered_vec_ids(s, c, flt), dtype=np.int64) for c in r.cube_ids})
                 ranked = self.retrieval.run(s, tier, list(r.cube_ids), req.query, qvec, req.top_k, allowed)
                 rows = repo.active_by_vec_ids(s, [v for v, _ in ranked])
-            results = [SearchHit(memory=memory_out(rows[v]), score=round(score, 6)) for v, score in ranked
-                       if v in rows]
+                results = search_hits(s, [(rows[v], round(score, 6), None) for v, score in ranked if v in rows],
+                                      req.include_superseded)
         took = self._ms(r)
         out = SearchResponse(results=results, took_ms=took,
                              routing=self._routing(decision, warnings, meter, took, 0, features))
