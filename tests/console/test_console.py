@@ -223,3 +223,39 @@ def test_an_admin_key_creates_a_tenant_and_a_scoped_key(console: Page, live_serv
         page.get_by_role("button", name="Revoke key").click()
         expect(page.locator("#flash")).to_have_text(f"Key {me['key_id']} revoked.")
         assert http.get("/v1/whoami").status_code == 401
+
+
+UNLABELLED = """() => [...document.querySelectorAll('main input, main select, main textarea')]
+    .filter(el => !el.labels.length && !el.getAttribute('aria-label')).map(el => el.outerHTML)"""
+
+
+def test_every_page_paints_fast_with_labelled_controls(console: Page, tenant: TenantCtx) -> None:
+    page = console
+    cube = make_cube(tenant, "alice")
+    [memory] = add_memories(tenant, cube, "Alice is allergic to peanuts")
+    page.goto("/console")
+    paint = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+    assert 0 < paint < 1000
+    sign_in(page, tenant.key)
+    pages = {f"#/cubes/{cube}": "Manage alice", f"#/memories/{cube}": "Timeline", f"#/memory/{memory['id']}": "Links",
+             "#/search": "Search lab", "#/graph": "Graph", f"#/graph/{memory['id']}": "Graph",
+             f"#/hygiene/{cube}": "Forgetting policy", f"#/activation/{cube}": "Adapters (parametric memory)",
+             "#/ops": "Jobs"}
+    for route, heading in pages.items():
+        page.goto(f"/console{route}")
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(UNLABELLED) == [], route
+        assert page.locator("#flash").inner_text() == "", route
+    # Everything is reachable with the keyboard: Tab walks from the skip link into the page's controls.
+    # (A reload keeps the tab signed in: the key is in its sessionStorage.)
+    page.goto(f"/console#/memories/{cube}")
+    page.reload()
+    expect(page.get_by_role("heading", name="Timeline")).to_be_visible()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    seen = set()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        seen.add(page.evaluate("document.activeElement.textContent || document.activeElement.name"))
+    assert {"Memories", "Sign out", "Add memory", "content"} <= seen

@@ -23,10 +23,11 @@ export async function render(view, ctx, [memoryId]) {
   view.append(h('h1', null, 'Graph'),
     h('p', null, 'Neighbourhood of ', h('a', { href: `#/memory/${center.id}` }, short(center.content, 80)),
       ` · ${nodes.size - 1} neighbour(s), ${edges.size} edge(s). Select a node (click or Enter) to centre on it.`),
-    legend(), drawing(ctx, center.id, nodes, [...edges.values()]),
-    h('h2', null, 'Edges'), table(['Type', 'From', 'To', 'Weight#'], [...edges.values()].map(e => [
+    ...withLegend(drawing(ctx, center.id, nodes, [...edges.values()]), edges),
+    h('details', null, h('summary', null, `The ${edges.size} edges as a table`),
+      table(['Type', 'From', 'To', 'Weight#'], [...edges.values()].map(e => [
       h('span', { class: 'pill' }, e.type), short(nodes.get(e.source_id), 60), short(nodes.get(e.target_id), 60),
-      h('td', { class: 'num' }, e.weight.toFixed(3))])));
+      h('td', { class: 'num' }, e.weight.toFixed(3))]))));
 }
 
 async function chooser(view, ctx) {
@@ -39,13 +40,19 @@ async function chooser(view, ctx) {
       h('a', { href: `#/graph/${m.id}`, class: 'content' }, short(m.content, 120))])));
 }
 
-function legend() {
-  return h('p', { class: 'legend', 'aria-label': 'Edge colours' },
-    EDGE_TYPES.map(t => h('span', null, h('i', { class: `e-${t}`, 'aria-hidden': 'true' }), t)));
+/** The colour key, each type a checkbox that shows or hides its edges. */
+function withLegend(svg, edges) {
+  const counts = {};
+  for (const e of edges.values()) counts[e.type] = (counts[e.type] || 0) + 1;
+  const legend = h('fieldset', { class: 'legend' }, h('legend', null, 'Edge types (colour; untick to hide)'),
+    EDGE_TYPES.map(t => h('label', null, h('input', { type: 'checkbox', checked: true, name: 'edge-type', value: t,
+      onchange: e => svg.classList.toggle(`hide-${t}`, !e.target.checked) }), ' ',
+    h('i', { class: `e-${t}`, 'aria-hidden': 'true' }), `${t} (${counts[t] || 0})`)));
+  return [legend, svg];
 }
 
 function drawing(ctx, centerId, nodes, edges) {
-  const W = 900, H = 620, cx = W / 2, cy = H / 2, R = Math.min(W, H) / 2 - 70;
+  const W = 1000, H = 600, cx = W / 2, cy = H / 2, R = Math.min(W, H) / 2 - 50;
   const others = [...nodes.keys()].filter(id => id !== centerId);
   const pos = new Map([[centerId, [cx, cy]]]);
   others.forEach((id, i) => {
@@ -61,9 +68,16 @@ function drawing(ctx, centerId, nodes, edges) {
     const [x1, y1] = pos.get(e.source_id), [x2, y2] = pos.get(e.target_id);
     const len = Math.hypot(x2 - x1, y2 - y1) || 1, bend = (k % 2 ? -1 : 1) * Math.ceil(k / 2) * 28;
     const qx = (x1 + x2) / 2 - ((y2 - y1) / len) * bend, qy = (y1 + y2) / 2 + ((x2 - x1) / len) * bend;
-    return h('path', { class: `edge e-${e.type}`, d: `M${x1},${y1} Q${qx},${qy} ${x2},${y2}`, fill: 'none',
-      'stroke-width': 2.5, 'data-type': e.type }, h('title', null, `${e.type} (${e.weight.toFixed(3)})`));
+    return h('path', { class: `edge e-${e.type}`, d: `M${x1},${y1} Q${qx},${qy} ${x2},${y2}`,
+      'data-type': e.type }, h('title', null, `${e.type} (${e.weight.toFixed(3)})`));
   });
+  const label = (isCenter, dx, dy, text) => {
+    if (isCenter) return h('text', { x: 0, y: 32, 'text-anchor': 'middle' }, text);
+    const len = Math.hypot(dx, dy) || 1;
+    const anchor = Math.abs(dx) < R * 0.3 ? 'middle' : dx > 0 ? 'start' : 'end';
+    return h('text', { x: (dx / len) * 18, y: (dy / len) * 18 + 4 + (anchor === 'middle' ? Math.sign(dy) * 8 : 0),
+      'text-anchor': anchor }, text);
+  };
   const circles = [...nodes.entries()].map(([id, content]) => {
     const [x, y] = pos.get(id);
     const go = () => ctx.go(`#/graph/${id}`);
@@ -72,8 +86,8 @@ function drawing(ctx, centerId, nodes, edges) {
       onclick: go, onkeydown: e => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); go(); } } },
     h('title', null, content),
     h('circle', { r: id === centerId ? 16 : 11 }),
-    h('text', { x: 0, y: id === centerId ? 32 : 26, 'text-anchor': 'middle' }, short(content, 34)));
+    label(id === centerId, x - cx, y - cy, short(content, 34)));
   });
-  return h('svg', { class: 'graph', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'group',
+  return h('svg', { class: 'graph', viewBox: `0 0 ${W} ${H}`, role: 'group',
     'aria-label': 'Memory graph neighbourhood' }, paths, circles);
 }

@@ -11,8 +11,6 @@ export async function render(view, ctx, [wanted]) {
   view.append(h('h1', null, 'Memories'), picker);
   if (!id) return;
   view.append(h('p', { class: 'muted' }, `${cube.memory_count} memories, ${cube.enrichment_pending} awaiting enrichment.`));
-  if (ctx.can('write')) view.append(addForm(ctx, id), messageForm(ctx, id));
-
   const list = h('div');
   const filters = h('form', { class: 'card', 'aria-label': 'Filter the timeline' },
     h('h2', null, 'Timeline'),
@@ -37,6 +35,8 @@ export async function render(view, ctx, [wanted]) {
     if (out) clear(list, rows(out.results.map(r => r.memory), `${out.results.length} match(es) in ${out.took_ms} ms`));
   });
   view.append(search, filters, list);
+  // Writing comes after reading: the timeline is what the page is for.
+  if (ctx.can('write')) view.append(addForm(ctx, id), messageForm(ctx, id));
   await timeline(ctx, id, list, {});
 }
 
