@@ -53,6 +53,38 @@ def test_sign_in_create_a_cube_add_memories_and_run_the_search_lab(console: Page
     expect(context.get_by_role("heading")).to_have_text(re.compile(r"Context the agent gets \(\d+ tokens\)"))
     expect(context.locator(".pill").first).to_have_text(re.compile(r"^retrieval: (low|mid|high)$"))
 
+    page.get_by_label("Tier").select_option("budget:low")
+    page.get_by_role("button", name="Run").click()
+    results = page.get_by_role("region", name="Ranked results")
+    expect(results.locator(".pill").first).to_have_text("retrieval: low")
+    expect(results.locator("svg.explain")).to_have_count(0)  # a budget replaces explain
+    expect(results.locator("ol.results li").first.locator("a")).to_have_text("Alice is allergic to peanuts")
+
+
+def test_fork_snapshot_restore_and_download_a_cube(console: Page, tenant: TenantCtx) -> None:
+    page = console
+    cube = make_cube(tenant, "alice")
+    add_memories(tenant, cube, *FACTS)
+    sign_in(page, tenant.key)
+    page.get_by_role("button", name="Manage alice").click()
+    page.get_by_label("Snapshot label").fill("before")
+    page.get_by_role("button", name="Take snapshot").click()
+    expect(page.locator("#flash")).to_have_text("Snapshot of 3 memories taken.")
+    expect(page.locator("table", has_text="Kind").locator("tbody tr td").first).to_have_text("before")
+    add_memories(tenant, cube, "Alice learned to sail")
+    page.get_by_role("button", name="Restore").click()
+    expect(page.locator("#flash")).to_have_text("Restored: 0 changed, 0 recreated, 1 archived.")
+    assert len(list_all(tenant, cube, status="active")) == 3
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download archive").click()
+    assert download.value.suggested_filename == "cube-alice.tar"
+    page.get_by_label("Fork name").fill("alice-copy")
+    page.get_by_role("button", name="Fork cube").click()
+    expect(page.locator("#flash")).to_have_text("Forked into alice-copy.")
+    expect(page.get_by_role("heading", name="Manage alice-copy")).to_be_visible()
+    cubes = {c["name"]: c["memory_count"] for c in tenant.http.get("/v1/cubes").json()["cubes"]}
+    assert cubes == {"alice": 4, "alice-copy": 4}
+
 
 def test_edit_a_memory_see_its_new_version_and_open_the_graph(console: Page, tenant: TenantCtx) -> None:
     page = console

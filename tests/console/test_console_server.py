@@ -22,6 +22,7 @@ def test_the_page_and_its_files_carry_a_strict_csp(live_server: LiveServer) -> N
         # No inline script or style: the CSP would block them.
         assert "<script>" not in page.text and "<style" not in page.text and " style=" not in page.text
         assert '<script type="module" src="/console/js/app.js"></script>' in page.text
+        assert http.get("/console/").text == page.text
         script = http.get("/console/js/app.js")
         assert (script.status_code, script.headers["content-type"]) == (200, "text/javascript; charset=utf-8")
         assert {k: script.headers[k] for k in HEADERS} == HEADERS

@@ -51,7 +51,7 @@ def whoami(p: P) -> WhoAmI:
 
 
 def _file(name: str) -> FileResponse:
-    path = FILES.get(name)
+    path = FILES.get(name or "index.html")
     if path is None:
         raise NotFound("file", name)
     return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),
