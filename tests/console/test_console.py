@@ -291,3 +291,23 @@ def test_every_page_paints_fast_with_labelled_controls(console: Page, tenant: Te
         page.keyboard.press("Tab")
         seen.add(page.evaluate("document.activeElement.textContent || document.activeElement.name"))
     assert {"Memories", "Sign out", "Add memory", "content"} <= seen
+
+
+def test_a_duplicate_shows_the_admission_result_and_its_merge_chain(console: Page, tenant: TenantCtx) -> None:
+    page = console
+    cube = make_cube(tenant, "alice")
+    [original] = add_memories(tenant, cube, "Alice is allergic to peanuts")
+    sign_in(page, tenant.key)
+    page.goto(f"/console#/memories/{cube}")
+    page.get_by_label("Content").fill("Alice is allergic to peanuts")
+    page.get_by_role("button", name="Add memory").click()
+    expect(page.locator("#flash")).to_have_text(re.compile(
+        f"^Memory added: merged into {original['id']} \\(similarity 1\\.000\\)\\.$"))
+    [duplicate] = [m for m in list_all(tenant, cube) if m["id"] != original["id"]]
+    assert (duplicate["status"], duplicate["merged_into"]) == ("archived", original["id"])
+    page.goto(f"/console#/memory/{duplicate['id']}")
+    chain = page.locator("ol.chain li")
+    expect(chain).to_have_count(1)
+    expect(chain).to_have_text("merged into Alice is allergic to peanuts (active)")
+    chain.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(f"#/memory/{original['id']}$"))

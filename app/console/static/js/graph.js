@@ -34,8 +34,11 @@ async function chooser(view, ctx) {
   const { id, picker } = await pickCube(ctx, 'graph', null);
   view.append(h('h1', null, 'Graph'), picker);
   if (!id) return;
-  const page = await get(`/v1/cubes/${id}/memories`, { limit: 25, status: 'active' });
-  view.append(h('p', null, 'Choose a memory to draw its neighbourhood:'),
+  const [page, { entities }] = await Promise.all([get(`/v1/cubes/${id}/memories`, { limit: 25, status: 'active' }),
+    get(`/v1/cubes/${id}/entities`, { limit: 30 })]);
+  view.append(h('h2', null, 'Entities'), h('p', null, entities.length
+    ? entities.map(e => h('span', { class: 'pill' }, `${e.name} · ${e.kind} · ${e.mentions}`)) : 'none yet'));
+  view.append(h('h2', null, 'Memories'), h('p', null, 'Choose a memory to draw its neighbourhood:'),
     table(['Event time', 'Memory'], page.memories.map(m => [when(m.occurred_at || m.created_at),
       h('a', { href: `#/graph/${m.id}`, class: 'content' }, short(m.content, 120))])));
 }

@@ -49,7 +49,7 @@ async function timeline(ctx, cubeId, list, values) {
     const page = await ctx.act(() => get(`/v1/cubes/${cubeId}/memories`, { ...query, cursor }));
     if (!page) return;
     shown.push(...page.memories);
-    clear(list, rows(shown, `${shown.length} shown${page.next_cursor ? ', more available' : ''}`));
+    clear(list, rows(shown, `${shown.length} shown, in the order they were written${page.next_cursor ? '; more available' : ''}`));
     if (page.next_cursor) {
       more.onclick = () => load(page.next_cursor);
       list.append(more);

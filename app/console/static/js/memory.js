@@ -22,6 +22,7 @@ export async function render(view, ctx, [id]) {
   if (Object.keys(m.metadata).length) view.append(h('h2', null, 'Metadata'), json(m.metadata));
   if (Object.keys(m.source).length) view.append(h('h2', null, 'Source'), json(m.source));
 
+  if (m.merged_into || m.superseded_by) view.append(h('h2', null, 'Merge and supersession chain'), await chain(m));
   if (ctx.can('write')) view.append(actions(ctx, m), editForm(ctx, m));
 
   // Versions, newest first, each diffed against the version after it.
@@ -38,6 +39,19 @@ export async function render(view, ctx, [id]) {
   view.append(h('h2', null, 'Links'), table(['Edge', 'Direction', 'Weight#', 'Other memory'],
     links.links.map(l => [h('span', { class: 'pill' }, l.edge.type), l.direction, num(l.edge.weight.toFixed(3)),
       h('a', { href: `#/memory/${l.memory_id}`, class: 'content' }, short(l.content))]), `${links.links.length} link(s)`));
+}
+
+/** Follows merged_into / superseded_by pointers to the memory that now stands for this one (at most 10 hops). */
+async function chain(m) {
+  const steps = [];
+  let at = m;
+  for (let hop = 0; hop < 10 && (at.merged_into || at.superseded_by); hop++) {
+    const how = at.merged_into ? 'merged into' : 'superseded by';
+    at = await get(`/v1/memories/${at.merged_into || at.superseded_by}`);
+    steps.push(h('li', null, `${how} `, h('a', { href: `#/memory/${at.id}`, class: 'content' }, short(at.content, 120)),
+      ` (${at.status})`));
+  }
+  return h('ol', { class: 'chain' }, steps);
 }
 
 function actions(ctx, m) {
