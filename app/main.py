@@ -18,6 +18,7 @@ from app.api.routes import (
     activation,
     adapters,
     admin,
+    console,
     cubes,
     forget_requests,
     graph,
@@ -112,7 +113,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                                     (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"))
     }
     for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
-                   lifecycle):
+                   lifecycle, console):
         app.include_router(module.router, responses=None if module is health else error_responses)
+    app.add_middleware(console.SameOriginWrites)
     app.add_middleware(RequestLimits, settings=settings)
     return app

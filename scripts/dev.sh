@@ -29,6 +29,10 @@ case "${1:-}" in
     ;;
   test)
     install "[test]"
+    # The console tests drive the Debian chromium; playwright never downloads a browser of its own.
+    if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
+    fi
     shift
     set +e
     "$VENV/bin/pytest" "$@"

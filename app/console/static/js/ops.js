@@ -1,0 +1,100 @@
+// Operations: health, tenants and keys (create scoped keys, revoke), jobs, routing counters.
+import { cubes, del, get, post } from './api.js';
+import { clear, field, formData, h, input, num, select, table, when } from './dom.js';
+
+export async function render(view, ctx) {
+  view.append(h('h1', null, 'Operations'));
+  const health = await fetch('/readyz', { cache: 'no-store' }).then(r => r.json()).catch(() => ({ status: 'unreachable', checks: {} }));
+  view.append(h('h2', null, 'Health'), h('p', null, h('strong', null, health.status), ' · ',
+    Object.entries(health.checks).map(([k, v]) => h('span', { class: 'pill' }, `${k}: ${v ? 'ok' : 'failing'}`))));
+  const who = ctx.who;
+  const secret = h('div', { 'aria-live': 'polite' });
+  if (who.scope === 'admin') {
+    const { tenants } = await get('/v1/tenants');
+    view.append(h('h2', null, 'Tenants'), tenantForm(ctx, secret), secret,
+      table(['Name', 'Id', 'Created'], tenants.map(t => [t.name, t.id, when(t.created_at)]), `${tenants.length} tenant(s)`),
+      keyForm(ctx, secret, tenants, []));
+  } else if (ctx.canTenant('admin')) {
+    view.append(h('h2', null, 'Keys'), secret, keyForm(ctx, secret, null, await cubes()));
+  }
+  if (who.scope === 'admin' || ctx.canTenant('admin')) view.append(revokeForm(ctx));
+  if (who.scope === 'tenant') await jobs(view, ctx);
+  if (ctx.canTenant('read')) {
+    const r = await get('/v1/routing/stats');
+    view.append(h('h2', null, 'Routing'), h('p', null,
+      `${r.requests} routed request(s), cache ${r.cache_backend}: ${r.hits} hit(s), ${r.misses} miss(es) (hit rate ${(r.hit_rate * 100).toFixed(1)}%).`),
+    table(['Module', 'Tier', 'Chosen#', 'Mean ms#'], Object.entries(r.tiers).flatMap(([m, ts]) => Object.entries(ts)
+      .map(([t, n]) => [m, t, num(n), num(r.mean_ms[m]?.[t]?.toFixed(1) ?? '')]))));
+  }
+}
+
+function showSecret(ctx, box, label, key) {
+  clear(box, h('div', { class: 'card' }, h('p', null, `${label}. Copy the key now: it is not shown again.`),
+    h('p', { class: 'secret', id: 'new-key' }, key),
+    h('button', { type: 'button', onclick: () => ctx.signInWith(key) }, 'Sign in with this key')));
+}
+
+function tenantForm(ctx, secret) {
+  const form = h('form', { class: 'card', 'aria-label': 'Create a tenant' }, h('div', { class: 'row' },
+    field('New tenant name', input('name', { required: true, maxlength: 200 })),
+    h('div', null, h('button', { type: 'submit' }, 'Create tenant'))));
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    const t = await ctx.act(() => post('/v1/tenants', { name: formData(form).name }));
+    if (t) showSecret(ctx, secret, `Tenant ${t.name} created`, t.api_key);
+  });
+  return form;
+}
+
+function keyForm(ctx, secret, tenants, cubeList) {
+  const tenantPick = tenants ? field('Tenant', select('tenant', tenants.map(t => [t.id, t.name]), tenants[0]?.id)) : null;
+  const scope = tenants ? field('Cube ids (comma separated; empty: whole tenant)', input('cube_ids', { size: 40 }))
+    : h('fieldset', null, h('legend', null, 'Cubes (none: the whole tenant)'), cubeList.map(c =>
+      h('label', null, h('input', { type: 'checkbox', name: 'cube', value: c.id }), ` ${c.name}`)));
+  const form = h('form', { class: 'card', 'aria-label': 'Create an API key' }, h('h2', null, 'Create an API key'),
+    h('div', { class: 'row' }, tenantPick, field('Key name', input('name', { maxlength: 200 })),
+      field('Permission', select('permission', ['read', 'write', 'admin'], 'read'))), scope,
+    h('button', { type: 'submit' }, 'Create key'));
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    const v = formData(form);
+    const ids = tenants ? (v.cube_ids || '').split(',').map(s => s.trim()).filter(Boolean)
+      : [...form.querySelectorAll('input[name=cube]:checked')].map(x => x.value);
+    const body = { permission: v.permission, name: v.name || null };
+    if (ids.length) body.cube_ids = ids;
+    const k = await ctx.act(() => post(`/v1/tenants/${tenants ? v.tenant : ctx.who.tenant_id}/keys`, body));
+    if (k) showSecret(ctx, secret, `Key ${k.id} created (${k.permission}${k.cube_ids ? `, ${k.cube_ids.length} cube(s)` : ''})`, k.api_key);
+  });
+  return form;
+}
+
+function revokeForm(ctx) {
+  const form = h('form', { class: 'card', 'aria-label': 'Revoke an API key' }, h('div', { class: 'row' },
+    field('Key id to revoke', input('key_id', { required: true, size: 40 })),
+    h('div', null, h('button', { type: 'submit', class: 'danger' }, 'Revoke key'))));
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    await ctx.act(() => del(`/v1/keys/${formData(form).key_id}`), r => `Key ${r.id} revoked.`);
+  });
+  return form;
+}
+
+async function jobs(view, ctx) {
+  const box = h('div');
+  const filter = h('form', { class: 'row', 'aria-label': 'Filter jobs' },
+    field('Status', select('status', ['', 'queued', 'running', 'done', 'failed', 'cancelled'], '')),
+    field('Kind', select('kind', ['', 'consolidate', 'forget', 'distill', 'fuse_activation'], '')),
+    h('div', null, h('button', { type: 'submit' }, 'Show jobs')));
+  const load = async () => {
+    const { jobs: list } = await get('/v1/jobs', { ...formData(filter), limit: 100 });
+    clear(box, table(['Kind', 'Status', 'Progress#', 'Attempts#', 'Created', 'Error', ''], list.map(j => [
+      j.kind, j.status, num(`${Math.round(j.progress * 100)}%`), num(`${j.attempts}/${j.max_attempts}`), when(j.created_at),
+      j.error || '', (j.status === 'queued' || j.status === 'running') && ctx.can('write')
+        ? h('button', { type: 'button', class: 'secondary', onclick: async () => {
+          if (await ctx.act(() => post(`/v1/jobs/${j.id}/cancel`), 'Job cancelled.')) load();
+        } }, 'Cancel') : '']), `${list.length} job(s)`));
+  };
+  filter.addEventListener('submit', e => { e.preventDefault(); ctx.act(load); });
+  view.append(h('h2', null, 'Jobs'), filter, box);
+  await load();
+}
