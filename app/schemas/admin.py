@@ -59,3 +59,13 @@ class KeyCreated(BaseModel):
 class KeyRevoked(BaseModel):
     id: uuid.UUID
     revoked_at: datetime
+
+
+class WhoAmI(BaseModel):
+    """What the calling key may do, so a client can show only what the API will allow."""
+
+    key_id: uuid.UUID
+    scope: str
+    tenant_id: uuid.UUID | None
+    cube_ids: list[uuid.UUID] | None
+    permission: str = Field(description="read < write < admin")

@@ -61,8 +61,11 @@ class Supersession:
             if not facts:
                 continue
             last[speaker] = facts[-1]
+            # Turns of a conversation follow each other; memories written together without times do not.
+            sequential = (row.source or {}).get("type") == "message" or row.occurred_at is not None
             older = [m for m in self._candidates(s, cube_id, row, vec, facts)
-                     if m.id != row.id and (m.id in seen or (m.id not in batch and when(m) <= when(row)))]
+                     if m.id != row.id and ((m.id in seen and sequential and when(m) <= when(row))
+                                            or (m.id not in batch and when(m) <= when(row)))]
             stale = [m for m in older if self._replaced(m, facts)]
             for m in repo.memories_locked(s, [m.id for m in stale]):
                 if m.status != "active":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import LiveServer
 
@@ -16,12 +15,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """Our own Playwright for this package only (pytest-playwright's is session-wide): its event loop must be
+    gone before the asyncio tests that run after these."""
     if not CHROMIUM.exists():
         pytest.skip("the console tests need the Debian chromium package at /usr/bin/chromium "
                     "(scripts/dev.sh installs it: apt-get install -y chromium)")
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "headless": True}
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture

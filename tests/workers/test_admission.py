@@ -10,7 +10,7 @@ def test_admission_statuses_are_exact_and_in_input_order(tenant: TenantCtx, cube
     first = write(tenant, cube, "The garden needs watering twice a week in summer")
     garden = first["memories"][0]
     assert first["admission"] == [{"index": 0, "memory_id": garden["id"], "status": "admitted", "merged_into": None,
-                                   "similarity": None, "reason": None}]
+                                   "similarity": None, "reason": None, "supersedes": []}]
     assert garden["admission"]["status"] == "admitted" and garden["status"] == "active"
 
     body = write(tenant, cube,

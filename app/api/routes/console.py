@@ -8,18 +8,17 @@ SDKs and curl send no ``Origin`` and are unaffected.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import P
 from app.api.errors import envelope
 from app.errors import NotFound
+from app.schemas.admin import WhoAmI
 
 STATIC = Path(__file__).resolve().parents[2] / "console" / "static"
 # Only the files shipped in the package are served: a fixed map, so no request path reaches the filesystem.
@@ -32,16 +31,6 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 
 router = APIRouter(tags=["console"])
-
-
-class WhoAmI(BaseModel):
-    """What the calling key may do, so a client can show only what the API will allow."""
-
-    key_id: uuid.UUID
-    scope: str
-    tenant_id: uuid.UUID | None
-    cube_ids: list[uuid.UUID] | None
-    permission: str = Field(description="read < write < admin")
 
 
 @router.get("/v1/whoami", response_model=WhoAmI, tags=["admin"])

@@ -71,6 +71,7 @@ from ._models import (
     Tenant,
     TenantCreated,
     TierStats,
+    WhoAmI,
     WriteResult,
 )
 from ._retry import RetryPolicy
@@ -139,6 +140,7 @@ __all__ = [
     "TenantCreated",
     "TierStats",
     "ValidationError",
+    "WhoAmI",
     "WriteResult",
     "__version__",
 ]

@@ -57,6 +57,7 @@ from ._models import (
     Snapshot,
     Tenant,
     TenantCreated,
+    WhoAmI,
     WriteResult,
 )
 from ._retry import RETRY_STATUSES, RetryPolicy, is_retryable_request, parse_retry_after
@@ -157,6 +158,10 @@ class AsyncClient:
     async def health(self) -> dict[str, Any]:
         """``GET /healthz``: the process is up."""
         return await self._send(_core.health())
+
+    async def whoami(self) -> WhoAmI:
+        """``GET /v1/whoami``: what this key may do (scope, tenant, granted cubes, permission)."""
+        return await self._send(_core.whoami())
 
     async def ready(self) -> dict[str, Any]:
         """``GET /readyz``: database and index are ready. Raises :class:`ServerError` when not; no retries."""

@@ -56,6 +56,7 @@ from ._models import (
     Snapshot,
     Tenant,
     TenantCreated,
+    WhoAmI,
     WriteResult,
 )
 from ._retry import RETRY_STATUSES, RetryPolicy, is_retryable_request, parse_retry_after
@@ -156,6 +157,10 @@ class Client:
     def health(self) -> dict[str, Any]:
         """``GET /healthz``: the process is up."""
         return self._send(_core.health())
+
+    def whoami(self) -> WhoAmI:
+        """``GET /v1/whoami``: what this key may do (scope, tenant, granted cubes, permission)."""
+        return self._send(_core.whoami())
 
     def ready(self) -> dict[str, Any]:
         """``GET /readyz``: database and index are ready. Raises :class:`ServerError` when not; no retries."""

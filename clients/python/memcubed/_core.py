@@ -56,6 +56,7 @@ from ._models import (
     Snapshot,
     Tenant,
     TenantCreated,
+    WhoAmI,
     WriteResult,
     _Request,
 )
@@ -323,6 +324,10 @@ def decode(call: Call[T], response: httpx.Response) -> T:
 
 def health() -> Call[dict[str, Any]]:
     return Call(RequestSpec("GET", "/healthz"), lambda data: dict(data or {}))
+
+
+def whoami() -> Call[WhoAmI]:
+    return Call(RequestSpec("GET", "/v1/whoami"), lambda data: _parse(WhoAmI, data))
 
 
 def ready() -> Call[dict[str, Any]]:

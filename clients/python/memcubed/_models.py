@@ -672,3 +672,13 @@ class SearchFilters(_Request):
     status: str | None = None
     occurred_after: RequestDatetime | None = None
     occurred_before: RequestDatetime | None = None
+
+
+class WhoAmI(_Response):
+    """What the calling key may do, so a client shows only what the API will allow."""
+
+    key_id: str
+    scope: str
+    tenant_id: str | None = None
+    cube_ids: list[str] | None = None
+    permission: str

@@ -48,6 +48,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/context"): "context",
     ("POST", "/v1/answer"): "answer",
     ("GET", "/v1/routing/stats"): "routing.stats",
+    ("GET", "/v1/whoami"): "whoami",
     ("GET", "/v1/cubes/{cube_id}/graph"): "cubes.graph",
     ("GET", "/v1/cubes/{cube_id}/entities"): "cubes.entities",
     ("POST", "/v1/cubes/{cube_id}/activations"): "activations.create",
