@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import errors
+from app.api import errors, mcp
 from app.api.errors import envelope
 from app.api.routes import (
     activation,
@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         owned = container is None
         app.state.container = container or build(settings)
         try:
-            yield
+            async with mcp_running:
+                yield
         finally:
             if owned:
                 app.state.container.close()
@@ -114,5 +115,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
                    lifecycle):
         app.include_router(module.router, responses=None if module is health else error_responses)
+    mcp_running = mcp.mount(app)
     app.add_middleware(RequestLimits, settings=settings)
     return app
