@@ -4,9 +4,12 @@ tool invocation API; no model involved)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypedDict
 
 import memcubed
@@ -142,3 +145,45 @@ async def test_openai_agents_tools_remember_recall_forget(live_tenant: LiveTenan
         missing = memory_tools(client, str(uuid.uuid4()))
         error = json.loads(await invoke(missing[1], {"query": "anything"}))
         assert error["error"]["code"] == "not_found"
+
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(example: str, tenant: LiveTenant, monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """Run ``examples/<example>.py``'s main on the live server with a tenant key; return what it printed."""
+    monkeypatch.setenv("MEMCUBED_URL", tenant.url)
+    monkeypatch.setenv("MEMCUBED_API_KEY", tenant.api_key)
+    spec = importlib.util.spec_from_file_location(f"example_{example}", EXAMPLES / f"{example}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main([]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(("example", "printed"), [
+    ("langgraph_memory", ["you> I'm allergic to peanuts.", "agent> Nothing on that yet.",
+                          "you> What am I allergic to?", "agent> I remember: I'm allergic to peanuts."]),
+    # The low tier's context also brings the turn's neighbour in the session.
+    ("langchain_memory", ["recalled: My sister Ana loves jazz and visits Lisbon next week.",
+                          "recalled: Great, I'll keep that in mind for her visit.", "history: 2 messages"]),
+    ("mcp_client", ["tools: remember, recall, search, get_memory, update_memory, forget, list_cubes, create_cube",
+                    "recall: - The user prefers window seats"]),
+])
+def test_examples_run_against_the_live_server(example: str, printed: list[str], live_tenant: LiveTenant,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_example(example, live_tenant, monkeypatch, capsys) == printed
+
+
+def test_openai_agents_example_without_a_model_calls_the_tools(live_tenant: LiveTenant,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    remembered, recalled = run_example("openai_agents_memory", live_tenant, monkeypatch, capsys)
+    assert remembered.startswith('remember: {"admission": [{"status": "admitted"')
+    assert json.loads(recalled.removeprefix("recall: "))["context"].count("The user is vegetarian") == 1

@@ -30,7 +30,7 @@ OTHERS = ["My favourite colour is green", "I have a dog named Rex", "I work as a
 
 def over_http(url: str, key: str | None) -> Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return Client(streamable_http_client(f"{url}/mcp", http_client=httpx2.AsyncClient(headers=headers)))
+    return Client(streamable_http_client(f"{url}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=120)))
 
 
 def result(r: CallToolResult) -> dict[str, Any]:
