@@ -121,7 +121,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     mcp_running = mcp.mount(app)
-    app.add_middleware(metrics.ObserveRequests, settings=settings)
+    if settings.metrics_enabled or settings.log_format == "json" or provider is not None:
+        app.add_middleware(metrics.ObserveRequests, settings=settings)
     app.add_middleware(RequestLimits, settings=settings)
     if provider is not None:
         observability.trace_app(app, provider)

@@ -8,6 +8,7 @@ writing tool gets the REST 403, as a tool error), and the MCP layer needs nothin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -19,6 +20,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from memcubed.mcp import build_server
 
 PATH = "/mcp"
+# Stateless mode opens and closes a transport per request, and logs that at INFO: once a request is noise.
+logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
 FORWARDED = ("authorization", "x-request-id")
 
 

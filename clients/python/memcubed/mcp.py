@@ -140,7 +140,8 @@ def shared_client(client: AsyncClient) -> ClientProvider:
 
 def build_server(clients: ClientProvider) -> MCPServer:
     """The memcubed MCP server; ``clients`` gives each call the SDK client to reach the REST API with."""
-    server = MCPServer("memcubed", instructions=INSTRUCTIONS, version=__version__)
+    # log_level only applies where nothing configured logging before (the stdio script): quiet by default.
+    server = MCPServer("memcubed", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     @server.tool()
     @_tool_errors
