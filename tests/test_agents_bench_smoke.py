@@ -4,6 +4,7 @@ checks it on every query) and the report has its figures."""
 from __future__ import annotations
 
 from benchmarks.mcp_bench import GOAL_P50_OVERHEAD_MS, run
+from benchmarks.metrics_bench import middleware_cost_us
 from benchmarks.search_bench import tenant_key
 from tests.conftest import LiveServer
 
@@ -15,3 +16,7 @@ def test_mcp_bench_core_reports_both_sides(live_server: LiveServer) -> None:
         assert 0 < report[side]["p50_ms"] <= report[side]["p95_ms"]
     assert report["p50_overhead_ms"] == round(report["mcp"]["p50_ms"] - report["rest"]["p50_ms"], 2)
     assert report["meets_goal"] == (report["p50_overhead_ms"] <= GOAL_P50_OVERHEAD_MS)
+
+
+def test_metrics_cost_a_search_microseconds() -> None:
+    assert 0 < middleware_cost_us(2000) < 500

@@ -19,6 +19,7 @@ from agents.tool_context import ToolContext
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.config import get_store
 from langgraph.graph import END, START, StateGraph
+from langgraph.store.base import InvalidNamespaceError
 from memcubed.langchain import MemcubedChatMessageHistory, MemcubedRetriever
 from memcubed.langgraph import MemcubedStore
 from memcubed.openai_agents import memory_tools
@@ -59,6 +60,9 @@ def test_langgraph_store_put_get_search_delete(store: MemcubedStore, live_client
     assert store.list_namespaces(prefix=("users",)) == [ALICE, ("users", "bob")]
     assert store.list_namespaces(suffix=("bob",)) == [("users", "bob")]
     assert store.list_namespaces(max_depth=1) == [("users",)]
+
+    with pytest.raises(InvalidNamespaceError):
+        store.put(("users", "a/b"), "diet", {"content": "x"})
 
     store.delete(ALICE, "diet")
     assert store.get(ALICE, "diet") is None

@@ -21,6 +21,7 @@ from typing import Any
 from langgraph.store.base import (
     BaseStore,
     GetOp,
+    InvalidNamespaceError,
     Item,
     ListNamespacesOp,
     Op,
@@ -86,6 +87,8 @@ class MemcubedStore(BaseStore):
     # --- namespaces <-> cubes ------------------------------------------------------------------------
 
     def _cube_name(self, namespace: tuple[str, ...]) -> str:
+        if any("/" in label for label in namespace):
+            raise InvalidNamespaceError(f"memcubed namespaces cannot contain '/' (it joins cube names): {namespace}")
         return "/".join((self._prefix, *namespace))
 
     def _namespace(self, cube_name: str) -> tuple[str, ...] | None:
