@@ -53,8 +53,9 @@ def test_request_latency_and_searches_are_counted_by_route_template(tenant: Tena
     before = scrape(tenant.http)
     for _ in range(3):
         assert tenant.http.post("/v1/search", json={"query": "allergy", "cube_ids": [cube]}).status_code == 200
-    assert tenant.http.post("/v1/search", json={"query": "allergy", "cube_ids": [cube],
-                                                "budget": "low"}).status_code == 200
+    for _ in range(2):  # the second is served from the routed-result cache
+        assert tenant.http.post("/v1/search", json={"query": "allergy", "cube_ids": [cube],
+                                                    "budget": "low"}).status_code == 200
     missing = str(uuid.uuid4())
     assert tenant.http.get(f"/v1/memories/{missing}").status_code == 404
     assert tenant.http.get("/no/such/route").status_code == 404
@@ -65,11 +66,13 @@ def test_request_latency_and_searches_are_counted_by_route_template(tenant: Tena
         return sample(after, name, **labels) - sample(before, name, **labels)
 
     latency = "memcubed_http_request_duration_seconds_count"
-    assert delta(latency, method="POST", route="/v1/search", status="200") == 4
+    assert delta(latency, method="POST", route="/v1/search", status="200") == 5
     assert delta(latency, method="GET", route="/v1/memories/{memory_id}", status="404") == 1
     assert delta(latency, method="GET", route="unmatched", status="404") == 1
     assert delta("memcubed_searches_total", endpoint="search", mode="fast", tier="none") == 3
-    assert delta("memcubed_searches_total", endpoint="search", mode="routed", tier="low") == 1
+    assert delta("memcubed_searches_total", endpoint="search", mode="routed", tier="low") == 2
+    cache = "memcubed_routing_cache_lookups_total"
+    assert (delta(cache, endpoint="search", result="miss"), delta(cache, endpoint="search", result="exact")) == (1, 1)
     assert missing not in raw and tenant.id not in raw and tenant.key not in raw
     assert "allergy" not in raw and "peanuts" not in raw
 
@@ -91,6 +94,11 @@ def test_enrichment_backlog_jobs_and_index_sizes_are_read_at_scrape_time(
     assert {(k, s): float(n) for k, s, n in jobs} == {
         (dict(labels)["kind"], dict(labels)["state"]): value
         for (name, labels), value in samples.items() if name == "memcubed_jobs"}
+    activations = sql(live_server.settings.database_url or "", "SELECT tier, sum(bytes), count(*) FROM activations "
+                      "WHERE status = 'active' GROUP BY tier")
+    assert {tier: (float(nbytes), float(n)) for tier, nbytes, n in activations} == {
+        dict(labels)["tier"]: (value, samples[("memcubed_activation_entries", labels)])
+        for (name, labels), value in samples.items() if name == "memcubed_activation_bytes"}
     assert sample(samples, "memcubed_index_vectors", kind="dense") >= 2
     assert sample(samples, "memcubed_index_cubes", kind="dense") >= 1
     sql(live_server.settings.database_url or "", "UPDATE memories SET enriched_at = now(), created_at = now() "

@@ -42,6 +42,9 @@ REQUESTS = Histogram(
 )
 SEARCHES = Counter("memcubed_searches_total", "Searches and context requests by mode and retrieval tier.",
                    ["endpoint", "mode", "tier"])
+CACHE_LOOKUPS = Counter("memcubed_routing_cache_lookups_total",
+                        "Routed searches and context requests by cache result: exact, semantic or miss.",
+                        ["endpoint", "result"])
 TENANT_REQUESTS = Counter("memcubed_tenant_requests_total",
                           "Requests by tenant, for the first MEMCUBED_METRICS_TENANTS tenants ('other' after).",
                           ["tenant"])
@@ -51,6 +54,8 @@ def count_search(endpoint: str, mode: str, routing: Routing | None) -> None:
     """One search (``mode`` fast / fine, or ``routed`` when a budget chose the tiers)."""
     tier = routing.tiers.get("retrieval", "none") if routing is not None else "none"
     SEARCHES.labels(endpoint, mode, tier).inc()
+    if routing is not None:
+        CACHE_LOOKUPS.labels(endpoint, routing.cache.kind if routing.cache.hit and routing.cache.kind else "miss").inc()
 
 
 class TenantLabels:
@@ -114,8 +119,8 @@ class ObserveRequests:
 
 
 class DatabaseCollector(Collector):
-    """Gauges read at scrape time: the enrichment backlog and jobs from Postgres, dense index sizes from the
-    indexes this process holds."""
+    """Gauges read at scrape time: the enrichment backlog, jobs and activation tier usage from Postgres, dense
+    index sizes from the indexes this process holds."""
 
     def __init__(self, container: Container) -> None:
         self.container = container
@@ -124,6 +129,7 @@ class DatabaseCollector(Collector):
         with self.container.sessions() as s:
             pending, oldest = queries.enrichment_backlog(s)
             jobs = queries.jobs_by_state(s)
+            activations = queries.activation_usage(s)
         yield GaugeMetricFamily("memcubed_enrichment_pending", "Active memories waiting for enrichment.",
                                 value=pending)
         lag = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
@@ -133,6 +139,14 @@ class DatabaseCollector(Collector):
         for kind, state, count in jobs:
             by_state.add_metric([kind, state], count)
         yield by_state
+        tier_bytes = GaugeMetricFamily("memcubed_activation_bytes", "Bytes of live activations by tier.",
+                                       labels=["tier"])
+        tier_entries = GaugeMetricFamily("memcubed_activation_entries", "Live activations by tier.", labels=["tier"])
+        for tier, nbytes, entries in activations:
+            tier_bytes.add_metric([tier], nbytes)
+            tier_entries.add_metric([tier], entries)
+        yield tier_bytes
+        yield tier_entries
         vectors = self.container.vectors
         loaded = [index for cube_id in vectors.cube_ids() if (index := vectors.peek(cube_id)) is not None]
         yield _single("memcubed_index_cubes", "Cube indexes loaded in this process.", len(loaded))
