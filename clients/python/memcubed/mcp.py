@@ -15,6 +15,7 @@ Needs the ``mcp`` extra: ``pip install "memcubed[mcp]"``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import os
@@ -332,5 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", default=os.environ.get("MEMCUBED_URL"), help="memcubed base URL "
                         "(default: MEMCUBED_URL, else http://127.0.0.1:8080)")
     args = parser.parse_args(argv)
-    client = AsyncClient(args.url)
-    build_server(shared_client(client)).run("stdio")
+
+    async def serve() -> None:
+        async with AsyncClient(args.url) as client:
+            await build_server(shared_client(client)).run_stdio_async()
+
+    asyncio.run(serve())
