@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import Settings
 from app.embedded import serve_in_thread
-from app.observability import JsonFormatter
+from app.observability import JsonFormatter, configure_logging
 from tests.conftest import (
     Databases,
     LiveServer,
@@ -230,3 +232,24 @@ def test_metrics_can_be_turned_off(databases: Databases, tmp_path: Path) -> None
     settings = make_settings(databases, tmp_path, metrics_enabled=False)
     with serve_in_thread(settings) as url, httpx.Client(base_url=url) as http:
         assert http.get("/metrics").status_code == 404
+
+
+def test_json_log_format_is_installed_and_keeps_exception_messages_out() -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging(Settings(log_format="json", log_level="warning"))
+        [handler] = root.handlers
+        assert isinstance(handler.formatter, JsonFormatter) and root.level == logging.WARNING
+        content = "the user's secret diagnosis"
+        try:
+            raise ValueError(content)  # the frames show this line's code, never the value
+        except ValueError:
+            record = logging.LogRecord("memcubed.test", logging.ERROR, __file__, 1, "enrichment failed", None,
+                                       sys.exc_info())
+        line = json.loads(handler.formatter.format(record))
+        assert (line["level"], line["message"], line["exc_type"]) == ("error", "enrichment failed", "ValueError")
+        assert "secret diagnosis" not in json.dumps(line) and "test_observability.py" in line["stack"]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
