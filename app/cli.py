@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import uuid
@@ -44,12 +43,13 @@ def serve(
 
     from app.container import build
     from app.main import create_app
+    from app.observability import configure_logging
 
     # SIGTERM as SystemExit (uvicorn re-raises it after its graceful shutdown; like SIGINT's KeyboardInterrupt):
     # the finally below and the atexit hooks run, so an embedded Postgres stops with the API, not after it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     settings = _settings(data_dir)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
     container = build(settings)
     if container.admin_key_created:
@@ -57,7 +57,10 @@ def serve(
         console.print(container.admin_key_created, soft_wrap=True)
     console.print(f"memcubed listening on http://{host}:{port}  (OpenAPI docs at /docs)")
     try:
-        uvicorn.run(create_app(settings, container), host=host, port=port, log_level=settings.log_level)
+        # JSON logs: uvicorn's loggers go through our root handler (the access line comes from app/api/metrics.py).
+        json_logs = settings.log_format == "json"
+        uvicorn.run(create_app(settings, container), host=host, port=port, log_level=settings.log_level,
+                    log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG, access_log=not json_logs)
     finally:
         container.close()
 
@@ -69,10 +72,11 @@ def worker(data_dir: DataDir = None) -> None:
     Needs MEMCUBED_REDIS_URL and MEMCUBED_DATABASE_URL (the API's Postgres). Without Redis, jobs run inside
     the API process and no worker is needed.
     """
+    from app.observability import configure_logging
     from app.workers.worker import run_worker
 
     settings = _settings(data_dir)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     console.print(f"memcubed worker: queue {settings.redis_queue} on {settings.redis_url}")
     run_worker(settings)
 

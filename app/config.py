@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +17,7 @@ def _default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Service configuration. With no ``database_url`` an embedded Postgres is started in ``data_dir``."""
 
-    model_config = SettingsConfigDict(env_prefix="MEMCUBED_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MEMCUBED_", env_file=None, extra="ignore", populate_by_name=True)
 
     database_url: str | None = Field(
         default=None, description="Postgres URL; unset starts an embedded Postgres (pgserver) in data_dir."
@@ -46,6 +47,17 @@ class Settings(BaseSettings):
         "OpenMP barriers made a query embedding 10x slower with 2 threads (docs/benchmarks.md).",
     )
     log_level: str = Field(default="info", description="Log level of the service.")
+    # -- observability (issue 20) ---------------------------------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object a line, with request id, tenant and route; never "
+        "content or keys.")
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    metrics_tenants: int = Field(
+        default=0, ge=0, le=1000, description="Label request counts with tenant ids for the first N tenants seen "
+        "(the rest count as 'other'); 0: no tenant ids in metrics.")
+    otel_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "MEMCUBED_OTEL_ENDPOINT"),
+        description="OTLP/HTTP collector base URL; set, traces are exported (FastAPI, SQLAlchemy, httpx).")
     activation_model: str = Field(
         default="smollm2-135m-instruct",
         description="Causal LM for activation memory: a built-in name, a .gguf file or a transformers dir.",

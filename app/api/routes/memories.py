@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
+from app.api import metrics
 from app.api.deps import C, IdemKey, P
 from app.schemas.memories import (
     MemoriesCreate,
@@ -81,6 +82,7 @@ def memory_history(memory_id: uuid.UUID, c: C, p: P) -> MemoryHistory:
 @router.post("/search", response_model=SearchResponse)
 def search(body: SearchRequest, c: C, p: P, background: BackgroundTasks) -> SearchResponse:
     result = c.search.search(p, body) if body.budget is None else c.routing.search(p, body)
+    metrics.count_search("search", body.mode if body.budget is None else "routed", result.routing)
     if result.results:
         background.add_task(c.search.record_access, [hit.memory.id for hit in result.results])
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api import metrics
 from app.api.deps import C, P
 from app.schemas.routing import AnswerRequest, AnswerResponse, ContextRequest, ContextResponse, RoutingStats
 
@@ -12,7 +13,9 @@ router = APIRouter(prefix="/v1", tags=["routing"])
 
 @router.post("/context", response_model=ContextResponse)
 def context(body: ContextRequest, c: C, p: P) -> ContextResponse:
-    return c.routing.context(p, body)
+    result = c.routing.context(p, body)
+    metrics.count_search("context", "routed", result.routing)
+    return result
 
 
 @router.post("/answer", response_model=AnswerResponse)
