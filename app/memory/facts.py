@@ -35,15 +35,13 @@ FACT = re.compile(
     r"|(?:am|are|is)\s+(?:now\s+)?(?:based|living|staying)\s+in"
     r"|(?:now\s+)?(?:work|works|worked)\s+(?:at|for|as)"
     r"|(?:am|are|is)\s+(?:now\s+)?working\s+(?:at|for|as)"
-    r"|(?:just\s+|recently\s+)?(?:started|joined|got\s+a\s+job\s+at|took\s+a\s+job\s+at|started\s+a\s+new\s+job\s+at|"
-    r"started\s+working\s+at)"
-    r"|(?:am|are|is)\s+(?:now\s+)?planning\s+(?:to|on)"
+    r"|(?:just\s+|recently\s+|finally\s+)?(?:got\s+a\s+(?:new\s+)?job\s+(?:at|as)|took\s+a\s+job\s+(?:at|as)|"
+    r"started\s+a\s+new\s+job\s+(?:at|as)|started\s+working\s+(?:at|for|as))"
     r"|(?:am|are|is)(?:\s+now)?(?=\s+(?:married|engaged|single|divorced|separated|widowed|dating|in\s+a\s+relationship))"
     r"))\s+(?P<value>[^.!?;]{1,80})[.!;]?$",
     re.IGNORECASE)
 RELATION = (("live", "residence"), ("resid", "residence"), ("moved", "residence"), ("relocated", "residence"),
-            ("based", "residence"), ("staying", "residence"), ("work", "work"), ("started", "work"),
-            ("joined", "work"), ("job", "work"), ("planning", "plan"))
+            ("based", "residence"), ("staying", "residence"), ("work", "work"), ("job", "work"))
 # Names of one attribute: "my number" and "my cell" are "my phone number".
 ALIASES = {"number": "phone number", "cell": "phone number", "cell number": "phone number", "mobile": "phone number",
            "mobile number": "phone number", "phone": "phone number", "email address": "email", "e-mail": "email",

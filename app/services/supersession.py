@@ -29,9 +29,8 @@ NEIGHBOURS = 20  # dense neighbours of a new memory that are checked
 CANDIDATES = 200  # rows naming the relation that are checked
 TRIGGERS = {
     "residence": r"\m(?:live|lives|lived|living|moved|relocated|based|reside|resides|staying)\M",
-    "work": r"\m(?:work|works|worked|working|job|started|joined)\M",
+    "work": r"\m(?:work|works|worked|working|job)\M",
     "status": r"\m(?:married|engaged|single|divorced|separated|widowed|dating|relationship)\M",
-    "plan": r"\mplanning\M",
 }
 
 

@@ -1,5 +1,6 @@
 """Conversations for the routing tests: a written one with known facts, grown with generated small talk to a
-size where a token budget matters, and the real LoCoMo turns when the shared data set is present."""
+size where a token budget matters, and the real LoCoMo turns (``None`` when the shared data set is missing: a
+test then skips with the reason, never runs on the written one under LoCoMo's name)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 from app.activation.model import ModelSpec
 from app.activation.tokens import TokenCounter
 from tests.conftest import LiveServer, TenantCtx, make_cube, new_tenant
-from tests.routing.corpus import conversation, ingest, locomo_turns
+from tests.routing.corpus import LOCOMO, conversation, ingest, locomo_turns
 
 Json = dict[str, Any]
 QUESTIONS = [
@@ -27,11 +27,17 @@ QUESTIONS = [
 TIERS = ("low", "mid", "high")
 
 
-@pytest.fixture(scope="module")
-def corpus(live_server: LiveServer, admin: httpx.Client) -> Iterator[tuple[TenantCtx, str]]:
+@pytest.fixture(scope="module", params=["written", "locomo"])
+def corpus(request: pytest.FixtureRequest, live_server: LiveServer,
+           admin: httpx.Client) -> Iterator[tuple[TenantCtx, str]]:
+    """The written conversation, and the first 200 LoCoMo turns: each under its own name, the second skipped
+    (never replaced) when the shared data set is missing."""
+    turns = conversation() if request.param == "written" else locomo_turns(200)
+    if turns is None:
+        pytest.skip(f"LoCoMo is not at {LOCOMO}: the budget limits are checked on the written conversation only")
     t = new_tenant(live_server, admin)
-    cube = make_cube(t, "locomo")
-    ingest(t, cube, locomo_turns(200) or conversation())
+    cube = make_cube(t, request.param)
+    ingest(t, cube, turns)
     yield t, cube
     t.http.close()
 

@@ -265,6 +265,9 @@ def canned_response(request: httpx.Request) -> httpx.Response:
     table: dict[tuple[str, ...], Callable[[], httpx.Response]] = {
         ("GET", "healthz"): lambda: ok({"status": "ok"}),
         ("GET", "readyz"): lambda: ok({"status": "ready", "checks": {}}),
+        ("GET", "v1", "whoami"): lambda: ok(
+            {"key_id": KEY_ID, "scope": "tenant", "tenant_id": TENANT_ID, "cube_ids": None, "permission": "admin"}
+        ),
         ("POST", "v1", "tenants"): lambda: ok(
             {"id": TENANT_ID, "name": "acme", "api_key": "mc_secret", "key_id": KEY_ID}, 201
         ),

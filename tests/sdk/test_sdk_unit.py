@@ -565,6 +565,7 @@ def _exercise(client: memcubed.Client, tmp_path: Path) -> None:
     client.context("q", CUBE_ID, budget="mid")
     client.answer("q", CUBE_ID, budget={"max_tokens": 100})
     client.routing.stats()
+    client.whoami()
     client.memories.links(MEMORY_ID)
     client.cubes.graph(CUBE_ID)
     client.cubes.entities(CUBE_ID)
