@@ -14,7 +14,6 @@ Redis MGET). Without Redis the counters are in-process.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -25,13 +24,12 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
-_SPACE = re.compile(r"\s+")
-_TRAILING = re.compile(r"[\s?.!]+$")
 
 
 def normalise(query: str) -> str:
     """Case, inner whitespace and trailing punctuation do not change the question."""
-    return _TRAILING.sub("", _SPACE.sub(" ", query.strip().lower()))
+    # rstrip, not a ``[\s?.!]+$`` pattern: that one retries a long run of spaces from each of its positions.
+    return " ".join(query.lower().split()).rstrip(" ?.!")
 
 
 @dataclass

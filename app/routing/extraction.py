@@ -26,7 +26,7 @@ from app.routing.budget import plan
 from app.routing.tiers import Meter
 from app.schemas.memories import MemoryIn
 from app.schemas.routing import Budget, CacheReport, Routing, RoutingCost
-from app.services.consolidation import FACT
+from app.services.consolidation import fact_match
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,14 @@ MAX_FACTS = 10
 def rule_facts(item: MemoryIn) -> list[str]:
     """A first-person fact-like statement, rewritten with the speaker's name as its subject."""
     speaker = item.metadata.get("speaker")
-    m = FACT.match(item.content)
+    m = fact_match(item.content)
     if m is None or not isinstance(speaker, str) or not speaker:
         return []
-    text = item.content
+    text = m.string  # stripped: the subject opens it
     if m.group("who") and m.group("who").lower() in ("i", "we"):
-        text = speaker + text[m.end("who"):]
+        text = speaker + text[len(m.group("who")):]
     elif m.group("subj") and m.group("subj").lower().startswith(("my ", "our ")):
-        text = f"{speaker}'s " + text[m.start("subj"):].split(" ", 1)[1]
+        text = f"{speaker}'s " + text.split(" ", 1)[1]
     return [text.strip().rstrip(".!")]
 
 

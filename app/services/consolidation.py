@@ -22,6 +22,7 @@ from typing import Any
 import faiss
 import httpx
 import numpy as np
+import re2
 from sqlalchemy import update
 
 from app.models import Memory
@@ -32,6 +33,7 @@ from app.repositories import jobs as jobs_repo
 from app.services.admission import numbers
 from app.services.jobs import JobRun, versioned_change
 from app.services.memories import content_hash, indexed_text
+from app.textscan import head
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +50,42 @@ TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+(?:[.,:/]\d+)*")
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # "<subject> <relation> <value>" statements. A bare pronoun subject only counts with a relation that names a
 # lasting attribute (lives in, works at…), never with "is/am", which is how most chat sentences start.
-POSSESSIVE = r"(?:my|our|his|her|their|the|[A-Z][\w-]+'s)\s+[\w' -]{1,40}?"
+# RE2 (linear time: in ``re`` the lazy subject, the value and the trailing spaces backtrack against each other),
+# with Python's Unicode ``\w`` and ``\s`` spelled out, since RE2's are ASCII-only. The subject's 40-character
+# bound is checked after the match (``fact_match``): forty copies of a Unicode class would not fit RE2's DFA.
+W = r"\pL\pN_"
+S = r"[\t-\r\x{1c}-\x{1f}\x{85}\pZ]"
+POSSESSIVE = rf"(?:my|our|his|her|their|the|[A-Z][{W}-]+'s){S}+(?P<tail>[{W}' -]+?)"
 ATTRIBUTE = (r"lives? in|lived in|moved to|relocated to|works? (?:at|for|as)|worked (?:at|for|as)|"
              r"(?:is|am|are) (?:now )?(?:living|working|based) (?:in|at|for)")
-FACT = re.compile(
-    rf"^\s*(?:(?P<subj>{POSSESSIVE})\s+(?P<copula>is|are|was|were|has been|changed to|became)"
-    rf"|(?P<who>i|we|he|she|they|[A-Z][\w-]+)\s+(?P<rel>{ATTRIBUTE}))\s+(?P<value>[^.!?]{{1,80}})[.!]?\s*$",
-    re.IGNORECASE)
+FACT = re2.compile(
+    rf"(?i)^{S}*(?:(?P<subj>{POSSESSIVE}){S}+(?P<copula>is|are|was|were|has been|changed to|became)"
+    rf"|(?P<who>i|we|he|she|they|[A-Z][{W}-]+){S}+(?P<rel>{ATTRIBUTE})){S}+(?P<value>[^.!?]{{1,80}})[.!]?{S}*$")
+MAX_SUBJECT_TAIL = 40
+MAX_FACT_CHARS = 1000
+"""Longer than a name, a 40-character subject and an 80-character value can be: no fact, and no time spent."""
+
+
+def fact_match(text: str) -> Any | None:
+    """FACT's match on the stripped text (``match.string``), or None. The lazy tail is the shortest that fits,
+    so a longer one than MAX_SUBJECT_TAIL means no fact."""
+    text = text.strip()
+    m = None if len(text) > MAX_FACT_CHARS else FACT.match(text)
+    if m is None or (m.group("tail") is not None and len(m.group("tail")) > MAX_SUBJECT_TAIL):
+        return None
+    return m
+
+
 RELATION = {"live": "residence", "moved": "residence", "relocated": "residence", "work": "work", "based": "residence"}
 
 
 def content_words(text: str) -> list[str]:
-    return [t.lower() for t in TOKEN.findall(text) if t.lower() not in STOP]
+    return [t.lower() for t in TOKEN.findall(head(text)) if t.lower() not in STOP]
 
 
 def fact_key(m: Memory) -> tuple[str, str, str] | None:
     """(subject, relation, value) of a fact-like statement, or None. The speaker is part of the subject."""
-    match = FACT.match(m.content)
+    match = fact_match(m.content)
     if match is None:
         return None
     speaker = str((m.meta or {}).get("speaker") or m.user_id or "")
