@@ -13,6 +13,7 @@ from rich.table import Table
 
 from app.config import Settings
 from app.errors import MemcubedError
+from app.redact import install_log_redaction, redact
 from app.routing.cli import router_app
 from app.schemas.admin import KeyCreate, Permission, TenantOut
 
@@ -45,6 +46,7 @@ def serve(
 
     settings = _settings(data_dir)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
     container = build(settings)
     if container.admin_key_created:
@@ -68,7 +70,8 @@ def worker(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console.print(f"memcubed worker: queue {settings.redis_queue} on {settings.redis_url}")
+    install_log_redaction()
+    console.print(f"memcubed worker: queue {settings.redis_queue} on {redact(settings.redis_url or '')}")
     run_worker(settings)
 
 

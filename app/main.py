@@ -29,6 +29,7 @@ from app.api.routes import (
 )
 from app.config import Settings
 from app.container import Container, build
+from app.redact import install_log_redaction
 from app.schemas.common import ErrorEnvelope
 
 
@@ -87,6 +88,7 @@ class RequestLimits:
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build the app. The container (database, model, index) is built at start unless one is given."""
     settings = settings or (container.settings if container else Settings())
+    install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

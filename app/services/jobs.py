@@ -24,6 +24,7 @@ from app.config import Settings
 from app.errors import Conflict, NotFound
 from app.models import Job, Memory
 from app.models.base import utcnow
+from app.redact import redact
 from app.repositories import audit
 from app.repositories import jobs as jobs_repo
 from app.repositories import memories as repo
@@ -176,7 +177,7 @@ class JobExecutor:
                 if job is not None and job.status == "cancelled":
                     return Outcome("cancelled")
                 if job is not None:
-                    job.error = f"{type(exc).__name__}: {exc}"[:4000]
+                    job.error = redact(f"{type(exc).__name__}: {exc}")[:4000]
                     job.status = "queued" if retry else "failed"
                     job.updated_at = utcnow()
                     if not retry:
