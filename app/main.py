@@ -111,7 +111,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     error_responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorEnvelope, "description": description}
         for status, description in ((401, "Missing or bad API key"), (403, "Wrong key scope"), (404, "Not found"),
-                                    (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"))
+                                    (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"),
+                                    (400, "A body that cannot be read (not UTF-8 JSON)"))
     }
     for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
                    lifecycle):
