@@ -84,6 +84,13 @@ class Container:
         except Exception:
             return False
 
+    def degraded(self) -> dict[str, str]:
+        """What works less than configured while the service still reads and writes."""
+        if self.settings.redis_url and not self.jobs.queue.reachable():
+            return {"redis": "unreachable: jobs stay queued in Postgres and go to the workers once it answers; "
+                             "the result cache serves nothing meanwhile"}
+        return {}
+
     def close(self) -> None:
         self.jobs.close()
         self.enricher.stop()

@@ -52,7 +52,7 @@ class Generations:
         if redis_url:
             import redis
 
-            self.redis = redis.Redis.from_url(redis_url, socket_timeout=2)
+            self.redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     def _key(self, cube_id: uuid.UUID) -> str:
         return f"{self.prefix}:cachegen:{cube_id}"
