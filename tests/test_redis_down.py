@@ -1,12 +1,16 @@
 """Redis configured but down: the service starts, reads and writes, keeps jobs queued in Postgres, and /readyz
-says what is degraded (it used to die at start after five connection retries)."""
+says what is degraded (it used to die at start after five connection retries); once Redis answers, the queued
+job is handed to it."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
+import redis
 
 from app.embedded import serve_in_thread
 from tests.conftest import Databases, TenantCtx, make_cube, make_settings, search_ids, sql, wait_enriched
@@ -20,7 +24,8 @@ def closed_port() -> int:
 
 
 def test_the_service_starts_serves_and_queues_jobs_with_redis_down(databases: Databases, tmp_path: Path) -> None:
-    settings = make_settings(databases, tmp_path, redis_url=f"redis://:pw@127.0.0.1:{closed_port()}/0")
+    port = closed_port()
+    settings = make_settings(databases, tmp_path, redis_url=f"redis://:pw@127.0.0.1:{port}/0")
     with serve_in_thread(settings) as url, httpx.Client(base_url=url, timeout=60) as http:
         ready = http.get("/readyz")
         assert ready.status_code == 200
@@ -46,4 +51,25 @@ def test_the_service_starts_serves_and_queues_jobs_with_redis_down(databases: Da
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
-    assert sql(settings.database_url or "", "SELECT status FROM jobs WHERE id = %s", (job_id,)) == [("queued",)]
+        assert sql(settings.database_url or "", "SELECT status FROM jobs WHERE id = %s", (job_id,)) == [("queued",)]
+        # Redis comes back: the job is handed to its queue, and /readyz is ready again.
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--requirepass", "pw", "--save", "",
+                                   "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        try:
+            client = redis.Redis(port=port, password="pw", socket_connect_timeout=1)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (_answers(client) and client.exists(f"arq:job:{job_id}")):
+                time.sleep(0.2)
+            assert client.exists(f"arq:job:{job_id}") == 1
+            assert http.get("/readyz").json() == {"status": "ready",
+                                                  "checks": {"database": True, "index": True, "redis": True}}
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
