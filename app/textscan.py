@@ -9,6 +9,9 @@ whatever a caller passes, so no text can stall the API or a worker.
 from __future__ import annotations
 
 SCAN_CHARS = 32 * 1024
+# Python's Unicode ``\s`` and ``\w`` (inside a class) for RE2 patterns: RE2's own are ASCII-only.
+SPACE = r"[\t-\r\x{1c}-\x{1f}\x{85}\pZ]"
+WORD_CHARS = r"\pL\pN_"
 
 
 def head(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import re2
 
-from app.textscan import head
+from app.textscan import SPACE, head
 
 WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
 MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
@@ -39,7 +39,7 @@ _PATTERNS = [
 # RE2, which finds the few matches of a long text at DFA speed where ``re`` tries every alternative at every
 # word; Python's Unicode ``\s`` and ``\d`` are spelled out (RE2's are ASCII-only; its ``\b`` stays ASCII).
 PATTERNS: list[tuple[str, Any]] = [
-    (kind, re2.compile("(?i)" + p.replace(r"\s", r"[\t-\r\x{1c}-\x{1f}\x{85}\pZ]").replace(r"\d", r"\p{Nd}")))
+    (kind, re2.compile("(?i)" + p.replace(r"\s", SPACE).replace(r"\d", r"\p{Nd}")))
     for kind, p in _PATTERNS
 ]
 MAX_MATCHES = 256

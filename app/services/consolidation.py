@@ -33,7 +33,7 @@ from app.repositories import jobs as jobs_repo
 from app.services.admission import numbers
 from app.services.jobs import JobRun, versioned_change
 from app.services.memories import content_hash, indexed_text
-from app.textscan import head
+from app.textscan import SPACE, WORD_CHARS, head
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # RE2 (linear time: in ``re`` the lazy subject, the value and the trailing spaces backtrack against each other),
 # with Python's Unicode ``\w`` and ``\s`` spelled out, since RE2's are ASCII-only. The subject's 40-character
 # bound is checked after the match (``fact_match``): forty copies of a Unicode class would not fit RE2's DFA.
-W = r"\pL\pN_"
-S = r"[\t-\r\x{1c}-\x{1f}\x{85}\pZ]"
+W, S = WORD_CHARS, SPACE
 POSSESSIVE = rf"(?:my|our|his|her|their|the|[A-Z][{W}-]+'s){S}+(?P<tail>[{W}' -]+?)"
 ATTRIBUTE = (r"lives? in|lived in|moved to|relocated to|works? (?:at|for|as)|worked (?:at|for|as)|"
              r"(?:is|am|are) (?:now )?(?:living|working|based) (?:in|at|for)")
