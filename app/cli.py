@@ -15,6 +15,7 @@ from rich.table import Table
 from app.budget.cli import router_app
 from app.config import Settings
 from app.errors import MemcubedError
+from app.redact import install_log_redaction, redact
 from app.schemas.admin import KeyCreate, Permission, TenantOut
 
 cli = typer.Typer(help="memcubed: long-term memory service for LLM agents.", no_args_is_help=True)
@@ -50,6 +51,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     settings = _settings(data_dir)
     configure_logging(settings)
+    install_log_redaction()
     console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
     container = build(settings)
     if container.admin_key_created:
@@ -77,7 +79,8 @@ def worker(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir)
     configure_logging(settings)
-    console.print(f"memcubed worker: queue {settings.redis_queue} on {settings.redis_url}")
+    install_log_redaction()
+    console.print(f"memcubed worker: queue {settings.redis_queue} on {redact(settings.redis_url or '')}")
     run_worker(settings)
 
 

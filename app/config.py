@@ -24,8 +24,11 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="Redis URL for the job queue; unset runs jobs in-process.")
     admin_key: str | None = Field(
-        default=None, description="Bootstrap admin API key; unset creates one on first start, kept in data_dir."
+        default=None, description="Bootstrap admin API key; unset creates one on first start, kept in data_dir. "
+        "Setting a new one revokes every other admin key at the next start (rotation)."
     )
+    idempotency_ttl_hours: float = Field(
+        default=24, gt=0, description="How long an Idempotency-Key's result is replayed; expired records are purged.")
     data_dir: Path = Field(default_factory=_default_data_dir, description="Index files, embedded Postgres, keys.")
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2", description="Embedding model name; loaded offline from its PyPI package."

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -90,6 +91,13 @@ class Container:
         except Exception:
             return False
 
+    def degraded(self) -> dict[str, str]:
+        """What works less than configured while the service still reads and writes."""
+        if self.settings.redis_url and not self.jobs.queue.reachable():
+            return {"redis": "unreachable: jobs stay queued in Postgres and go to the workers once it answers; "
+                             "the result cache serves nothing meanwhile"}
+        return {}
+
     def close(self) -> None:
         self.jobs.close()
         self.enricher.stop()
@@ -113,7 +121,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
                           settings.ivf_nprobe)
     fine = FineStore(settings.data_dir / "fine", load_splade, embedder.encode, embedder.dim)
-    tx = Transactor(sessions)
+    tx = Transactor(sessions, timedelta(hours=settings.idempotency_ttl_hours))
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
     indexing.load_and_heal()
     flusher = Flusher([vectors.flush, fine.flush], settings.index_flush_seconds)
@@ -206,12 +214,13 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
 
 
 def bootstrap_admin_key(settings: Settings, auth: AuthService) -> str | None:
-    """Register the configured admin key, or create one on first start and keep it in the data dir.
+    """Register the configured admin key (revoking any other: rotation), or create one on first start and keep it
+    in the data dir.
 
     Returns the key when it was created now, so the caller can print it once.
     """
     if settings.admin_key:
-        auth.ensure_admin_key(settings.admin_key)
+        auth.rotate_admin_key(settings.admin_key)
         return None
     path = settings.data_dir / "admin_key"
     if path.exists():

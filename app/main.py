@@ -30,6 +30,7 @@ from app.api.routes import (
 )
 from app.config import Settings
 from app.container import Container, build
+from app.redact import install_log_redaction
 from app.schemas.common import ErrorEnvelope
 
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     """Build the app. The container (database, model, index) is built at start unless one is given."""
     settings = settings or (container.settings if container else Settings())
     provider = observability.tracer_provider(settings)
+    install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,7 +116,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     error_responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorEnvelope, "description": description}
         for status, description in ((401, "Missing or bad API key"), (403, "Wrong key scope"), (404, "Not found"),
-                                    (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"))
+                                    (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"),
+                                    (400, "A body that cannot be read (not UTF-8 JSON)"))
     }
     for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
                    lifecycle, console):

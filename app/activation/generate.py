@@ -30,7 +30,8 @@ class Generation:
 def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
     if temperature <= 0:
         return int(torch.argmax(logits).item())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    # Shifted to <= 0 and in float64: a tiny temperature (5e-324) makes -inf and 0, never inf - inf = NaN.
+    probs = torch.softmax((logits.double() - logits.max().double()) / temperature, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 

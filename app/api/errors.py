@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import errors
+from app.redact import redact, redact_json
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "permission_denie
 
 def envelope(status: int, code: str, message: str, details: dict[str, Any] | None = None,
              headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    body = {"error": {"code": code, "message": redact(message), "details": redact_json(details or {})}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -14,7 +14,6 @@ Redis MGET). Without Redis the counters are in-process.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -25,13 +24,12 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
-_SPACE = re.compile(r"\s+")
-_TRAILING = re.compile(r"[\s?.!]+$")
 
 
 def normalise(query: str) -> str:
     """Case, inner whitespace and trailing punctuation do not change the question."""
-    return _TRAILING.sub("", _SPACE.sub(" ", query.strip().lower()))
+    # rstrip, not a ``[\s?.!]+$`` pattern: that one retries a long run of spaces from each of its positions.
+    return " ".join(query.lower().split()).rstrip(" ?.!")
 
 
 @dataclass
@@ -54,7 +52,7 @@ class Generations:
         if redis_url:
             import redis
 
-            self.redis = redis.Redis.from_url(redis_url, socket_timeout=2)
+            self.redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     def _key(self, cube_id: uuid.UUID) -> str:
         return f"{self.prefix}:cachegen:{cube_id}"

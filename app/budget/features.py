@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from app.graph.extract import entities
-from app.graph.timeexpr import PATTERNS
+from app.graph.timeexpr import PATTERNS, Taken, matches
 
 QUESTION_WORDS = ("what", "when", "where", "who", "which", "why", "how", "yes_no", "other")
 YES_NO_STARTS = frozenset(
@@ -27,6 +27,7 @@ MULTI_HOP = re.compile(
     re.I,
 )
 _WORD = re.compile(r"[\w'\u2019-]+")
+MAX_QUERY_CHARS = 8192
 # "when" is a time question even without a time expression; "in May 2023" is one without "when".
 _TIME_WORDS = re.compile(r"\b(yesterday|today|tomorrow|week|weekend|month|year|ago|date|day|time)\b", re.I)
 
@@ -98,19 +99,18 @@ def question_word(query: str) -> str:
 
 def time_expressions(query: str) -> int:
     """Time expressions in the query, relative ones included (no reference date is needed to count)."""
-    spans: list[tuple[int, int]] = []
-    for _kind, pattern in PATTERNS:
-        for m in pattern.finditer(query):
-            if not any(m.start() < e and s < m.end() for s, e in spans):
-                spans.append((m.start(), m.end()))
-    for m in _TIME_WORDS.finditer(query):
-        if not any(m.start() < e and s < m.end() for s, e in spans):
-            spans.append((m.start(), m.end()))
-    return len(spans)
+    taken, count = Taken(len(query)), 0
+    for pattern in (*(p for _kind, p in PATTERNS), _TIME_WORDS):
+        for m in matches(pattern, query):
+            if taken.free(m.start(), m.end()):
+                taken.claim(m.start(), m.end())
+                count += 1
+    return count
 
 
 def featurize(query: str, cube_size: int, sessions: int, cached: bool) -> QueryFeatures:
-    """The features of one query against the cubes it asks."""
+    """The features of one query against the cubes it asks (its first MAX_QUERY_CHARS, the API's query limit)."""
+    query = query[:MAX_QUERY_CHARS]
     return QueryFeatures(
         length=len(_WORD.findall(query)),
         question_word=question_word(query),

@@ -17,8 +17,9 @@ A preferred tier the budget or configuration does not allow is replaced by the n
 cheaper first, and the reason says so.
 
 A trained policy (``LearnedPolicy``, written by ``memcubed router train``) is ``{data_dir}/router/
-policy-v{N}.joblib`` with a ``policy-v{N}.json`` header (version, lambda, features, training conversations,
-metrics). It holds one reward regressor per tier combination of the modules it was trained on and
+policy-v{N}.npz`` (its boosted trees as plain arrays, read with ``allow_pickle=False``: a policy file cannot
+run code) with a ``policy-v{N}.json`` header (version, lambda, features, combinations and costs, training
+conversations, metrics). It holds one reward regressor per tier combination of the modules it was trained on and
 picks argmax(predicted quality - λ · normalised cost) among the allowed combinations, ties broken by
 the fixed combination order (cheapest first), so a given file always gives the same decision. Modules
 it was not trained on fall back to the rules. The newest version wins; ``PolicyStore`` re-reads when a
@@ -34,7 +35,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from app.budget.features import FEATURE_NAMES, QueryFeatures
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 MODULES = ("retrieval", "context", "extraction", "answer")
 TIERS = ("low", "mid", "high")
 POLICY_DIR = "router"
-POLICY_FORMAT = 1
+POLICY_FORMAT = 2  # 2: trees in .npz arrays; 1 (joblib pickles) is refused
 _FILE = re.compile(r"^policy-v(\d+)\.json$")
 
 # Expected cost per tier when no trained policy says otherwise: rough figures from docs/benchmarks.md on
@@ -148,13 +149,14 @@ def combo_key(tiers: Mapping[str, str], modules: Sequence[str]) -> str:
 class LearnedPolicy:
     """A trained contextual-bandit policy: one reward regressor per tier combination."""
 
-    def __init__(self, header: dict[str, Any], model: dict[str, Any]) -> None:
+    def __init__(self, header: dict[str, Any], model: dict[str, Any], forest: CompiledBoosting) -> None:
+        """``model``: the header's JSON ``model`` part (modules, combos, costs, feature names); ``forest``: one
+        regressor per combination, in combination order."""
         self.version = int(header["version"])
         self.lam = float(header["lambda"])
         self.header = header
         self.modules: list[str] = list(model["modules"])
         self.combos: list[dict[str, str]] = [dict(c) for c in model["combos"]]  # cheapest first
-        self.regressors: dict[str, Any] = model["regressors"]
         self.cost: dict[str, float] = {k: float(v) for k, v in model["cost"].items()}
         self.module_costs: dict[str, dict[str, dict[str, float]]] = model["module_costs"]
         self.rules = RulePolicy()
@@ -162,13 +164,13 @@ class LearnedPolicy:
             raise ValueError("policy was trained on other features")
         if any(m not in MODULES for m in self.modules) or not self.combos:
             raise ValueError("policy names unknown modules or no combinations")
-        for combo in self.combos:
-            key = combo_key(combo, self.modules)
-            if key not in self.regressors or key not in self.cost:
-                raise ValueError(f"policy lacks a model for {key}")
-
         self.keys = [combo_key(c, self.modules) for c in self.combos]
-        self.forest = CompiledBoosting([self.regressors[k] for k in self.keys])
+        for key in self.keys:
+            if key not in self.cost:
+                raise ValueError(f"policy lacks a cost for {key}")
+        if forest.size != len(self.keys):
+            raise ValueError("policy has not one regressor per combination")
+        self.forest = forest
 
     def scores(self, f: QueryFeatures, lam: float | None = None) -> dict[str, float]:
         """Predicted quality - λ · normalised cost for every combination (all, allowed or not)."""
@@ -205,10 +207,39 @@ class CompiledBoosting:
 
     One decision asks all (9) regressors; scikit-learn's per-call validation made that ~3 ms on the
     project's loaded machine, this is well under 1 ms. Same arithmetic as ``predict`` (float32 features
-    against the stored thresholds); only the summation order differs (below 1e-12).
+    against the stored thresholds); only the summation order differs (below 1e-12). The arrays are also the
+    file format (``save``/``load``): numbers only, nothing that unpickles.
     """
 
-    def __init__(self, models: Sequence[Any]) -> None:
+    ARRAYS: ClassVar[dict[str, str]] = {"owner": "i", "left": "i", "right": "i", "feature": "i",
+                                        "threshold": "f", "value": "f", "rate": "f", "base": "f", "depth": "i"}
+
+    def __init__(self, arrays: Mapping[str, Any]) -> None:
+        """From saved arrays, checked for kind and shape: a file is data and may be anything."""
+        import numpy as np
+
+        if set(arrays) != set(self.ARRAYS):
+            raise ValueError("policy arrays are not the expected ones")
+        if any(np.asarray(arrays[k]).dtype.kind != kind for k, kind in self.ARRAYS.items()):
+            raise ValueError("policy arrays have the wrong types")
+        self.owner, self.left, self.right, self.feature = (
+            np.asarray(arrays[k], dtype=np.int64) for k in ("owner", "left", "right", "feature"))
+        self.threshold, self.value, self.rate, self.base = (
+            np.asarray(arrays[k], dtype=np.float64) for k in ("threshold", "value", "rate", "base"))
+        self.depth, self.size = int(arrays["depth"]), len(self.base)
+        trees, width = self.left.shape if self.left.ndim == 2 else (-1, -1)
+        if (self.owner.shape != (trees,) or self.rate.shape != (trees,) or self.base.ndim != 1
+                or any(a.shape != (trees, width) for a in (self.right, self.feature, self.threshold, self.value))
+                or not 0 < self.depth <= 64 or trees < 1 or width < 1):
+            raise ValueError("policy arrays have inconsistent shapes")
+        if (self.owner.min() < 0 or self.owner.max() >= self.size or self.feature.min() < 0
+                or self.feature.max() >= len(FEATURE_NAMES)
+                or min(self.left.min(), self.right.min()) < -1 or max(self.left.max(), self.right.max()) >= width):
+            raise ValueError("policy arrays index out of range")
+
+    @classmethod
+    def from_models(cls, models: Sequence[Any]) -> CompiledBoosting:
+        """Compile fitted scikit-learn regressors (at training)."""
         import numpy as np
         from sklearn.ensemble import GradientBoostingRegressor
 
@@ -220,16 +251,37 @@ class CompiledBoosting:
         def pad(values: list[Any], fill: float, dtype: Any) -> Any:
             return np.asarray([np.pad(v, (0, width - len(v)), constant_values=fill) for v in values], dtype=dtype)
 
-        self.owner = np.asarray([i for i, _ in trees], dtype=np.int64)
-        self.left = pad([t.children_left for _, t in trees], -1, np.int64)
-        self.right = pad([t.children_right for _, t in trees], -1, np.int64)
-        self.feature = pad([np.maximum(t.feature, 0) for _, t in trees], 0, np.int64)
-        self.threshold = pad([t.threshold for _, t in trees], 0.0, np.float64)
-        self.value = pad([t.value[:, 0, 0] for _, t in trees], 0.0, np.float64)
-        self.rate = np.asarray([m.learning_rate for m in models], dtype=np.float64)[self.owner]
-        self.base = np.asarray([float(m.init_.constant_[0][0]) for m in models], dtype=np.float64)
-        self.depth = max(int(m.max_depth) for m in models)
-        self.size = len(models)
+        owner = np.asarray([i for i, _ in trees], dtype=np.int64)
+        return cls({
+            "owner": owner,
+            "left": pad([t.children_left for _, t in trees], -1, np.int64),
+            "right": pad([t.children_right for _, t in trees], -1, np.int64),
+            "feature": pad([np.maximum(t.feature, 0) for _, t in trees], 0, np.int64),
+            "threshold": pad([t.threshold for _, t in trees], 0.0, np.float64),
+            "value": pad([t.value[:, 0, 0] for _, t in trees], 0.0, np.float64),
+            "rate": np.asarray([m.learning_rate for m in models], dtype=np.float64)[owner],
+            "base": np.asarray([float(m.init_.constant_[0][0]) for m in models], dtype=np.float64),
+            "depth": np.asarray(max(int(m.max_depth) for m in models), dtype=np.int64),
+        })
+
+    def save(self, path: Path) -> None:
+        import numpy as np
+
+        with path.open("wb") as fh:
+            np.savez(fh, owner=self.owner, left=self.left, right=self.right, feature=self.feature,
+                     threshold=self.threshold, value=self.value, rate=self.rate, base=self.base,
+                     depth=np.asarray(self.depth, dtype=np.int64))
+
+    @classmethod
+    def load(cls, path: Path) -> CompiledBoosting:
+        """An .npz of plain arrays; a pickle (or anything holding objects) is refused, never unpickled."""
+        import numpy as np
+
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("policy model is not an .npz archive")
+        with loaded as npz:
+            return cls({name: npz[name] for name in npz.files})
 
     def predict(self, x: Sequence[float]) -> list[float]:
         import numpy as np
@@ -260,23 +312,20 @@ def policy_versions(data_dir: Path) -> list[int]:
 
 
 def policy_paths(data_dir: Path, version: int) -> tuple[Path, Path]:
-    """(header .json, model .joblib) of one version."""
+    """(header .json, trees .npz) of one version."""
     base = router_dir(data_dir) / f"policy-v{version}"
-    return base.with_suffix(".json"), base.with_suffix(".joblib")
+    return base.with_suffix(".json"), base.with_suffix(".npz")
 
 
 def read_policy(data_dir: Path, version: int) -> LearnedPolicy:
     """Load one version; raises on anything missing, corrupt or inconsistent."""
-    import joblib
-
     header_path, model_path = policy_paths(data_dir, version)
     header = json.loads(header_path.read_text(encoding="utf-8"))
     if not isinstance(header, dict) or header.get("version") != version or header.get("format") != POLICY_FORMAT:
         raise ValueError("header does not match its file name or format")
-    model = joblib.load(model_path)
-    if not isinstance(model, dict):
-        raise ValueError("model file is not a policy")
-    return LearnedPolicy(header, model)
+    if not isinstance(header.get("model"), dict):
+        raise ValueError("header holds no model description")
+    return LearnedPolicy(header, header["model"], CompiledBoosting.load(model_path))
 
 
 def load_policy(data_dir: Path) -> tuple[Policy, list[str]]:

@@ -31,6 +31,7 @@ from app.budget.policy import (
     MODULES,
     POLICY_FORMAT,
     TIERS,
+    CompiledBoosting,
     LearnedPolicy,
     combo_key,
     policy_paths,
@@ -236,8 +237,6 @@ class Trained:
 def train(results: Path, data_dir: Path, lam: float, reward: Reward = "recall",
           train_conversations: Sequence[str] | None = None, lams: Sequence[float] = ()) -> Trained:
     """Fit on the training conversations, evaluate on the held-out ones, write the next policy version."""
-    import joblib
-
     rows = read_log(results)
     if not rows:
         raise ValueError(f"{results} holds no rows")
@@ -264,7 +263,10 @@ def train(results: Path, data_dir: Path, lam: float, reward: Reward = "recall",
         "train_questions": len({r.question_id for r in train_rows}),
         "held_out_questions": len({r.question_id for r in held_rows}),
     }
-    policy = LearnedPolicy(header, model)
+    spec = {k: v for k, v in model.items() if k != "regressors"}
+    header["model"] = spec
+    forest = CompiledBoosting.from_models([model["regressors"][combo_key(c, spec["modules"])] for c in spec["combos"]])
+    policy = LearnedPolicy(header, spec, forest)
     held = outcomes(policy, held_rows, reward, lams) if held_rows else {}
     header["metrics"] = {"held_out": {name: o.summary() for name, o in held.items()},
                          "train": evaluate(policy, train_rows, reward)}
@@ -273,8 +275,8 @@ def train(results: Path, data_dir: Path, lam: float, reward: Reward = "recall",
     header["held_out_choices"] = {name: o.chosen for name, o in held.items() if name.split(" λ=")[0] == "auto"}
     header_path, model_path = policy_paths(data_dir, version)
     router_dir(data_dir).mkdir(parents=True, exist_ok=True)
-    tmp_model = model_path.with_suffix(".joblib.tmp")
-    joblib.dump(model, tmp_model)
+    tmp_model = model_path.with_suffix(".npz.tmp")
+    forest.save(tmp_model)
     os.replace(tmp_model, model_path)  # the model first: a header is what makes a version visible
     tmp_header = header_path.with_suffix(".json.tmp")
     tmp_header.write_text(json.dumps(header, indent=1, ensure_ascii=False), encoding="utf-8")

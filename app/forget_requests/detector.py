@@ -6,6 +6,11 @@ The negatives they must not catch are statements about the speaker's own memory 
 forget her name"), reminders ("don't forget to call mom"), dismissals ("forget it, let's move on") and
 questions about forgetting ("did you forget my address?"). A request only counts with a concrete subject;
 "forget it" or "forget everything" names nothing to look for.
+
+Every pattern that can backtrack runs on RE2 (linear time, whatever the message); the ones left on ``re`` are
+single character classes, a one-character lookbehind or (NOT_SUBJECT, run once per candidate sentence)
+literal alternatives, linear by construction and several times cheaper to call. Sentences are normalised
+before matching, so the ASCII-only ``\s`` and ``\b`` of RE2 see only ASCII spaces.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
+
+import re2
+
+from app.textscan import SCAN_CHARS
 
 SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
@@ -27,38 +37,50 @@ MEMORY_MARK = (r"(?:(?:everything\s+|anything\s+|all\s+)?(?:that\s+|what\s+)?you
 FROM_MEMORY = r"\s+from\s+(?:your\s+)?(?:memory|memories|records|notes|database)\b"
 PATTERNS = [
     # forget my address / forget about X / forget (that) I told you about X / forget what I said about X
-    re.compile(LEAD + r"forget\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?(?:told\s+you|mentioned|said)"
+    re2.compile(LEAD + r"forget\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?(?:told\s+you|mentioned|said)"
                r"(?:\s+anything)?\s+(?:about\s+)?|what\s+i\s+(?:told\s+you|said|mentioned)\s+about\s+|"
                r"(?:everything|anything|all)\s+(?:about|regarding)\s+|" + MEMORY_MARK + r")?(?P<s>.+)$"),
     # don't remember (anything about) X; don't store my X (not "don't store the leftovers": personal data only)
-    re.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:remember|memori[sz]e)\s+"
+    re2.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:remember|memori[sz]e)\s+"
                r"(?:anything\s+(?:about\s+)?|about\s+)?(?P<s>.+)$"),
-    re.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:keep\s+track\s+of|store|save|keep|record|"
+    re2.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:keep\s+track\s+of|store|save|keep|record|"
                r"retain|track)\s+(?:anything\s+about\s+|any\s+of\s+)?(?P<s>(?:my|our)\s+.+)$"),
     # I don't want you to remember X
-    re.compile(r"^i\s+(?:don't|do\s+not|no\s+longer)\s+want\s+you\s+to\s+(?:remember|know|store|keep|save)\s+"
+    re2.compile(r"^i\s+(?:don't|do\s+not|no\s+longer)\s+want\s+you\s+to\s+(?:remember|know|store|keep|save)\s+"
                r"(?:anything\s+)?(?:about\s+)?(?P<s>.+)$"),
     # stop remembering / storing / tracking X
-    re.compile(LEAD + r"stop\s+(?:remembering|storing|saving|keeping|tracking|keeping\s+track\s+of|recording)\s+"
+    re2.compile(LEAD + r"stop\s+(?:remembering|storing|saving|keeping|tracking|keeping\s+track\s+of|recording)\s+"
                r"(?:anything\s+)?(?:about\s+)?(?P<s>.+)$"),
     # delete / remove / clear what you know about X; X from your memory
-    re.compile(LEAD + r"(?:delete|remove|clear|purge|drop|erase|wipe)\s+(?:out\s+)?" + MEMORY_MARK + r"(?P<s>.+)$"),
-    re.compile(LEAD + r"(?:delete|remove|clear|purge|drop|erase|wipe)\s+(?:out\s+)?(?P<s>.+?)" + FROM_MEMORY),
+    re2.compile(LEAD + r"(?:delete|remove|clear|purge|drop|erase|wipe)\s+(?:out\s+)?" + MEMORY_MARK + r"(?P<s>.+)$"),
+    re2.compile(LEAD + r"(?:delete|remove|clear|purge|drop|erase|wipe)\s+(?:out\s+)?(?P<s>.+?)" + FROM_MEMORY),
     # erase / wipe / scrub / get rid of my X; purge any record of X
-    re.compile(LEAD + r"(?:erase|wipe|scrub|get\s+rid\s+of)\s+(?:out\s+)?(?P<s>my\s+.+)$"),
-    re.compile(LEAD + r"(?:delete|remove|clear|purge|erase|wipe|scrub)\s+(?:any|all|every)\s+(?:records?|traces?|"
+    re2.compile(LEAD + r"(?:erase|wipe|scrub|get\s+rid\s+of)\s+(?:out\s+)?(?P<s>my\s+.+)$"),
+    re2.compile(LEAD + r"(?:delete|remove|clear|purge|erase|wipe|scrub)\s+(?:any|all|every)\s+(?:records?|traces?|"
                r"mentions?)\s+of\s+(?P<s>.+)$"),
 ]
-QUESTION_START = re.compile(r"^(?:did|do|does|have|has|had|why|how|what|when|where|who|is|are|was|were|will|would|"
+
+
+def _match_set(patterns: list[Any]) -> Any:
+    """One DFA pass that says which patterns match, so a sentence none matches costs one call, not nine."""
+    found = re2.Set.MatchSet()
+    for pattern in patterns:
+        found.Add(pattern.pattern)
+    found.Compile()
+    return found
+
+
+ANY_PATTERN = _match_set(PATTERNS)
+QUESTION_START = re2.compile(r"^(?:did|do|does|have|has|had|why|how|what|when|where|who|is|are|was|were|will|would|"
                             r"can|could|should|shall|may|might)\b")
-POLITE_REQUEST = re.compile(LEAD.replace("^", "^", 1) + r"(?:forget|stop|delete|remove|erase|wipe|clear|purge|"
+POLITE_REQUEST = re2.compile(LEAD.replace("^", "^", 1) + r"(?:forget|stop|delete|remove|erase|wipe|clear|purge|"
                             r"don't|dont|do\s+not|never)\b")
-TRAILERS = re.compile(r"(?:,?\s+(?:please|thanks|thank\s+you|for\s+good|forever|completely|entirely|altogether|"
+TRAILERS = re2.compile(r"(?:,?\s+(?:please|thanks|thank\s+you|for\s+good|forever|completely|entirely|altogether|"
                       r"permanently|right\s+now|now|too|as\s+well|ok(?:ay)?|from\s+now\s+on|going\s+forward|"
                       r"anymore|any\s+more))+$|" + FROM_MEMORY + r".*$")
-LEADING = re.compile(r"^(?:about|regarding|the\s+fact\s+that|that|all|any|the|my|our|me\s+and\s+my)\s+")
+LEADING = re2.compile(r"^(?:about|regarding|the\s+fact\s+that|that|all|any|the|my|our|me\s+and\s+my)\s+")
 # A clause after the subject: "my passport number, I shouldn't have shared it".
-CLAUSE = re.compile(r",\s*(?:i|i'm|i've|i'd|it|it's|that|that's|because|since|as|so|but|and|which|ok|okay)\b")
+CLAUSE = re2.compile(r",\s*(?:i|i'm|i've|i'd|it|it's|that|that's|because|since|as|so|but|and|which|ok|okay)\b")
 EMPTY_SUBJECTS = {"it", "that", "this", "them", "everything", "anything", "all", "all that", "all of it", "all of that",
                   "about it", "about that", "me", "what i said", "the rest", "it all", "everything else", "him",
                   "her", "those", "these", "that for now", "it for now"}
@@ -69,7 +91,8 @@ NOT_SUBJECT = re.compile(r"^(?:to\b|it\b|that\b\s*[,!.]|about\s+it\b|i\s+asked\b
 STOPWORDS = frozenset({"a", "an", "the", "my", "our", "your", "his", "her", "their", "me", "i", "you", "we", "of",
                        "about", "on", "in", "at", "to", "for", "and", "or", "is", "was", "with", "that", "this",
                        "these", "those", "any", "all", "every"})
-GATE = re.compile(r"forget|remember|delete|erase|remove|wipe|clear|purge|stor|sav|keep|track|memor|record|know")
+JSON_OBJECT = re2.compile(r"(?s)\{.*\}")
+GATE = re2.compile(r"forget|remember|delete|erase|remove|wipe|clear|purge|stor|sav|keep|track|memor|record|know")
 
 
 @dataclass(frozen=True)
@@ -102,8 +125,8 @@ def detect_sentence(sentence: str) -> Detection | None:
     body = text.rstrip("?!. ")
     if text.endswith("?") and (QUESTION_START.match(body) and not POLITE_REQUEST.match(body)):
         return None
-    for pattern in PATTERNS:
-        m = pattern.match(body)
+    for i in sorted(ANY_PATTERN.Match(body) or ()):
+        m = PATTERNS[i].match(body)
         if m is None:
             continue
         raw = m.group("s")
@@ -116,8 +139,11 @@ def detect_sentence(sentence: str) -> Detection | None:
 
 
 def detect(text: str) -> Detection | None:
-    """The first forget request among the sentences of a message, if any."""
-    for sentence in SENTENCE.split(text.strip()):
+    """The first forget request among the sentences of a message, if any (in its first SCAN_CHARS characters)."""
+    sentences = SENTENCE.split(text[:SCAN_CHARS].strip())
+    if len(text) > SCAN_CHARS:
+        sentences.pop()  # cut short: a partial sentence would name a partial subject
+    for sentence in sentences:
         if sentence and (found := detect_sentence(sentence)) is not None:
             return found
     return None
@@ -139,7 +165,7 @@ CLASSIFIER_PROMPT = (
 
 def parse_classifier_reply(reply: str, sentence: str) -> Detection | None:
     """The LLM's JSON verdict; anything malformed counts as no request (the rules still ran before)."""
-    match = re.search(r"\{.*\}", reply, re.DOTALL)
+    match = JSON_OBJECT.search(reply)
     if match is None:
         return None
     try:

@@ -13,6 +13,8 @@ from collections import Counter
 
 import Stemmer
 
+from app.textscan import head
+
 
 def _words(text: str) -> list[str]:
     return text.split()
@@ -38,13 +40,15 @@ NOT_NAMES = frozenset(_words("""
 # Days and months are times (see ``timeexpr``), not entities to link on.
 NOT_NAMES |= {*calendar.day_name, *(m for m in calendar.month_name if m)}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
-_ENTITY = re.compile(r"\b([A-Z][a-zA-Z'\-]+(?:\s+(?:of|the|and|de|van|von)?\s*[A-Z][a-zA-Z'\-]+)*)")
+# A connector word needs its own space after it, so a whitespace run splits one way only: linear time even on a
+# name followed by megabytes of spaces (``\s+(?:of)?\s*`` could split a run of n spaces n ways at every step).
+_ENTITY = re.compile(r"\b([A-Z][a-zA-Z'\-]+(?:\s+(?:(?:of|the|and|de|van|von)\s+)?[A-Z][a-zA-Z'\-]+)*)")
 _stemmer = Stemmer.Stemmer("english")
 
 
 def keywords(text: str, limit: int = 8) -> list[str]:
     """Most frequent content words, stemmed, longest first among ties."""
-    words = [w.lower().strip("'-") for w in _WORD.findall(text)]
+    words = [w.lower().strip("'-") for w in _WORD.findall(head(text))]
     content = [w for w in words if len(w) > 2 and w not in STOPWORDS]
     counts = Counter(_stemmer.stemWords(content))
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -len(kv[0]), kv[0]))
@@ -54,15 +58,16 @@ def keywords(text: str, limit: int = 8) -> list[str]:
 def entities(text: str) -> list[str]:
     """Named things, as written (deduplicated case-insensitively, order of first mention)."""
     seen: dict[str, str] = {}
-    for match in _ENTITY.finditer(text):
+    for match in _ENTITY.finditer(head(text)):
         words = match.group(1).split()
-        while words and (words[0].strip("'") in NOT_NAMES or words[0].lower() in STOPWORDS):
-            words = words[1:]
-        while words and words[-1].lower() in ("of", "the", "and"):
-            words = words[:-1]
-        if not words:
+        start, end = 0, len(words)  # indexes, not slices: a run of a million "Hey"s stays linear
+        while start < end and (words[start].strip("'") in NOT_NAMES or words[start].lower() in STOPWORDS):
+            start += 1
+        while end > start and words[end - 1].lower() in ("of", "the", "and"):
+            end -= 1
+        if start == end:
             continue
-        name = " ".join(words).strip("'-")
+        name = " ".join(words[start:end]).strip("'-")
         if name.endswith("'s"):
             name = name[:-2]
         if len(name) < 2 or name.lower() in STOPWORDS:

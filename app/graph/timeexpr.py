@@ -7,9 +7,15 @@ conversations say ("yesterday", "last week", "two days ago", "in May 2023", "on 
 from __future__ import annotations
 
 import calendar
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import islice
+from typing import Any
+
+import re2
+
+from app.textscan import SPACE, head
 
 WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
 MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
@@ -20,17 +26,28 @@ UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 
 _num = r"(\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|a couple of|a few|few|several)"
 _month = "|".join(sorted(MONTHS, key=len, reverse=True))
-PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("ago", re.compile(rf"\b{_num}\s+(day|week|month|year)s?\s+ago\b", re.I)),
-    ("relday", re.compile(r"\b(yesterday|today|tonight|tomorrow|this morning|last night)\b", re.I)),
-    ("weekday", re.compile(
-        r"\b(last|this past|this|next)\s+(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)),
-    ("relunit", re.compile(r"\b(last|this|next|past)\s+(week|weekend|month|year)\b", re.I)),
-    ("dmy", re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({_month})\.?,?\s+(\d{{4}})\b", re.I)),
-    ("mdy", re.compile(rf"\b({_month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)),
-    ("my", re.compile(rf"\b(?:in\s+)?({_month})\.?\s+(\d{{4}})\b", re.I)),
-    ("year", re.compile(r"\b(?:in|since|during|of)\s+((?:19|20)\d{2})\b", re.I)),
+_PATTERNS = [
+    ("ago", rf"\b{_num}\s+(day|week|month|year)s?\s+ago\b"),
+    ("relday", r"\b(yesterday|today|tonight|tomorrow|this morning|last night)\b"),
+    ("weekday", r"\b(last|this past|this|next)\s+(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b"),
+    ("relunit", r"\b(last|this|next|past)\s+(week|weekend|month|year)\b"),
+    ("dmy", rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({_month})\.?,?\s+(\d{{4}})\b"),
+    ("mdy", rf"\b({_month})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b"),
+    ("my", rf"\b(?:in\s+)?({_month})\.?\s+(\d{{4}})\b"),
+    ("year", r"\b(?:in|since|during|of)\s+((?:19|20)\d{2})\b"),
 ]
+# RE2, which finds the few matches of a long text at DFA speed where ``re`` tries every alternative at every
+# word; Python's Unicode ``\s`` and ``\d`` are spelled out (RE2's are ASCII-only; its ``\b`` stays ASCII).
+PATTERNS: list[tuple[str, Any]] = [
+    (kind, re2.compile("(?i)" + p.replace(r"\s", SPACE).replace(r"\d", r"\p{Nd}")))
+    for kind, p in _PATTERNS
+]
+MAX_MATCHES = 256
+"""Matches of one pattern read in one text: far more than any real text holds, and a bound on a hostile one."""
+
+
+def matches(pattern: Any, text: str) -> Iterator[Any]:
+    return islice(pattern.finditer(text), MAX_MATCHES)
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,7 @@ def _count(word: str) -> int:
     return int(word) if word.isdigit() else NUMBERS.get(word.lower(), 1)
 
 
-def _resolve(kind: str, m: re.Match[str], ref: date) -> tuple[date, date] | None:
+def _resolve(kind: str, m: Any, ref: date) -> tuple[date, date] | None:
     g = [x.lower() if isinstance(x, str) else x for x in m.groups()]
     if kind == "ago":
         day = ref - timedelta(days=_count(g[0]) * UNIT_DAYS[g[1]])
@@ -100,20 +117,34 @@ def _resolve(kind: str, m: re.Match[str], ref: date) -> tuple[date, date] | None
     return None
 
 
+class Taken:
+    """Characters already claimed by a match: an overlap check costs the match's length, not the matches so far."""
+
+    def __init__(self, length: int) -> None:
+        self._used = bytearray(length)
+
+    def free(self, start: int, end: int) -> bool:
+        return self._used.find(1, start, end) == -1
+
+    def claim(self, start: int, end: int) -> None:
+        self._used[start:end] = b"\x01" * (end - start)
+
+
 def extract_times(text: str, said_at: datetime | date | None) -> list[TimeRef]:
     """Every time expression in ``text``; relative ones need ``said_at`` and are skipped without it."""
     ref = said_at.date() if isinstance(said_at, datetime) else said_at
     found: list[TimeRef] = []
-    taken: list[tuple[int, int]] = []
+    text = head(text)
+    taken = Taken(len(text))
     for kind, pattern in PATTERNS:
-        for m in pattern.finditer(text):
-            if any(m.start() < e and s < m.end() for s, e in taken):
+        for m in matches(pattern, text):
+            if not taken.free(m.start(), m.end()):
                 continue
             relative = kind in ("ago", "relday", "weekday", "relunit")
             if relative and ref is None:
                 continue
             span = _resolve(kind, m, ref or date.min)
             if span is not None:
-                taken.append((m.start(), m.end()))
+                taken.claim(m.start(), m.end())
                 found.append(TimeRef(m.group(0), span[0], span[1]))
     return found

@@ -5,7 +5,8 @@ consolidation.
 
 The speaker is part of the subject, and "I", "we", "my" and "our" all name the speaker ("I live in Boston" and
 "We moved to Denver last month" are both where the speaker lives). Every pattern is anchored and has no nested
-unbounded quantifier, and runs on one sentence of at most ``MAX_SENTENCE`` characters.
+unbounded quantifier, and runs on one sentence of at most ``MAX_SENTENCE`` characters of the first
+``SCAN_CHARS`` of a text (``app.textscan``), so any input costs linear time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from app.models import Memory
 from app.schemas.memories import MemoryIn
+from app.textscan import head
 
 MAX_SENTENCE = 300
 SELF = "self"
@@ -71,7 +73,7 @@ def _normalise(sentence: str) -> str:
 
 
 def _sentences(content: str) -> list[str]:
-    return [s for s in (_LEAD.sub("", _normalise(x)).strip() for x in _SENTENCE.split(content.strip()))
+    return [s for s in (_LEAD.sub("", x).strip() for x in _SENTENCE.split(_normalise(head(content))))
             if s and len(s) <= MAX_SENTENCE]
 
 
@@ -104,7 +106,7 @@ def facts_in(content: str, speaker: str) -> list[Fact]:
 
 def correction_in(content: str) -> str | None:
     """The new value of a bare correction ("Actually it's 555-0199."), if the text is one."""
-    for sentence in _SENTENCE.split(_normalise(content)):
+    for sentence in _SENTENCE.split(_normalise(head(content))):
         m = CORRECTION.match(sentence) if len(sentence) <= MAX_SENTENCE else None
         if m is not None:
             return m.group("value").strip().lower()

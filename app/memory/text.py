@@ -6,6 +6,8 @@ import hashlib
 import re
 from typing import Any
 
+from app.textscan import head
+
 STOP = frozenset("""
 a an the and or but if so to of in on at for with from by about
 as is are was were be been being am i you he she it we they me him
@@ -32,4 +34,4 @@ def content_hash(text: str) -> str:
 
 
 def content_words(text: str) -> list[str]:
-    return [t.lower() for t in TOKEN.findall(text) if t.lower() not in STOP]
+    return [t.lower() for t in TOKEN.findall(head(text)) if t.lower() not in STOP]

@@ -163,7 +163,8 @@ class AuditLog(Base):
 
 
 class IdempotencyRecord(Base):
-    """First result of a POST sent with an ``Idempotency-Key``, replayed on retries."""
+    """First result of a POST sent with an ``Idempotency-Key``, replayed on retries until it expires
+    (MEMCUBED_IDEMPOTENCY_TTL_HOURS). A new API key in it is withheld: see ``ShownOnce``."""
 
     __tablename__ = "idempotency_records"
     __table_args__ = (UniqueConstraint("key_id", "idem_key"),)
@@ -173,4 +174,4 @@ class IdempotencyRecord(Base):
     idem_key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
     response: Mapped[Any] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = mapped_column(TZ, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(TZ, default=utcnow, index=True)  # expiry (migration 0006)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditLog, IdempotencyRecord
@@ -25,10 +26,19 @@ def lock_idempotency_key(s: Session, key_id: uuid.UUID, idem_key: str) -> None:
     s.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
 
 
-def idempotent_result(s: Session, key_id: uuid.UUID, idem_key: str) -> IdempotencyRecord | None:
+def idempotent_result(s: Session, key_id: uuid.UUID, idem_key: str, since: datetime) -> IdempotencyRecord | None:
     return s.scalar(
-        select(IdempotencyRecord).where(IdempotencyRecord.key_id == key_id, IdempotencyRecord.idem_key == idem_key)
+        select(IdempotencyRecord).where(IdempotencyRecord.key_id == key_id, IdempotencyRecord.idem_key == idem_key,
+                                        IdempotencyRecord.created_at >= since)
     )
+
+
+def purge_idempotent_results(s: Session, before: datetime, batch: int = 1000) -> None:
+    """Delete expired records; rows another transaction is deleting are skipped, so purges never wait or
+    deadlock on each other."""
+    doomed = (select(IdempotencyRecord.id).where(IdempotencyRecord.created_at < before).limit(batch)
+              .with_for_update(skip_locked=True))
+    s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(doomed)))
 
 
 def save_idempotent_result(s: Session, *, key_id: uuid.UUID, idem_key: str, request_hash: str,

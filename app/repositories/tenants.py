@@ -47,6 +47,10 @@ def get_key(s: Session, key_id: uuid.UUID) -> ApiKey | None:
     return s.get(ApiKey, key_id)
 
 
+def live_admin_keys(s: Session) -> list[ApiKey]:
+    return list(s.scalars(select(ApiKey).where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))))
+
+
 def revoke_key(s: Session, key: ApiKey, at: datetime) -> None:
     key.revoked_at = at
     s.flush()

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.common import Text
 
 
+class ShownOnce(BaseModel):
+    """A response that carries a new API key. The key is shown once, in the first response, and never stored
+    (only its hash is): an idempotent replay of the request returns everything else, with the key withheld."""
+
+    api_key: str | None = Field(description="The new API key, shown only in the first response to the request "
+                                            "that created it; null when api_key_withheld is true.")
+    api_key_withheld: bool = Field(
+        default=False, description="True on an idempotent replay (same Idempotency-Key): the key was shown once "
+                                   "and is not kept anywhere, so it cannot be shown again; revoke it by id and "
+                                   "create another if it was lost.")
+
+    def replay_record(self) -> dict[str, Any]:
+        """What an idempotency record keeps of this response: all but the key."""
+        return {**self.model_dump(mode="json"), "api_key": None, "api_key_withheld": True}
+
+
 class TenantCreate(BaseModel):
     name: Text = Field(min_length=1, max_length=200)
 
 
-class TenantCreated(BaseModel):
+class TenantCreated(ShownOnce):
     id: uuid.UUID
     name: str
-    api_key: str
     key_id: uuid.UUID
 
 
@@ -46,11 +61,10 @@ class KeyCreate(BaseModel):
     permission: Permission = "admin"
 
 
-class KeyCreated(BaseModel):
+class KeyCreated(ShownOnce):
     id: uuid.UUID
     tenant_id: uuid.UUID | None
     scope: str
-    api_key: str
     created_at: datetime
     cube_ids: list[uuid.UUID] | None = None
     permission: Permission = "admin"

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.repositories import memories as memories_repo
 from app.schemas.jobs import Admission
+from app.textscan import head
 from app.vector.index import VectorStore
 
 FILLER = frozenset({
@@ -37,12 +38,12 @@ NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 
 def numbers(content: str) -> frozenset[str]:
     """Numbers in a text: two texts that differ only in a number ("at 3pm" / "at 4pm") are not duplicates."""
-    return frozenset(NUMBER.findall(content))
+    return frozenset(NUMBER.findall(head(content)))
 
 
 def meaningful_chars(content: str) -> int:
     """Letters and digits outside filler words."""
-    return sum(len(w) for w in WORD.findall(content) if w.lower() not in FILLER)
+    return sum(len(w) for w in WORD.findall(head(content)) if w.lower() not in FILLER)
 
 
 @dataclass(frozen=True)

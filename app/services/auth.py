@@ -8,7 +8,7 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound, Unauthenticated
 from app.models.base import utcnow
 from app.principal import Principal
 from app.repositories import audit, cubes, tenants
@@ -53,6 +53,21 @@ class AuthService:
             audit.record(s, tenant_id=None, key_id=None, action="key.create", object_type="api_key",
                          object_id=key.id, details={"scope": "admin"})
             return True
+
+    def rotate_admin_key(self, raw: str) -> None:
+        """Make ``raw`` the one admin key: registered if new, every other admin key revoked. A key revoked
+        before is not brought back (a rotated-out key may have leaked): that is a configuration error."""
+        self.ensure_admin_key(raw)
+        with self.sessions.begin() as s:
+            current = tenants.key_by_hash(s, hash_key(raw))
+            assert current is not None
+            if current.revoked_at is not None:
+                raise ConfigurationError("MEMCUBED_ADMIN_KEY names a revoked admin key; set a new one")
+            for key in tenants.live_admin_keys(s):
+                if key.id != current.id:
+                    tenants.revoke_key(s, key, utcnow())
+                    audit.record(s, tenant_id=None, key_id=None, action="key.revoke", object_type="api_key",
+                                 object_id=key.id, details={"reason": "admin key rotated"})
 
     def create_tenant(self, principal: Principal, name: str, idem: Idempotency | None = None) -> TenantCreated:
         principal.require_admin()

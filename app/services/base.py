@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -13,8 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import Conflict
+from app.models.base import utcnow
 from app.principal import Principal
 from app.repositories import audit
+from app.schemas.admin import ShownOnce
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -45,8 +48,9 @@ class Tx:
 
 
 class Transactor:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], idempotency_ttl: timedelta = timedelta(hours=24)) -> None:
         self.sessions = sessions
+        self.idempotency_ttl = idempotency_ttl
 
     def run(self, principal: Principal, idem: Idempotency | None, model: type[T], work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one transaction; with an idempotency key, a retry replays the first result.
@@ -73,13 +77,15 @@ class Transactor:
             return result
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _run_once(tx: Tx, principal: Principal, idem: Idempotency | None, model: type[T],
+    def _run_once(self, tx: Tx, principal: Principal, idem: Idempotency | None, model: type[T],
                   work: Callable[[Tx], T]) -> T:
         if idem is None:
             return work(tx)
         audit.lock_idempotency_key(tx.session, principal.key_id, idem.key)
-        previous = audit.idempotent_result(tx.session, principal.key_id, idem.key)
+        # Records expire: an expired one is ignored, and purged here a batch at a time (indexed on created_at).
+        cutoff = utcnow() - self.idempotency_ttl
+        audit.purge_idempotent_results(tx.session, cutoff)
+        previous = audit.idempotent_result(tx.session, principal.key_id, idem.key, cutoff)
         if previous is not None:
             if previous.request_hash != idem.request_hash:
                 raise Conflict(
@@ -88,6 +94,7 @@ class Transactor:
                 )
             return model.model_validate(previous.response)
         result = work(tx)
+        record = result.replay_record() if isinstance(result, ShownOnce) else result.model_dump(mode="json")
         audit.save_idempotent_result(tx.session, key_id=principal.key_id, idem_key=idem.key,
-                                     request_hash=idem.request_hash, response=result.model_dump(mode="json"))
+                                     request_hash=idem.request_hash, response=record)
         return result

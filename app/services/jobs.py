@@ -26,6 +26,7 @@ from app.memory.access import require_cube
 from app.models import Job
 from app.models.base import utcnow
 from app.principal import Principal
+from app.redact import redact
 from app.repositories import audit
 from app.repositories import jobs as jobs_repo
 from app.repositories import memories as memories_repo
@@ -161,7 +162,7 @@ class JobExecutor:
                 if job is not None and job.status == "cancelled":
                     return Outcome("cancelled")
                 if job is not None:
-                    job.error = f"{type(exc).__name__}: {exc}"[:4000]
+                    job.error = redact(f"{type(exc).__name__}: {exc}")[:4000]
                     job.status = "queued" if retry else "failed"
                     job.updated_at = utcnow()
                     if not retry:

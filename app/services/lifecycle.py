@@ -276,7 +276,8 @@ class LifecycleService:
         with self.sessions() as s:
             cube = require_cube(s, tenant_id, cube_id)
             writer, header = self.collect(s, cube, with_files=True)
-            name = body.name or f"{cube.name}-fork-{uuid.uuid4().hex[:6]}"
+            suffix = f"-fork-{uuid.uuid4().hex[:6]}"  # within the 200-character name limit, whatever the name
+            name = body.name or cube.name[:200 - len(suffix)] + suffix
         plan = self.plan(read_archive(writer.to_bytes(header)))
         provenance = {"forked_from": {"cube_id": str(cube_id), "at": utcnow().isoformat()}}
         return self._create_from(principal, tenant_id, plan, name, body.description, provenance, "cube.fork", idem)

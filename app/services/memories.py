@@ -195,6 +195,8 @@ class MemoryService:
                      idem: Idempotency | None = None) -> MemoryBatch:
         """Conversation turns become episodic memories with their event time. A user's forget request among them
         ("forget my address") is stored redacted and applied in the same transaction (see forget_requests)."""
+        # Sizes first: the forget-request detector and the extraction tiers read every message.
+        self._check_batch([MemoryIn(content=msg.content) for msg in body.messages])
         items, then = self._forget_requests_in(principal, cube_id, body)
         if body.budget is None:
             return self.add(principal, cube_id, items, idem, action="messages.create", then=then)

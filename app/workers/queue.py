@@ -118,38 +118,93 @@ class InProcessQueue:
             self._cond.notify_all()
         self._thread.join(timeout=30)
 
+    def reachable(self) -> bool:
+        return True
+
 
 class ArqQueue:
-    """The API's side of the Redis queue: enqueue job ids on an arq pool that lives on its own event loop."""
+    """The API's side of the Redis queue: enqueue job ids on an arq pool that lives on its own event loop.
+
+    Redis being down does not stop the API: the pool connects on first use (no retries at start), a job that
+    cannot be enqueued stays queued in Postgres and is handed over every RETRY_SECONDS until Redis answers
+    (the workers' schedule also re-queues stale jobs), and ``reachable`` tells /readyz.
+    """
+
+    RETRY_SECONDS = 5.0
 
     def __init__(self, settings: Settings) -> None:
-        from arq import create_pool
         from arq.connections import RedisSettings
 
         assert settings.redis_url is not None
         self.settings = settings
+        self._redis_settings = RedisSettings.from_dsn(settings.redis_url)
+        self._redis_settings.conn_retries = 0
+        self._redis_settings.conn_timeout = 2
+        self._pool: Any = None
+        self._pending: dict[uuid.UUID, float] = {}  # job id -> delay: queued in Postgres, not yet on Redis
+        self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="memcubed-arq", daemon=True)
         self._thread.start()
-        self._pool = asyncio.run_coroutine_threadsafe(
-            create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=settings.redis_queue),
-            self._loop).result(timeout=30)
+        self._retrier = asyncio.run_coroutine_threadsafe(self._start_retrier(), self._loop).result(timeout=5)
+
+    async def _start_retrier(self) -> asyncio.Task[None]:
+        return asyncio.create_task(self._retry_pending())
+
+    async def _connected(self) -> Any:
+        from arq import create_pool
+
+        if self._pool is None:
+            self._pool = await create_pool(self._redis_settings, default_queue_name=self.settings.redis_queue)
+        return self._pool
+
+    async def _enqueue(self, job_id: uuid.UUID, delay: float) -> None:
+        pool = await self._connected()
+        await pool.enqueue_job("run_job", str(job_id), _job_id=str(job_id),
+                               _defer_by=timedelta(seconds=delay) if delay else None)
 
     def submit(self, job_id: uuid.UUID, delay: float = 0.0) -> None:
         try:
-            asyncio.run_coroutine_threadsafe(
-                self._pool.enqueue_job("run_job", str(job_id), _job_id=str(job_id),
-                                       _defer_by=timedelta(seconds=delay) if delay else None),
-                self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._enqueue(job_id, delay), self._loop).result(timeout=10)
+        except Exception as exc:
+            log.warning("could not enqueue job %s on Redis (%s); it stays queued and is retried", job_id, exc)
+            with self._lock:
+                self._pending[job_id] = delay
+
+    async def _retry_pending(self) -> None:
+        while True:
+            await asyncio.sleep(self.RETRY_SECONDS)
+            with self._lock:
+                pending = dict(self._pending)
+            for job_id, delay in pending.items():
+                try:
+                    await self._enqueue(job_id, delay)
+                except Exception:
+                    break  # still down: the next round tries again
+                with self._lock:
+                    self._pending.pop(job_id, None)
+
+    def reachable(self) -> bool:
+        async def ping() -> None:
+            await (await self._connected()).ping()
+
+        try:
+            asyncio.run_coroutine_threadsafe(ping(), self._loop).result(timeout=3)
+            return True
         except Exception:
-            # The row stays queued; the schedule hands stale queued jobs to the queue again.
-            log.exception("could not enqueue job %s on Redis; the schedule will retry", job_id)
+            return False
 
     def stop(self) -> None:
+        async def shutdown() -> None:
+            self._retrier.cancel()
+            await asyncio.gather(self._retrier, return_exceptions=True)
+            if self._pool is not None:
+                await self._pool.aclose()
+
         try:
-            asyncio.run_coroutine_threadsafe(self._pool.aclose(), self._loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
         except Exception:
-            log.debug("arq pool close failed", exc_info=True)
+            log.debug("arq queue shutdown failed", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -218,8 +273,8 @@ class IndexSubscriber:
                         except Exception:
                             log.exception("could not apply index notice %r", msg.get("data"))
                 pubsub.close()
-            except Exception:
-                log.exception("index notice subscription failed; retrying")
+            except Exception as exc:
+                log.warning("index notice subscription failed (%s); retrying", exc)
                 self._stop.wait(2)
 
     def stop(self) -> None:

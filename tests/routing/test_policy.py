@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from app.budget.features import FEATURE_NAMES, QueryFeatures, featurize
 from app.budget.policy import LearnedPolicy, PolicyStore, RulePolicy, clamp, load_policy, policy_paths
-from app.budget.train import train
+from app.budget.train import fit, read_log, train
 from tests.routing.synthetic import write_log
 
 ALL = {"retrieval": ["low", "mid", "high"], "context": ["low", "mid", "high"], "answer": ["low", "mid", "high"]}
@@ -81,14 +84,50 @@ def test_trained_policy_is_deterministic_and_survives_reload(trained_dir: Path) 
     assert policy.expected_cost("context", "high")["tokens"] == 1800.0  # learned means, not the rule guesses
 
 
-def test_compiled_trees_predict_what_scikit_learn_predicts(trained_dir: Path) -> None:
+def test_compiled_trees_predict_what_scikit_learn_predicts(tmp_path: Path, trained_dir: Path) -> None:
+    """The saved .npz arrays give what the fitted scikit-learn regressors give."""
     policy, _ = load_policy(trained_dir)
     assert isinstance(policy, LearnedPolicy)
+    trained_on = policy.header["train_conversations"]
+    rows = [r for r in read_log(write_log(tmp_path / "log.jsonl")) if r.conversation_id in trained_on]
+    model = fit(rows, 0.1, "recall")
+    regressors = [model["regressors"][k] for k in policy.keys]
     for query in ("When did Gus move to Kyiv?", "What is the name of Gus's dog?", "violin", "Why and how?"):
         x = featurize(query, 500, 11, False).vector()
         ours = policy.forest.predict(x)
-        theirs = [float(policy.regressors[k].predict(np.asarray([x]))[0]) for k in policy.keys]
+        theirs = [float(r.predict(np.asarray([x]))[0]) for r in regressors]
         assert ours == pytest.approx(theirs, abs=1e-12)
+
+
+class Planted:
+    """Unpickling this leaves a mark on disk: proof that a policy file was (or was not) unpickled."""
+
+    def __init__(self, mark: Path) -> None:
+        self.mark = mark
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.mark,))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "npz holding objects"])
+def test_a_pickled_policy_file_is_refused_unread_and_the_rules_decide(trained_dir: Path, tmp_path: Path,
+                                                                       kind: str, caplog: pytest.LogCaptureFixture,
+                                                                       ) -> None:
+    _, model = policy_paths(trained_dir, 1)
+    mark = tmp_path / "unpickled"
+    if kind == "pickle":
+        model.write_bytes(pickle.dumps({"regressors": Planted(mark)}))
+    else:
+        with model.open("wb") as fh:
+            np.savez(fh, owner=np.asarray([Planted(mark)], dtype=object))
+    when = featurize("When did Gus move to Kyiv?", 500, 11, False)
+    with caplog.at_level(logging.WARNING):
+        policy, warnings = load_policy(trained_dir)
+    assert not mark.exists()
+    assert isinstance(policy, RulePolicy)
+    assert warnings == ["router policy v1 unreadable (ValueError); using rules"]
+    assert "pickle" in caplog.text  # numpy says why it refused
+    assert policy.choose(when, ALL) == RulePolicy().choose(when, ALL)
 
 
 def test_trained_policy_honours_allowed_tiers(trained_dir: Path) -> None:
@@ -103,7 +142,7 @@ def test_trained_policy_honours_allowed_tiers(trained_dir: Path) -> None:
 def test_corrupt_policy_falls_back_to_rules_with_a_warning(trained_dir: Path, damage: str) -> None:
     header, model = policy_paths(trained_dir, 1)
     if damage == "model":
-        model.write_bytes(b"not a joblib file")
+        model.write_bytes(b"not an npz file")
     elif damage == "header":
         header.write_text("{truncated")
     else:

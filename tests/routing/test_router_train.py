@@ -34,7 +34,7 @@ def test_cli_writes_v1_then_v2_with_headers(tmp_path: Path) -> None:
     assert code == 0, out
     assert policy_versions(data_dir) == [1, 2]
     assert sorted(p.name for p in (data_dir / "router").iterdir()) == [
-        "policy-v1.joblib", "policy-v1.json", "policy-v2.joblib", "policy-v2.json"]
+        "policy-v1.json", "policy-v1.npz", "policy-v2.json", "policy-v2.npz"]
     header = json.loads((data_dir / "router" / "policy-v2.json").read_text())
     assert (header["version"], header["lambda"], header["reward"]) == (2, 0.3, "recall")
     assert header["train_conversations"] == ["c1", "c3"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -17,6 +19,13 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(c: C) -> JSONResponse:
+    """Ready when the database answers; "degraded" (still 200: reads and writes work) names what does not."""
     checks = {"database": c.database_ok(), "index": True}
-    ok = all(checks.values())
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
+    degraded = c.degraded()
+    if c.settings.redis_url:
+        checks["redis"] = "redis" not in degraded
+    ok = checks["database"] and checks["index"]
+    body: dict[str, Any] = {"status": "not_ready" if not ok else "degraded" if degraded else "ready", "checks": checks}
+    if degraded:
+        body["degraded"] = degraded
+    return JSONResponse(body, status_code=200 if ok else 503)

@@ -94,7 +94,9 @@ class TenantCreated(_Response):
 
     id: str
     name: str
-    api_key: str
+    api_key: str | None
+    """None on an idempotent replay: the key is shown once and never stored (``api_key_withheld``)."""
+    api_key_withheld: bool = False
     key_id: str
 
 
@@ -110,7 +112,9 @@ class KeyCreated(_Response):
     id: str
     tenant_id: str | None = None
     scope: str
-    api_key: str
+    api_key: str | None
+    """None on an idempotent replay: the key is shown once and never stored (``api_key_withheld``)."""
+    api_key_withheld: bool = False
     created_at: ResponseDatetime
     cube_ids: list[str] | None = None
     permission: str = "admin"
