@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     forget_llm: bool = Field(
         default=True, description="Classify messages for forget requests with the LLM when llm_base_url is set "
                                   "(rules otherwise, and whenever the LLM call fails).")
+    supersede_llm: bool = Field(
+        default=True, description="When MEMCUBED_LLM_BASE_URL is set, ask the LLM whether a new memory that no "
+        "fact rule reads replaces one of the speaker's close older memories (one call per such memory).")
+    supersede_llm_similarity: float = Field(
+        default=0.5, ge=-1.0, le=1.0, description="Dense cosine from which an older memory of the same speaker is "
+        "shown to the LLM judge of supersession.")
     forget_min_score: float = Field(
         default=0.6, ge=-1.0, le=1.0, description="Cosine similarity to a forget request's subject from which a "
                                                   "memory counts as about it (besides containing its words).")

@@ -164,7 +164,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # Lazy: the activation model loads on the first activation or generate request, not here.
     activation = ActivationService(settings, sessions, tx, search)
     memories = MemoryService(settings, sessions, tx, embedder, indexes, AdmissionService(settings, vectors),
-                             forget_requests, Supersession(indexes))
+                             forget_requests, Supersession(settings, indexes))
     adapters = AdapterService(settings, sessions, tx, jobs.jobs, activation)
     generation = GenerationService(settings, sessions, activation)
     lifecycle = LifecycleService(settings, sessions, tx, memories, indexes, activation)

@@ -3,9 +3,13 @@ versioned and reversible; search shows the current value first and names what it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
-from tests.conftest import Json, TenantCtx
+from app.embedded import serve_in_thread
+from tests.conftest import Databases, Json, TenantCtx, make_settings
+from tests.evals.fake_llm import fake_llm_server
 
 
 def post(http: httpx.Client, cube: str, *turns: str, speaker: str = "Maya", session: str = "s1") -> Json:
@@ -68,3 +72,24 @@ def test_other_people_and_other_attributes_are_left_alone(tenant: TenantCtx, cub
     assert tenant.http.get(f"/v1/memories/{replaced[0]}").json()["metadata"]["speaker"] == "Maya"
     same = post(tenant.http, cube, "My favorite color is green.")  # the same value again replaces nothing
     assert same["admission"][0]["supersedes"] == []
+
+
+def test_the_llm_judges_what_no_rule_reads(databases: Databases, tmp_path: Path) -> None:
+    """With an LLM configured (the fake one), a statement no fact rule reads is judged against the speaker's close
+    older memories: the judge's pick is superseded like any other, the others stay."""
+    with fake_llm_server() as fake:
+        settings = make_settings(databases, tmp_path, llm_base_url=fake.url, supersede_llm_similarity=0.2)
+        with serve_in_thread(settings) as url, httpx.Client(base_url=url, timeout=60) as http:
+            http.headers["Authorization"] = f"Bearer {settings.admin_key}"
+            key = http.post("/v1/tenants", json={"name": "judge"}).json()["api_key"]
+            http.headers["Authorization"] = f"Bearer {key}"
+            cube = http.post("/v1/cubes", json={"name": "drinks"}).json()["id"]
+            first = post(http, cube, "I drink coffee every morning.", "I drink water at lunch.")
+            coffee, water = (m["id"] for m in first["memories"])
+            asked = len(fake.requests)
+            later = post(http, cube, "I switched from coffee to green tea.")
+            judged = [r for r in fake.requests[asked:] if r["messages"][-1]["content"].startswith("Statements")]
+            assert len(judged) == 1 and "NEW: I switched from coffee to green tea." in judged[0]["messages"][-1][
+                "content"]
+            assert later["admission"][0]["supersedes"] == [coffee]
+            assert [http.get(f"/v1/memories/{i}").json()["status"] for i in (coffee, water)] == ["archived", "active"]

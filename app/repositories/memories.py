@@ -253,7 +253,8 @@ def memories_locked(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]
     """The memories, locked for update in vec_id order (the order every writer locks in, so none deadlock)."""
     if not memory_ids:
         return []
-    stmt = select(Memory).where(Memory.id.in_(list(memory_ids))).order_by(Memory.vec_id).with_for_update()
+    stmt = (select(Memory).where(Memory.id.in_(list(memory_ids))).order_by(Memory.vec_id).with_for_update()
+            .execution_options(populate_existing=True))  # rows read earlier in this session: their state now
     return list(s.scalars(stmt))
 
 

@@ -5,18 +5,25 @@ only present the current value. A bare correction ("Actually it's 555-0199") rep
 
 Candidates come from the cube's dense neighbours of the new memory and from the rows that name the relation
 ("live", "work", the attribute's words), so no older statement of the attribute is missed in a large cube; the
-facts themselves come from ``app.memory.facts``. No LLM is needed.
+facts themselves come from ``app.memory.facts``. No LLM is needed; with one configured, a memory no rule reads
+("I switched from coffee to tea") is shown with the speaker's close older memories to the LLM, which names the
+ones it replaces (``JUDGE_PROMPT``; a failed call decides nothing).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import httpx
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.config import Settings
+from app.llm import chat
 from app.memory.changes import versioned_change
 from app.memory.facts import Fact, correction_in, facts_in, speaker_of
 from app.memory.records import when
@@ -34,8 +41,18 @@ TRIGGERS = {
 }
 
 
+JUDGE_CANDIDATES = 5  # older memories one LLM call sees
+JUDGE_PROMPT = ("You keep an assistant's long-term memory about people. Given one NEW statement and numbered OLD "
+                "statements by the same speaker, list the OLD ones the NEW one replaces: the same attribute of the "
+                "same person (where they live or work, a preference, a habit, a number, a plan) now has another "
+                "value. Statements that can both be true replace nothing. Reply with JSON only: "
+                "{\"replaces\": [<numbers>]}.")
+log = logging.getLogger(__name__)
+
+
 class Supersession:
-    def __init__(self, indexes: DerivedIndexes) -> None:
+    def __init__(self, settings: Settings, indexes: DerivedIndexes) -> None:
+        self.settings = settings
         self.indexes = indexes
 
     def apply(self, s: Session, key_id: uuid.UUID | None, cube_id: uuid.UUID, rows: Sequence[Memory],
@@ -57,15 +74,19 @@ class Supersession:
             if value is not None:
                 before = last.get(speaker) or self._last_fact(s, row, speaker)
                 facts = [Fact(before.subject, before.relation, value)] if before is not None else []
-            if not facts:
-                continue
-            last[speaker] = facts[-1]
             # Turns of a conversation follow each other; memories written together without times do not.
             sequential = (row.source or {}).get("type") == "message" or row.occurred_at is not None
-            older = [m for m in self._candidates(s, cube_id, row, vec, facts)
-                     if m.id != row.id and ((m.id in seen and sequential and when(m) <= when(row))
-                                            or (m.id not in batch and when(m) <= when(row)))]
-            stale = [m for m in older if self._replaced(m, facts)]
+
+            def older(m: Memory, row: Memory = row, sequential: bool = sequential) -> bool:
+                return m.id != row.id and ((m.id in seen and sequential and when(m) <= when(row))
+                                           or (m.id not in batch and when(m) <= when(row)))
+
+            if facts:
+                last[speaker] = facts[-1]
+                stale = [m for m in self._candidates(s, cube_id, row, vec, facts)
+                         if older(m) and self._replaced(m, facts)]
+            else:
+                stale = self._judged(s, cube_id, row, vec, speaker, older)
             for m in repo.memories_locked(s, [m.id for m in stale]):
                 if m.status != "active":
                     continue
@@ -107,6 +128,32 @@ class Supersession:
         theirs = facts_in(m.content, speaker_of(m))
         return any(f.key in new and new[f.key] != f.value for f in theirs) and not any(
             f.key in new and new[f.key] == f.value for f in theirs)
+
+    def _judged(self, s: Session, cube_id: uuid.UUID, row: Memory, vec: np.ndarray, speaker: str,
+                older: Callable[[Memory], bool]) -> list[Memory]:
+        """The LLM's verdict on the speaker's close older memories; nothing without an LLM or when it fails."""
+        st = self.settings
+        index = self.indexes.vectors.peek(cube_id)
+        if not (st.llm_base_url and st.supersede_llm) or index is None:
+            return []
+        scores, vec_ids = index.search(vec, JUDGE_CANDIDATES * 2)
+        close = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
+                 if v >= 0 and sc >= st.supersede_llm_similarity}
+        shown = [m for m in repo.active_by_vec_ids(s, list(close), cube_id=cube_id).values()
+                 if older(m) and speaker_of(m) == speaker][:JUDGE_CANDIDATES]
+        if not shown:
+            return []
+        olds = "\n".join(f"OLD {i}: {' '.join(m.content.split())[:500]}" for i, m in enumerate(shown))
+        try:
+            reply, _ = chat(st, st.llm_model, [
+                {"role": "system", "content": JUDGE_PROMPT},
+                {"role": "user", "content": f"Statements to compare:\nNEW: {' '.join(row.content.split())[:500]}\n"
+                                            f"{olds}"}], max_tokens=100, json_mode=True)
+            picked = json.loads(reply).get("replaces", [])
+            return [shown[i] for i in picked if isinstance(i, int) and 0 <= i < len(shown)]
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            log.warning("supersession judge failed (%s); nothing superseded by it", type(exc).__name__)
+            return []
 
     @staticmethod
     def _last_fact(s: Session, row: Memory, speaker: str) -> Fact | None:

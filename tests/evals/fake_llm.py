@@ -18,6 +18,11 @@ from typing import Any
 def canned_reply(messages: list[dict[str, str]]) -> str:
     """Answers and verdicts that depend only on the prompt, so tests can predict every score."""
     prompt = messages[-1]["content"]
+    if prompt.startswith("Statements to compare:"):  # supersession judge: "switched from X" replaces OLD lines on X
+        switched = re.search(r"NEW: .*?switched from (\w+)", prompt, re.IGNORECASE)
+        olds = re.findall(r"OLD (\d+): (.*)", prompt)
+        return json.dumps({"replaces": [int(i) for i, old in olds
+                                        if switched and switched.group(1).lower() in old.lower()]})
     if prompt.startswith("Message to classify:"):  # forget-request classifier: only "make my X vanish" is one
         found = re.search(r"make (?:my )?(.+?) vanish", prompt, re.IGNORECASE)
         return json.dumps({"forget": found is not None, "subject": found.group(1) if found else None})
