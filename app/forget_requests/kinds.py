@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.textscan import head
+
 # Every pattern is linear: alternations of literals, bounded classes, no quantified groups inside quantifiers.
 _STREET = (r"\m\d{1,5}[a-z]?\s+(?:[a-z]+\s+){0,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|"
            r"court|ct|way|place|pl|terrace|crescent|close|square|sq|strasse|straße)\M")
@@ -76,7 +78,7 @@ def first_person(sentence: str) -> bool:
 
 def owned_by_another(content: str, words: list[str]) -> bool:
     """Every mention of the subject's words is someone else's ("my sister's birthday"), and there is one."""
-    text = content.lower()
+    text = head(content).lower()
     seen = False
     for word in words:
         for m in re.finditer(rf"\b{re.escape(word)}", text):

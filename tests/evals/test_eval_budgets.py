@@ -66,7 +66,7 @@ def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, serv
         (6, 2, False)}
     assert {r["features"]["question_word"] for r in when} == {"when"}
 
-    assert sorted(p.name for p in (server_router / "router").iterdir()) == ["policy-v1.joblib", "policy-v1.json"]
+    assert sorted(p.name for p in (server_router / "router").iterdir()) == ["policy-v1.json", "policy-v1.npz"]
     header = json.loads((server_router / "router" / "policy-v1.json").read_text())
     assert (header["train_conversations"], header["held_out_conversations"]) == (["conv-t1"], ["conv-t2"])
 
@@ -112,7 +112,7 @@ def test_embedded_budgets_keep_their_server_between_runs(databases: Databases, t
     keys = json.loads((out / "server-keys.json").read_text())
     assert sorted(state) == ["conv-t1", "conv-t2"] and sorted(keys) == ["admin", "tenant"]
     assert not (out / "server" / "pg").exists()  # the configured Postgres, not an embedded one
-    assert sorted(p.name for p in (out / "server" / "router").iterdir()) == ["policy-v1.joblib", "policy-v1.json"]
+    assert sorted(p.name for p in (out / "server" / "router").iterdir()) == ["policy-v1.json", "policy-v1.npz"]
     saved = json.loads((out / "budgets.json").read_text())
     assert saved["systems"]["auto"]["questions"] == 4 and saved["systems"]["auto"]["agreement_with_policy"] == 1.0
     assert {"low", "high", "auto", "auto (offline)"} <= set(saved["systems"]) and "mid" not in saved["systems"]
