@@ -8,10 +8,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import __version__, observability
 from app.budget.cache import ResultCache
 from app.config import Settings
 from app.db import open_database, ping
@@ -81,6 +84,7 @@ class Container:
     lifecycle: LifecycleService
     snapshots: SnapshotService
     merges: MergeService
+    tracing: TracerProvider | None = None
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
@@ -97,17 +101,21 @@ class Container:
         self.engine.dispose()
 
 
-def build(settings: Settings) -> Container:
+def build(settings: Settings, tracing: TracerProvider | None = None) -> Container:
+    """Everything the service needs; spans go to ``tracing``, else to the settings' OTLP endpoint, if any."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, engine, sessions = open_database(settings)
     try:
-        return _assemble(settings, url, engine, sessions)
+        return _assemble(settings, url, engine, sessions, tracing or observability.tracer_provider(settings))
     except Exception:
         engine.dispose()
         raise
 
 
-def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session]) -> Container:
+def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session],
+              tracing: TracerProvider | None) -> Container:
+    # Without a provider: the global one, a no-op unless an embedding application set its own.
+    tracer = trace.get_tracer("memcubed", __version__, tracer_provider=tracing)
     set_compute_threads(settings.threads)
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
@@ -150,7 +158,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # The fuse_activation job builds its KV cache with the activation service defined below.
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
                       lambda: activation)
-    retriever = FineRetriever(vectors, fine, graphs)
+    retriever = FineRetriever(vectors, fine, graphs, tracer)
     forget_requests = ForgetRequestService(settings, sessions, tx, embedder, indexes)
     search = SearchService(sessions, embedder, vectors, retriever)
     # Lazy: the activation model loads on the first activation or generate request, not here.
@@ -176,6 +184,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         lifecycle=lifecycle,
         snapshots=SnapshotService(sessions, tx, memories, indexes, lifecycle),
         merges=MergeService(settings, sessions, memories, jobs.jobs, adapters),
+        tracing=tracing,
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container
