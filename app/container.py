@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -132,14 +132,14 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
             return graph_repo.cube_edges(s, cube_id)
 
     graphs = GraphCache(cube_edges)
-    enrichment = EnrichmentService(sessions, vectors, fine)
+    enrichment = EnrichmentService(sessions, vectors, fine, tracer=tracer)
     results = ResultCache(settings.redis_url, settings.redis_queue, settings.routing_cache_size,
                           settings.routing_cache_similarity)
 
-    def enrich(cube_id: uuid.UUID) -> Outcome:
+    def enrich(cube_id: uuid.UUID, links: Sequence[trace.Link]) -> Outcome:
         try:
             indexes.run_deferred(cube_id)
-            enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
+            enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running, links=links)
         except OperationalError as exc:  # e.g. a deadlock with a consolidation job: try again shortly
             log.warning("enrichment of cube %s failed (%s); retrying", cube_id, exc.orig)
             return Outcome("retry", 2.0)
@@ -157,7 +157,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     auth = AuthService(sessions, tx)
     # The fuse_activation job builds its KV cache with the activation service defined below.
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
-                      lambda: activation)
+                      lambda: activation, tracer)
     retriever = FineRetriever(vectors, fine, graphs, tracer)
     forget_requests = ForgetRequestService(settings, sessions, tx, embedder, indexes)
     search = SearchService(sessions, embedder, vectors, retriever)
@@ -193,9 +193,11 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
 def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Session], tx: Transactor,
                embedder: Embedder, indexes: DerivedIndexes, vectors: VectorStore, fine: FineStore,
                indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None],
-               activation: Callable[[], ActivationService] | None = None) -> JobMachinery:
+               activation: Callable[[], ActivationService] | None = None,
+               tracer: trace.Tracer | None = None) -> JobMachinery:
     """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
-    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings, activation))
+    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings, activation),
+                           tracer)
     if settings.redis_url:
         queue: ArqQueue | InProcessQueue = ArqQueue(settings)
         service = JobService(settings, sessions, tx, queue.submit)

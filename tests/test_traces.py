@@ -119,3 +119,47 @@ def test_a_budget_tier_is_a_span_around_its_channels(traced: Traced, budget: str
                    if s.parent is not None and s.parent.span_id in below
                    and s.name not in ("retrieval.fine", "retrieval.splade_query"))
     assert found == channels
+
+
+def linked_traces(span: ReadableSpan) -> set[int]:
+    return {link.context.trace_id for link in span.links}
+
+
+def test_enrichment_is_a_span_linked_to_the_write_with_a_span_per_batch(traced: Traced) -> None:
+    cube = make_cube(traced.tenant)
+    add_memories(traced.tenant, cube, "Dave keeps bees", "Dave sells honey at the market",
+                 headers={"X-Request-ID": "write-traced-1"})
+    wait_enriched(traced.tenant, cube)
+    [server] = [s for s in traced.request("write-traced-1") if s.kind == SpanKind.SERVER]
+    [enrichment] = [s for s in traced.exporter.get_finished_spans() if s.name == "enrichment"
+                    and (s.attributes or {}).get("memcubed.cube_id") == cube]
+    assert server.context.trace_id in linked_traces(enrichment)
+    assert enrichment.context.trace_id != server.context.trace_id  # its own trace, not the request's
+    assert (enrichment.attributes or {})["memcubed.enrichment.memories"] == 2
+    batches = [s for s in traced.trace(enrichment.context.trace_id) if s.name == "enrichment.batch"]
+    assert [(s.attributes or {})["memcubed.enrichment.memories"] for s in batches] == [2]
+    assert all(REQUEST_ID_ATTRIBUTE not in (s.attributes or {}) for s in [enrichment, *batches])
+
+
+def test_a_job_run_is_a_span_with_kind_id_and_outcome_linked_to_its_request(traced: Traced) -> None:
+    r = traced.tenant.http.post(f"/v1/cubes/{traced.cube}/consolidate", json={},
+                                headers={"X-Request-ID": "job-traced-1"})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 120
+    while traced.tenant.http.get(f"/v1/jobs/{job_id}").json()["status"] != "done":
+        assert time.monotonic() < deadline, "the consolidation job did not finish"
+        time.sleep(0.1)
+    [server] = [s for s in traced.request("job-traced-1") if s.kind == SpanKind.SERVER]
+    deadline = time.monotonic() + 10
+    while not (runs := [s for s in traced.exporter.get_finished_spans() if s.name == "job.run"
+                        and (s.attributes or {}).get("memcubed.job.id") == job_id]):
+        assert time.monotonic() < deadline, "no job.run span"
+        time.sleep(0.05)
+    [run] = runs
+    assert {k: (run.attributes or {})[k] for k in ("memcubed.job.kind", "memcubed.job.outcome")} == {
+        "memcubed.job.kind": "consolidate", "memcubed.job.outcome": "done"}
+    assert linked_traces(run) == {server.context.trace_id}
+    assert run.parent is None and run.status.is_ok
+    # The job's SQL statements are children of its span.
+    assert [s for s in traced.trace(run.context.trace_id) if s.name.startswith(("SELECT", "UPDATE"))]
