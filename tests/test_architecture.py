@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICE_LINES = 500
 # Imported inside a function for a reason other than a cycle: heavy or optional at start-up.
 DEFERRED_FOR_START_UP = {
-    "app.cli": {"app.container", "app.main", "app.workers.worker"},
+    "app.cli": {"app.container", "app.main", "app.observability", "app.workers.worker"},
     "app.budget.cli": {"app.budget.train", "app.budget.policy"},
     "app.workers.worker": {"app.workers.runtime"},
 }
