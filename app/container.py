@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import __version__, observability
 from app.budget.cache import ResultCache
 from app.config import Settings
 from app.db import open_database, ping
@@ -82,6 +85,7 @@ class Container:
     lifecycle: LifecycleService
     snapshots: SnapshotService
     merges: MergeService
+    tracing: TracerProvider | None = None
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
@@ -105,17 +109,21 @@ class Container:
         self.engine.dispose()
 
 
-def build(settings: Settings) -> Container:
+def build(settings: Settings, tracing: TracerProvider | None = None) -> Container:
+    """Everything the service needs; spans go to ``tracing``, else to the settings' OTLP endpoint, if any."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, engine, sessions = open_database(settings)
     try:
-        return _assemble(settings, url, engine, sessions)
+        return _assemble(settings, url, engine, sessions, tracing or observability.tracer_provider(settings))
     except Exception:
         engine.dispose()
         raise
 
 
-def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session]) -> Container:
+def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmaker[Session],
+              tracing: TracerProvider | None) -> Container:
+    # Without a provider: the global one, a no-op unless an embedding application set its own.
+    tracer = trace.get_tracer("memcubed", __version__, tracer_provider=tracing)
     set_compute_threads(settings.threads)
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
@@ -132,14 +140,14 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
             return graph_repo.cube_edges(s, cube_id)
 
     graphs = GraphCache(cube_edges)
-    enrichment = EnrichmentService(sessions, vectors, fine)
+    enrichment = EnrichmentService(sessions, vectors, fine, tracer=tracer)
     results = ResultCache(settings.redis_url, settings.redis_queue, settings.routing_cache_size,
                           settings.routing_cache_similarity)
 
-    def enrich(cube_id: uuid.UUID) -> Outcome:
+    def enrich(cube_id: uuid.UUID, links: Sequence[trace.Link]) -> Outcome:
         try:
             indexes.run_deferred(cube_id)
-            enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running)
+            enrichment.enrich_cube(cube_id, keep_going=lambda: enricher.running, links=links)
         except OperationalError as exc:  # e.g. a deadlock with a consolidation job: try again shortly
             log.warning("enrichment of cube %s failed (%s); retrying", cube_id, exc.orig)
             return Outcome("retry", 2.0)
@@ -157,8 +165,8 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     auth = AuthService(sessions, tx)
     # The fuse_activation job builds its KV cache with the activation service defined below.
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
-                      lambda: activation)
-    retriever = FineRetriever(vectors, fine, graphs)
+                      lambda: activation, tracer)
+    retriever = FineRetriever(vectors, fine, graphs, tracer)
     forget_requests = ForgetRequestService(settings, sessions, tx, embedder, indexes)
     search = SearchService(sessions, embedder, vectors, retriever)
     # Lazy: the activation model loads on the first activation or generate request, not here.
@@ -184,6 +192,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         lifecycle=lifecycle,
         snapshots=SnapshotService(sessions, tx, memories, indexes, lifecycle),
         merges=MergeService(settings, sessions, memories, jobs.jobs, adapters),
+        tracing=tracing,
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container
@@ -192,9 +201,11 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
 def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Session], tx: Transactor,
                embedder: Embedder, indexes: DerivedIndexes, vectors: VectorStore, fine: FineStore,
                indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None],
-               activation: Callable[[], ActivationService] | None = None) -> JobMachinery:
+               activation: Callable[[], ActivationService] | None = None,
+               tracer: trace.Tracer | None = None) -> JobMachinery:
     """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
-    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings, activation))
+    executor = JobExecutor(settings, engine, sessions, indexes, embedder.encode, handlers(settings, activation),
+                           tracer)
     if settings.redis_url:
         queue: ArqQueue | InProcessQueue = ArqQueue(settings)
         service = JobService(settings, sessions, tx, queue.submit)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 
 from app.config import Settings
 from app.main import create_app
@@ -32,10 +33,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(settings: Settings, port: int | None = None) -> Iterator[str]:
-    """Start uvicorn on a free port, wait until it accepts requests, and stop it on exit."""
+def serve_in_thread(settings: Settings, port: int | None = None,
+                    tracing: TracerProvider | None = None) -> Iterator[str]:
+    """Start uvicorn on a free port, wait until it accepts requests, and stop it on exit. Spans go to
+    ``tracing`` when given (tests read them from an in-memory exporter)."""
     port = port or free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+    config = uvicorn.Config(create_app(settings, tracing=tracing), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"memcubed-{port}", daemon=True)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,16 +88,21 @@ class RequestLimits:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
-    """Build the app. The container (database, model, index) is built at start unless one is given."""
+def create_app(settings: Settings | None = None, container: Container | None = None,
+               tracing: TracerProvider | None = None) -> FastAPI:
+    """Build the app. The container (database, model, index) is built at start unless one is given.
+
+    Traces go to the container's provider, else to ``tracing`` (tests give one with an in-memory exporter),
+    else to the OTLP endpoint of the settings, if any.
+    """
     settings = settings or (container.settings if container else Settings())
-    provider = observability.tracer_provider(settings)
+    provider = container.tracing if container else tracing or observability.tracer_provider(settings)
     install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = container is None
-        app.state.container = container or build(settings)
+        app.state.container = container or build(settings, provider)
         try:
             with observability.traced_clients(provider, app.state.container.engine):
                 async with mcp_running:

@@ -108,16 +108,22 @@ class RequestIdSpans(SpanProcessor):
         return None
 
 
+def new_tracer_provider(processor: SpanProcessor) -> TracerProvider:
+    """A provider that puts the request id on every span and hands finished spans to ``processor`` (the OTLP
+    exporter below; an in-memory exporter in tests)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "memcubed",
+                                                        "service.version": __version__}))
+    provider.add_span_processor(RequestIdSpans())
+    provider.add_span_processor(processor)
+    return provider
+
+
 def tracer_provider(settings: Settings) -> TracerProvider | None:
     """A provider exporting over OTLP/HTTP to ``otel_endpoint``; ``None`` (no tracing) when it is unset."""
     if not settings.otel_endpoint:
         return None
-    provider = TracerProvider(resource=Resource.create({"service.name": "memcubed",
-                                                        "service.version": __version__}))
-    provider.add_span_processor(RequestIdSpans())
     endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    return provider
+    return new_tracer_provider(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
 
 
 def trace_app(app: ASGIApp, provider: TracerProvider) -> None:

@@ -108,6 +108,23 @@ def test_enrichment_backlog_jobs_and_index_sizes_are_read_at_scrape_time(
     assert sample(scrape(tenant.http), "memcubed_enrichment_lag_seconds") < 365 * 86400
 
 
+def test_fine_index_sizes_by_kind_are_read_at_scrape_time(tenant: TenantCtx, cube: str) -> None:
+    before = scrape(tenant.http)
+    add_memories(tenant, cube, "Erin grows tomatoes", "Erin bakes bread", "Erin swims at dawn")
+    wait_enriched(tenant, cube)
+    after = scrape(tenant.http)
+
+    def delta(name: str, kind: str) -> float:
+        return sample(after, name, kind=kind) - sample(before, name, kind=kind)
+
+    assert {kind: delta("memcubed_index_documents", kind)
+            for kind in ("bm25", "splade", "splade_window", "splade_window2")} == {
+        "bm25": 3, "splade": 3, "splade_window": 3, "splade_window2": 3}
+    assert (delta("memcubed_index_vectors", "dense"), delta("memcubed_index_vectors", "dense_window")) == (3, 3)
+    assert (delta("memcubed_index_cubes", "dense"), delta("memcubed_index_cubes", "fine")) == (1, 1)
+    assert tenant.id not in tenant.http.get("/metrics").text and cube not in tenant.http.get("/metrics").text
+
+
 # -- a server with tracing, JSON logs and tenant labels -------------------------------------------------------
 
 

@@ -175,6 +175,18 @@ class TieredKVStore:
             self._changes.clear()
             return out
 
+    def totals(self) -> Counters:
+        """The counters summed over every tenant (for metrics, which name no tenant)."""
+        with self._lock:
+            total = Counters()
+            for c in self.counters.values():
+                total.hits += c.hits
+                total.misses += c.misses
+                total.evictions += c.evictions
+                total.promotions += c.promotions
+                total.demotions += c.demotions
+            return total
+
     def miss(self, tenant_id: uuid.UUID) -> None:
         with self._lock:
             self.counters[tenant_id].misses += 1

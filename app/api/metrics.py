@@ -4,7 +4,9 @@ Request latency is a histogram by method, route template and status (never the r
 multiply series); searches count by endpoint, mode and retrieval tier. The enrichment backlog, jobs by kind
 and state and the dense index sizes are collected when Prometheus scrapes, from Postgres and the loaded
 indexes, so they are right whichever process did the work. Tenant ids appear only when
-``MEMCUBED_METRICS_TENANTS`` allows, for that many tenants at most; keys and content never.
+``MEMCUBED_METRICS_TENANTS`` allows, for that many tenants at most; keys and content never. The fine index
+sizes and the activation store's hits, misses and tier moves are this process's state, read at scrape time
+too (summed over tenants).
 
 Several processes: scrape each one (every ``memcubed serve`` is its own target), or run them with
 ``PROMETHEUS_MULTIPROC_DIR`` set, and any process's ``/metrics`` adds up the request metrics of all.
@@ -12,6 +14,7 @@ Several processes: scrape each one (every ``memcubed serve`` is its own target),
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -22,7 +25,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -119,8 +122,8 @@ class ObserveRequests:
 
 
 class DatabaseCollector(Collector):
-    """Gauges read at scrape time: the enrichment backlog, jobs and activation tier usage from Postgres, dense
-    index sizes from the indexes this process holds."""
+    """Read at scrape time: the enrichment backlog, jobs and activation tier usage from Postgres; index sizes
+    and activation lookups from this process's indexes and KV store."""
 
     def __init__(self, container: Container) -> None:
         self.container = container
@@ -147,16 +150,45 @@ class DatabaseCollector(Collector):
             tier_entries.add_metric([tier], entries)
         yield tier_bytes
         yield tier_entries
+        yield from self._indexes()
+        yield from self._activation_counters()
+
+    def _indexes(self) -> Iterable[Metric]:
+        """Sizes of the dense and fine indexes this process holds, by kind (never by cube)."""
         vectors = self.container.vectors
         loaded = [index for cube_id in vectors.cube_ids() if (index := vectors.peek(cube_id)) is not None]
-        yield _single("memcubed_index_cubes", "Cube indexes loaded in this process.", len(loaded))
-        yield _single("memcubed_index_vectors", "Vectors in the loaded dense indexes.",
-                      sum(int(index.index.ntotal) for index in loaded))
+        fine = [cube.sizes() for cube in self.container.fine.loaded()]
+        documents: collections.Counter[str] = collections.Counter()
+        for sizes in fine:
+            documents.update(sizes)
+        yield _by_kind("memcubed_index_cubes", "Cube indexes loaded in this process.",
+                       {"dense": len(loaded), "fine": len(fine)})
+        yield _by_kind("memcubed_index_vectors", "Vectors in the loaded dense indexes (plain and windowed).",
+                       {"dense": sum(int(index.index.ntotal) for index in loaded),
+                        "dense_window": documents.pop("dense_window", 0)})
+        yield _by_kind("memcubed_index_documents", "Documents in the loaded BM25 and SPLADE indexes.",
+                       {kind: documents[kind] for kind in ("bm25", "splade", "splade_window", "splade_window2")})
+
+    def _activation_counters(self) -> Iterable[Metric]:
+        """The activation store's prefix lookups and tier moves since this process loaded its model."""
+        counters = self.container.activation.counters()
+        lookups = CounterMetricFamily("memcubed_activation_lookups",
+                                      "Activation (KV cache) lookups by result: hit or miss.", labels=["result"])
+        lookups.add_metric(["hit"], counters.hits)
+        lookups.add_metric(["miss"], counters.misses)
+        yield lookups
+        moves = CounterMetricFamily("memcubed_activation_moves", "Activations moved between tiers or evicted.",
+                                    labels=["move"])
+        for move, n in (("promotion", counters.promotions), ("demotion", counters.demotions),
+                        ("eviction", counters.evictions)):
+            moves.add_metric([move], n)
+        yield moves
 
 
-def _single(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+def _by_kind(name: str, documentation: str, values: dict[str, int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=["kind"])
-    family.add_metric(["dense"], value)
+    for kind, value in values.items():
+        family.add_metric([kind], value)
     return family
 
 

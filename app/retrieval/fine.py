@@ -1,6 +1,9 @@
 """Fine retrieval: dense + BM25 + SPLADE (each over plain and windowed text) + time + per-type slots,
 fused by weighted reciprocal rank fusion, then expanded through the memory graph.
 
+Each channel runs in a span of its own (``retrieval.<channel>``, with its hit count) under ``retrieval.fine``,
+so a trace shows where a fine search spends its time; with tracing off the tracer is OpenTelemetry's no-op.
+
 RRF because the channels' scores live on unrelated scales (cosine, BM25, SPLADE dot products) and rank
 fusion needs no calibration; weights were set by the LoCoMo ablation in docs/benchmarks.md.
 """
@@ -9,18 +12,21 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 from sqlalchemy.orm import Session
 
 from app.graph.timeexpr import extract_times
 from app.graph.traversal import GraphCache, spread
 from app.repositories import memories as memories_repo
 from app.vector.fine import FineStore
-from app.vector.index import VectorStore
+from app.vector.index import CubeIndex, VectorStore
 
 RRF_K = 60
 # Weights from a grid search on LoCoMo turn recall@10 (docs/benchmarks.md). Plain BM25 adds nothing once its
@@ -40,6 +46,9 @@ CHANNEL_WEIGHTS = {
 DEFAULT_CHANNELS = frozenset(c for c, w in CHANNEL_WEIGHTS.items() if w > 0)
 GRAPH_WEIGHT = 0.1
 DEPTH = 100  # candidates taken from each channel
+CHANNEL_ATTRIBUTE = "memcubed.retrieval.channel"
+HITS_ATTRIBUTE = "memcubed.retrieval.hits"
+Hits = list[tuple[float, int]]
 
 
 @dataclass
@@ -72,45 +81,71 @@ def time_window(query: str, now: datetime) -> tuple[datetime, datetime] | None:
             datetime(end.year, end.month, end.day, tzinfo=UTC))
 
 
+def nearest(index: CubeIndex, query_vec: np.ndarray, depth: int, allow: np.ndarray | None) -> Hits:
+    """A dense index's nearest neighbours as (score, vec_id) pairs."""
+    scores, ids = index.search(query_vec, depth, allow)
+    return list(zip(scores.tolist(), ids.tolist()))
+
+
 class FineRetriever:
-    def __init__(self, vectors: VectorStore, fine: FineStore, graphs: GraphCache) -> None:
+    def __init__(self, vectors: VectorStore, fine: FineStore, graphs: GraphCache,
+                 tracer: trace.Tracer | None = None) -> None:
         self.vectors = vectors
         self.fine = fine
         self.graphs = graphs
+        self.tracer = tracer or trace.get_tracer(__name__)
+
+    def span(self, channel: str) -> AbstractContextManager[trace.Span]:
+        """A span for one retrieval channel (or step), named after it."""
+        return self.tracer.start_as_current_span(f"retrieval.{channel}", attributes={CHANNEL_ATTRIBUTE: channel})
+
+    def channel(self, name: str, search: Callable[..., Hits], *args: object) -> Hits:
+        """Run one channel's search in its span, which records how many candidates it gave."""
+        with self.span(name) as span:
+            hits = search(*args)
+            span.set_attribute(HITS_ATTRIBUTE, len(hits))
+            return hits
 
     def retrieve(self, s: Session, cube_ids: list[uuid.UUID], query: str, query_vec: np.ndarray, top_k: int,
                  allowed: dict[uuid.UUID, np.ndarray] | None, channels: set[str] | None = None,
                  graph: bool = True) -> list[tuple[int, Candidate]]:
         """Ranked (vec_id, candidate) pairs across the cubes; ``channels`` limits the fusion (ablations)."""
         use = channels or DEFAULT_CHANNELS
+        with self.tracer.start_as_current_span("retrieval.fine", attributes={
+                "memcubed.retrieval.cubes": len(cube_ids), "memcubed.retrieval.top_k": top_k,
+                "memcubed.retrieval.channels": sorted(use), "memcubed.retrieval.graph": graph}):
+            return self._retrieve(s, cube_ids, query, query_vec, top_k, allowed, use, graph)
+
+    def _retrieve(self, s: Session, cube_ids: list[uuid.UUID], query: str, query_vec: np.ndarray, top_k: int,
+                  allowed: dict[uuid.UUID, np.ndarray] | None, use: set[str] | frozenset[str],
+                  graph: bool) -> list[tuple[int, Candidate]]:
         depth = max(DEPTH, top_k * 3)
         cands: dict[int, Candidate] = defaultdict(Candidate)
-        sparse_q = self.fine.encoder.encode([query]) if use & {"splade", "splade_window", "splade_window2"} else None
+        sparse_q = None
+        if use & {"splade", "splade_window", "splade_window2"}:
+            with self.span("splade_query"):
+                sparse_q = self.fine.encoder.encode([query])
         span = time_window(query, datetime.now(UTC))
         for cube_id in cube_ids:
             allow_arr = None if allowed is None else allowed[cube_id]
             allow_set = None if allow_arr is None else set(allow_arr.tolist())
-            lists: dict[str, list[tuple[float, int]]] = {}
+            lists: dict[str, Hits] = {}
             index = self.vectors.peek(cube_id)
             if index is not None:
-                scores, ids = index.search(query_vec, depth, allow_arr)
-                lists["dense"] = list(zip(scores.tolist(), ids.tolist()))
+                lists["dense"] = self.channel("dense", nearest, index, query_vec, depth, allow_arr)
             cube = self.fine.cube(cube_id)
             if "dense_window" in use:
-                scores, ids = cube.dense_window.search(query_vec, depth, allow_arr)
-                lists["dense_window"] = list(zip(scores.tolist(), ids.tolist()))
+                lists["dense_window"] = self.channel("dense_window", nearest, cube.dense_window, query_vec, depth,
+                                                     allow_arr)
             for channel, text_field in (("bm25", "body"), ("bm25_window", "window"), ("bm25_window2", "window2")):
                 if channel in use:
-                    lists[channel] = cube.lexical.search(query, text_field, depth, allow_set)
+                    lists[channel] = self.channel(channel, cube.lexical.search, query, text_field, depth, allow_set)
             for channel, view in (("splade", "plain"), ("splade_window", "window"), ("splade_window2", "window2")):
                 if channel in use and sparse_q is not None:
-                    lists[channel] = cube.splade[view].search(sparse_q, depth, allow_set)
+                    lists[channel] = self.channel(channel, cube.splade[view].search, sparse_q, depth, allow_set)
             if "time" in use and span is not None and index is not None:
-                in_span = self._in_span(s, cube_id, span)
-                if allow_set is not None:
-                    in_span = np.asarray([v for v in in_span.tolist() if v in allow_set], dtype=np.int64)
-                scores, ids = index.search(query_vec, depth, in_span)
-                lists["time"] = list(zip(scores.tolist(), ids.tolist()))
+                lists["time"] = self.channel("time", self._time, s, cube_id, index, span, query_vec, depth,
+                                             allow_set)
             for channel, hits in lists.items():
                 if channel not in use:
                     continue
@@ -122,11 +157,21 @@ class FineRetriever:
                     c.scores[channel] = score
                     c.fused += weight / (RRF_K + rank)
             if "typed" in use:
-                self._typed_slots(s, cands, lists.get("dense", []))
+                with self.span("typed"):
+                    self._typed_slots(s, cands, lists.get("dense", []))
             if graph:
-                self._expand(cube_id, cands, allow_set)
+                with self.span("graph"):
+                    self._expand(cube_id, cands, allow_set)
         ranked = sorted(cands.items(), key=lambda kv: -kv[1].total)
         return ranked[:top_k]
+
+    def _time(self, s: Session, cube_id: uuid.UUID, index: CubeIndex, span: tuple[datetime, datetime],
+              query_vec: np.ndarray, depth: int, allow: set[int] | None) -> Hits:
+        """Dense hits among the memories said within the query's time span."""
+        in_span = self._in_span(s, cube_id, span)
+        if allow is not None:
+            in_span = np.asarray([v for v in in_span.tolist() if v in allow], dtype=np.int64)
+        return nearest(index, query_vec, depth, in_span)
 
     @staticmethod
     def _in_span(s: Session, cube_id: uuid.UUID, span: tuple[datetime, datetime]) -> np.ndarray:

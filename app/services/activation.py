@@ -19,7 +19,7 @@ from app.activation import kv
 from app.activation.fingerprint import pack_tokens, token_hash, unpack_tokens
 from app.activation.generate import prefill
 from app.activation.model import CausalLM, ModelSpec, load_model
-from app.activation.store import TIERS, Budgets, Change, TieredKVStore, disk_path
+from app.activation.store import TIERS, Budgets, Change, Counters, TieredKVStore, disk_path
 from app.config import Settings
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.memory.access import require_cube
@@ -340,6 +340,11 @@ class ActivationService:
         if self._engine is not None:
             self._engine.store.remove(activation_id)
         path.unlink(missing_ok=True)
+
+    def counters(self) -> Counters:
+        """The KV store's hits, misses and tier moves over every tenant; zeros until the model is loaded."""
+        engine = self._engine
+        return engine.store.totals() if engine is not None else Counters()
 
     def stats(self, principal: Principal) -> ActivationStats:
         """Tenant-wide usage and counters, so only a key of the whole tenant sees them."""

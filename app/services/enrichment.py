@@ -1,15 +1,19 @@
 """Enrichment after a write is acknowledged: keywords, entities, time expressions, session windows, the
-fine-retrieval indexes, graph edges, and A-MEM style evolution of linked older memories."""
+fine-retrieval indexes, graph edges, and A-MEM style evolution of linked older memories.
+
+A cube's enrichment is an ``enrichment`` span (linked to the writes that asked for it) with an
+``enrichment.batch`` span per transaction."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.graph.extract import entities, keywords
@@ -52,24 +56,31 @@ def window(session: list[Memory], position: int) -> Window:
 
 class EnrichmentService:
     def __init__(self, sessions: sessionmaker[Session], vectors: VectorStore, fine: FineStore,
-                 policy: LinkPolicy | None = None) -> None:
+                 policy: LinkPolicy | None = None, tracer: trace.Tracer | None = None) -> None:
         self.sessions = sessions
         self.vectors = vectors
         self.fine = fine
         self.policy = policy or LinkPolicy()
+        self.tracer = tracer or trace.get_tracer(__name__)
 
-    def enrich_cube(self, cube_id: uuid.UUID, batch: int = 64, keep_going: Callable[[], bool] = lambda: True) -> int:
+    def enrich_cube(self, cube_id: uuid.UUID, batch: int = 64, keep_going: Callable[[], bool] = lambda: True,
+                    links: Sequence[trace.Link] = ()) -> int:
         """Enrich every pending memory of a cube; returns how many. Safe to run concurrently (skip locked).
 
         Small batches and ``keep_going`` let a shutting-down service stop between batches; whatever is left
         stays pending in Postgres and is picked up at the next start.
         """
         done = 0
-        while keep_going():
-            n = self._enrich_batch(cube_id, batch)
-            done += n
-            if n < batch:
-                break
+        with self.tracer.start_as_current_span("enrichment", links=links,
+                                               attributes={"memcubed.cube_id": str(cube_id)}) as span:
+            while keep_going():
+                with self.tracer.start_as_current_span("enrichment.batch") as batch_span:
+                    n = self._enrich_batch(cube_id, batch)
+                    batch_span.set_attribute("memcubed.enrichment.memories", n)
+                done += n
+                if n < batch:
+                    break
+            span.set_attribute("memcubed.enrichment.memories", done)
         return done
 
     def _enrich_batch(self, cube_id: uuid.UUID, batch: int) -> int:

@@ -4,6 +4,9 @@ every job makes to a memory.
 The queue (Redis via arq, or an in-process thread in the embedded default) carries only a job id; the ``jobs``
 table carries the state. Running a job twice is harmless: every change re-reads the memory under a row lock and
 skips it when it is no longer in the state the job saw, so a job killed half-way is simply run again.
+
+Each try is a ``job.run`` span (job id, kind, outcome), linked to the request that queued it when the queue
+knows it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import numpy as np
+from opentelemetry import trace
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -107,20 +111,33 @@ class JobExecutor:
     """Runs one job id to the end of one try. Used by the arq worker and by the in-process runner alike."""
 
     def __init__(self, settings: Settings, engine: Engine, sessions: sessionmaker[Session], sink: IndexSink,
-                 embed: Callable[[list[str]], np.ndarray], handlers: dict[str, Handler]) -> None:
+                 embed: Callable[[list[str]], np.ndarray], handlers: dict[str, Handler],
+                 tracer: trace.Tracer | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions = sessions
         self.sink = sink
         self.embed = embed
         self.handlers = handlers
+        self.tracer = tracer or trace.get_tracer(__name__)
 
-    def run(self, job_id: uuid.UUID) -> Outcome:
+    def run(self, job_id: uuid.UUID, links: Sequence[trace.Link] = ()) -> Outcome:
+        """One try, in a span linked to ``links`` (the requests that queued the job)."""
+        with self.tracer.start_as_current_span("job.run", links=links,
+                                               attributes={"memcubed.job.id": str(job_id)}) as span:
+            outcome = self._try(job_id, span)
+            span.set_attribute("memcubed.job.outcome", outcome.status)
+            if outcome.status == "failed":
+                span.set_status(trace.StatusCode.ERROR)
+            return outcome
+
+    def _try(self, job_id: uuid.UUID, span: trace.Span) -> Outcome:
         with self.sessions() as s:
             job = jobs_repo.get_job(s, job_id)
             if job is None or job.status not in jobs_repo.UNFINISHED:
                 return Outcome("skipped")
             cube_id = job.cube_id
+            span.set_attribute("memcubed.job.kind", job.kind)
         with self.engine.connect() as conn:
             if not jobs_repo.try_cube_lock(conn, cube_id):
                 return Outcome("locked", 1.0)

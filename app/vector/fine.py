@@ -65,6 +65,12 @@ class CubeFine:
     def ids(self) -> set[int]:
         return self.splade["plain"].ids()
 
+    def sizes(self) -> dict[str, int]:
+        """Documents per index kind, named like the retrieval channels: BM25, each SPLADE view, the windowed
+        dense vectors."""
+        splade = {"splade" if view == "plain" else f"splade_{view}": len(index) for view, index in self.splade.items()}
+        return {"bm25": self.lexical.count(), **splade, "dense_window": int(self.dense_window.index.ntotal)}
+
     def flush(self) -> None:
         for view, index in self.splade.items():
             if index.dirty:
@@ -101,6 +107,11 @@ class FineStore:
                 found = self._cubes[cube_id] = CubeFine(self.directory / str(cube_id), self.encoder.dim,
                                                         self._dense_dim)
             return found
+
+    def loaded(self) -> list[CubeFine]:
+        """The cubes whose fine indexes this process holds now (none is loaded by asking)."""
+        with self._lock:
+            return list(self._cubes.values())
 
     def known_cubes(self) -> list[uuid.UUID]:
         """Cubes with index files on disk or loaded."""

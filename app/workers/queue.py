@@ -9,6 +9,10 @@ id is harmless. The queue carries only the job id; state lives in the ``jobs`` t
 A separate worker process cannot touch the API process's FAISS and fine indexes, so a worker publishes each
 change as a notice on Redis (``<queue>:index``) and the API applies it through ``DerivedIndexes``; when the
 API (re)subscribes it re-checks every cube against Postgres, so a notice missed while it was down heals.
+
+The in-process queue remembers the span that was current when an id was submitted (the request that asked
+for the job or wrote the memories to enrich) and hands it to the run as a span link, so a trace backend leads
+from the request to the work it queued. Arq carries only the id, so jobs run by a worker are not linked.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -35,6 +40,12 @@ from app.services.jobs import Outcome
 log = logging.getLogger(__name__)
 
 
+MAX_LINKS = 16
+"""Requests linked from one run at most (submits of an id already queued add theirs to its run)."""
+
+Run = Callable[[uuid.UUID, Sequence[trace.Link]], Outcome]
+
+
 def index_channel(settings: Settings) -> str:
     return f"{settings.redis_queue}:index"
 
@@ -43,11 +54,11 @@ class InProcessQueue:
     """The embedded default: one thread runs jobs in order of their due time; retries wait their backoff.
     Writes never wait for it. A periodic timer asks for the scheduled jobs."""
 
-    def __init__(self, executor: Callable[[uuid.UUID], Outcome], every_seconds: float = 0,
-                 schedule: Callable[[], object] | None = None) -> None:
+    def __init__(self, executor: Run, every_seconds: float = 0, schedule: Callable[[], object] | None = None) -> None:
         self._run = executor
         self._heap: list[tuple[float, int, uuid.UUID]] = []
         self._queued: set[uuid.UUID] = set()
+        self._links: dict[uuid.UUID, list[trace.Link]] = {}
         self._seq = 0
         self._cond = threading.Condition()
         self._busy = False
@@ -59,8 +70,14 @@ class InProcessQueue:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, job_id: uuid.UUID, delay: float = 0.0) -> None:
+    def submit(self, job_id: uuid.UUID, delay: float = 0.0, links: Sequence[trace.Link] | None = None) -> None:
+        """Queue an id (once); the run is linked to ``links``, by default to the submitter's current span."""
+        if links is None:
+            current = trace.get_current_span().get_span_context()
+            links = [trace.Link(current)] if current.is_valid else []
         with self._cond:
+            known = self._links.setdefault(job_id, [])
+            known.extend(links[: MAX_LINKS - len(known)])
             if job_id in self._queued:
                 return
             self._queued.add(job_id)
@@ -90,11 +107,13 @@ class InProcessQueue:
                     self._cond.wait(None if wake == float("inf") else wake - now)
                 if self._stopped:
                     return
+                links: list[trace.Link] = []
                 if next_schedule <= time.monotonic():
                     job_id = None
                 else:
                     _, _, job_id = heapq.heappop(self._heap)
                     self._queued.discard(job_id)
+                    links = self._links.pop(job_id, [])
                 self._busy = True
             try:
                 if job_id is None:
@@ -102,9 +121,9 @@ class InProcessQueue:
                     if self._schedule is not None:
                         self._schedule()
                     continue
-                outcome = self._run(job_id)
+                outcome = self._run(job_id, links)
                 if outcome.status in ("retry", "locked"):
-                    self.submit(job_id, outcome.delay)
+                    self.submit(job_id, outcome.delay, links)
             except Exception:
                 log.exception("job %s could not run; it is retried at the next schedule", job_id)
             finally:

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import __version__, observability
 from app.config import Settings
 from app.db import open_database
 from app.memory.summaries import summariser_from
@@ -64,15 +67,20 @@ class WorkerRuntime:
     engine: Engine
     executor: JobExecutor
     jobs: JobService
+    tracing: TracerProvider | None = None
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # exports the job spans still buffered
 
 
 def build_worker_runtime(settings: Settings) -> WorkerRuntime:
     _, engine, sessions = open_database(settings)
     sink: IndexSink = RedisIndexNotifier(settings)
-    executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings.embedding_model), handlers(settings))
+    tracing = observability.tracer_provider(settings)  # job spans, unlinked: arq carries only the job id
+    executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings.embedding_model), handlers(settings),
+                           trace.get_tracer("memcubed", __version__, tracer_provider=tracing))
     queue: ArqQueue | None = None
 
     def submit(job_id: uuid.UUID) -> None:
@@ -83,7 +91,7 @@ def build_worker_runtime(settings: Settings) -> WorkerRuntime:
 
     jobs = JobService(settings, sessions, Transactor(sessions), submit)
     log.info("memcubed worker ready: queue %s", settings.redis_queue)
-    return WorkerRuntime(engine=engine, executor=executor, jobs=jobs)
+    return WorkerRuntime(engine=engine, executor=executor, jobs=jobs, tracing=tracing)
 
 
 def reconcile(sessions: sessionmaker[Session], vectors: VectorStore, fine: FineStore, indexing: IndexService,

@@ -5,6 +5,8 @@ against 0.45 for dense alone, docs/benchmarks.md), so its cost is a lexical look
 BM25 and SPLADE over plain and windowed text, without graph expansion, time or per-type slots: on the held-out
 LoCoMo questions that set reached 0.716 R@10 at 33 ms against 0.671 / 25 ms for dense + windowed BM25 and
 0.742 / 38 ms for High (docs/benchmarks.md); High is fine mode as it is.
+
+Each run is a ``retrieval.tier`` span naming the tier, around the channel spans of the fine retriever.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import uuid
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.retrieval.fine import FineRetriever
+from app.retrieval.fine import FineRetriever, Hits
 from app.vector.fine import FineStore
 
 MID_CHANNELS = {"dense", "bm25_window", "splade", "splade_window"}
@@ -31,6 +33,12 @@ class Retrieval:
 
     def run(self, s: Session, tier: str, cube_ids: list[uuid.UUID], query: str, qvec: np.ndarray | None,
             top_k: int, allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, float]]:
+        with self.retriever.tracer.start_as_current_span("retrieval.tier",
+                                                         attributes={"memcubed.retrieval.tier": tier}):
+            return self._run(s, tier, cube_ids, query, qvec, top_k, allowed)
+
+    def _run(self, s: Session, tier: str, cube_ids: list[uuid.UUID], query: str, qvec: np.ndarray | None,
+             top_k: int, allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, float]]:
         if tier == "low":
             return self._lexical(cube_ids, query, top_k, allowed)
         assert qvec is not None, "mid and high retrieval need the query embedding"
@@ -40,9 +48,10 @@ class Retrieval:
 
     def _lexical(self, cube_ids: list[uuid.UUID], query: str, top_k: int,
                  allowed: dict[uuid.UUID, np.ndarray] | None) -> list[tuple[int, float]]:
-        hits: list[tuple[float, int]] = []
+        hits: Hits = []
         for cube_id in cube_ids:
             allow = None if allowed is None else set(allowed[cube_id].tolist())
-            hits.extend(self.fine.cube(cube_id).lexical.search(query, "window", top_k, allow))
+            hits.extend(self.retriever.channel("bm25_window", self.fine.cube(cube_id).lexical.search, query,
+                                               "window", top_k, allow))
         hits.sort(key=lambda h: (-h[0], h[1]))
         return [(vec_id, float(score)) for score, vec_id in hits[:top_k]]
