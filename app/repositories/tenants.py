@@ -47,6 +47,10 @@ def get_key(s: Session, key_id: uuid.UUID) -> ApiKey | None:
     return s.get(ApiKey, key_id)
 
 
+def list_keys(s: Session, tenant_id: uuid.UUID) -> list[ApiKey]:
+    return list(s.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at, ApiKey.id)))
+
+
 def revoke_key(s: Session, key: ApiKey, at: datetime) -> None:
     key.revoked_at = at
     s.flush()
