@@ -291,7 +291,7 @@ def test_every_page_paints_fast_with_labelled_controls(console: Page, tenant: Te
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     seen = set()
-    for _ in range(40):
+    for _ in range(45):
         page.keyboard.press("Tab")
         seen.add(page.evaluate("document.activeElement.textContent || document.activeElement.name"))
     assert {"Memories", "Sign out", "Add memory", "content"} <= seen

@@ -92,7 +92,7 @@ function keyList(ctx, tenants) {
         } }, 'Revoke')]), `${keys.length} key(s), revoked ones included`));
   };
   if (pick) pick.addEventListener('change', () => ctx.act(() => load()));
-  const section = h('section', { class: 'card', 'aria-label': 'API keys' }, h('h2', null, 'API keys'),
+  const section = h('section', { class: 'card', 'aria-label': 'API keys' }, h('h3', null, 'Existing keys'),
     pick ? h('div', { class: 'row' }, field('Keys of tenant', pick)) : null, box);
   return { section, load };
 }
