@@ -173,3 +173,20 @@ def test_the_policy_preview_reads_only_and_respects_the_cube_scope(live_server: 
         got = client.cubes.preview_policy(cube, limit=1)
     assert (got.total, len(got.memories), got.memories[0].memory.id) == (2, 1, preview["memories"][0]["memory"]["id"])
     assert got.memories[0].retention == preview["memories"][0]["retention"]
+
+
+def test_paging_is_exact_when_memories_share_a_write_time(tenant: TenantCtx) -> None:
+    """An import keeps the exported times: importing one export twice gives pairs with the same created_at,
+    and a page boundary between them must skip neither (the cursor compares the whole sort key)."""
+    source, target = make_cube(tenant), make_cube(tenant)
+    tenant.http.post(f"/v1/cubes/{source}/memories", json={"memories": [
+        {"content": f"fact number {i}"} for i in range(3)]})
+    export = tenant.http.get(f"/v1/cubes/{source}/export").content
+    for _ in range(2):
+        r = tenant.http.post(f"/v1/cubes/{target}/import", content=export,
+                             headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 201, r.text
+    expected = sorted(f"fact number {i}" for i in range(3) for _ in range(2))
+    for order in ("created", "event"):
+        for limit in (1, 2, 3):
+            assert sorted(contents(tenant, target, limit, order=order)) == expected, (order, limit)
