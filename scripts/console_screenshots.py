@@ -51,7 +51,8 @@ def wait(http: httpx.Client, path: str, done: Any, timeout: float = 300) -> Any:
 def seed(url: str, admin_key: str) -> tuple[str, str, str, str]:
     """A tenant with two cubes, a conversation, facts, an edit, a forget request, a snapshot and a consolidation."""
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=300) as admin:
-        key = admin.post("/v1/tenants", json={"name": "acme"}).json()["api_key"]
+        tenant = admin.post("/v1/tenants", json={"name": "acme"}).json()
+    key = tenant["api_key"]
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
     cube = http.post("/v1/cubes", json={"name": "alice", "description": "What the assistant knows about Alice"}).json()
     http.post("/v1/cubes", json={"name": "support-bot", "description": "Procedures of the support agent"})
@@ -67,6 +68,18 @@ def seed(url: str, admin_key: str) -> tuple[str, str, str, str]:
     http.post(f"/v1/cubes/{cid}/snapshots", json={"label": "before cleanup"}).raise_for_status()
     http.post(f"/v1/cubes/{cid}/messages", json={"session_id": "trip-2024-03", "messages": [
         {"role": "user", "speaker": "Alice", "content": "Please forget my passport number."}]}).raise_for_status()
+    # A key shared with another agent, one revoked, and a duplicate (an edit skips admission) to consolidate.
+    http.post(f"/v1/tenants/{tenant['id']}/keys", json={"name": "travel-agent", "cube_ids": [cid],
+                                                        "permission": "read"}).raise_for_status()
+    old = http.post(f"/v1/tenants/{tenant['id']}/keys", json={"name": "laptop"}).json()
+    http.delete(f"/v1/keys/{old['id']}").raise_for_status()
+    dup = http.post(f"/v1/cubes/{cid}/memories", json={"memories": [
+        {"content": "Alice's favourite colour is teal", "memory_type": "semantic", "tags": ["health"]}]}).json()
+    http.patch(f"/v1/memories/{dup['memories'][0]['id']}", json={"content": "Alice is allergic to peanuts",
+                                                                  "reason": "typed twice"}).raise_for_status()
+    # A policy strict enough that the Hygiene page's preview has something to show (scheduled runs off).
+    http.put(f"/v1/cubes/{cid}/policy", json={"enabled": False, "threshold": 0.35, "min_age_hours": 0}
+             ).raise_for_status()
     job = http.post(f"/v1/cubes/{cid}/consolidate", json={}).json()
     wait(http, f"/v1/jobs/{job['id']}", lambda j: j["status"] in ("done", "failed"))
     http.post(f"/v1/cubes/{cid}/activations", json={"query": "Alice's health and travel", "top_k": 4})
@@ -111,6 +124,7 @@ def main() -> None:
         shot(page, "graph")
         page.goto(f"/console#/hygiene/{cube}")
         expect(page.get_by_role("heading", name="Forgetting policy")).to_be_visible()
+        page.locator("table", has_text="Trigger").locator("summary").first.click()  # what it merged
         shot(page, "hygiene")
         page.goto(f"/console#/activation/{cube}")
         expect(page.get_by_role("heading", name="Adapters (parametric memory)")).to_be_visible()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.models import Cube, Edge, Memory, MemoryVersion
@@ -27,6 +27,7 @@ class MemoryFilter:
     status: str | None = None
     occurred_after: datetime | None = None
     occurred_before: datetime | None = None
+    speaker: str | None = None
 
     def is_empty(self) -> bool:
         return all(v is None for v in self.__dict__.values())
@@ -47,6 +48,8 @@ class MemoryFilter:
             stmt = stmt.where(Memory.occurred_at >= self.occurred_after)
         if self.occurred_before is not None:
             stmt = stmt.where(Memory.occurred_at < self.occurred_before)
+        if self.speaker is not None:
+            stmt = stmt.where(Memory.meta["speaker"].astext == self.speaker)
         return stmt
 
 
@@ -68,14 +71,23 @@ def live_memory(s: Session, tenant_id: uuid.UUID, memory_id: uuid.UUID, *, lock:
     return s.scalar(stmt)
 
 
-def list_page(s: Session, cube_id: uuid.UUID, flt: MemoryFilter, limit: int,
-              after: tuple[datetime, uuid.UUID] | None) -> list[Memory]:
-    """Keyset pagination on (created_at, id): stable under concurrent inserts."""
+# The sort keys of a memory listing, by order (see list_page).
+PAGE_KEYS: dict[str, tuple[Any, ...]] = {
+    "created": (Memory.created_at, Memory.id),
+    "event": (func.coalesce(Memory.occurred_at, Memory.created_at), Memory.created_at, Memory.id),
+}
+
+
+def list_page(s: Session, cube_id: uuid.UUID, flt: MemoryFilter, limit: int, after: tuple[Any, ...] | None,
+              order: str = "created") -> list[Memory]:
+    """Keyset pagination, stable under concurrent inserts: on (created_at, id), or for ``order="event"`` on
+    (event time, created_at, id) where the event time is occurred_at, else created_at. ``after`` is the last
+    row's key (see ``page_key``)."""
+    key = PAGE_KEYS[order]
     stmt = flt.apply(select(Memory).where(Memory.cube_id == cube_id))
     if after is not None:
-        stmt = stmt.where((Memory.created_at, Memory.id) > after)  # type: ignore[operator]
-    stmt = stmt.order_by(Memory.created_at, Memory.id).limit(limit)
-    return list(s.scalars(stmt))
+        stmt = stmt.where(tuple_(*key) > tuple_(*after))
+    return list(s.scalars(stmt.order_by(*key).limit(limit)))
 
 
 def all_in_cube(s: Session, cube_id: uuid.UUID) -> Iterator[Memory]:

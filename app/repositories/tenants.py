@@ -51,6 +51,10 @@ def live_admin_keys(s: Session) -> list[ApiKey]:
     return list(s.scalars(select(ApiKey).where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))))
 
 
+def list_keys(s: Session, tenant_id: uuid.UUID) -> list[ApiKey]:
+    return list(s.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at, ApiKey.id)))
+
+
 def revoke_key(s: Session, key: ApiKey, at: datetime) -> None:
     key.revoked_at = at
     s.flush()

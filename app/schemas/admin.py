@@ -70,6 +70,21 @@ class KeyCreated(ShownOnce):
     permission: Permission = "admin"
 
 
+class KeyOut(BaseModel):
+    """A key as listed: what it may do and whether it still works; never the key or its hash."""
+
+    id: uuid.UUID
+    name: str | None
+    cube_ids: list[uuid.UUID] | None
+    permission: Permission
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
 class KeyRevoked(BaseModel):
     id: uuid.UUID
     revoked_at: datetime

@@ -38,6 +38,8 @@ class CubePatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: Text | None = Field(default=None, min_length=1, max_length=200,
+                              description="A new name; unique among the tenant's live cubes (409 when taken).")
     forget_policy: ForgetPolicy | None = Field(
         default=None, description="archive: a forget request archives (revertible); purge: it destroys.")
 

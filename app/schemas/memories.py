@@ -17,6 +17,7 @@ MemoryType = Literal["episodic", "semantic", "procedural"]
 Channel = Literal["dense", "dense_window", "bm25", "bm25_window", "bm25_window2", "splade", "splade_window",
                   "splade_window2", "time", "typed"]
 MemoryStatus = Literal["active", "archived", "deleted"]
+MemoryOrder = Literal["created", "event"]
 Name = Field(default=None, max_length=200)
 # Tags are stored as varchar(200)[]: longer ones must be refused, not truncated.
 Tag = Annotated[Text, Field(max_length=200)]
@@ -207,6 +208,7 @@ class MemoryFilters(BaseModel):
     status: MemoryStatus | None = None
     occurred_after: UtcDatetime | None = None
     occurred_before: UtcDatetime | None = None
+    speaker: Text | None = Field(default=None, description="Who said it: a message's speaker (metadata.speaker).")
 
 
 class SearchFilters(MemoryFilters):

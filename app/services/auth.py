@@ -12,7 +12,7 @@ from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound, Una
 from app.models.base import utcnow
 from app.principal import Principal
 from app.repositories import audit, cubes, tenants
-from app.schemas.admin import KeyCreate, KeyCreated, KeyRevoked, TenantCreated, TenantOut
+from app.schemas.admin import KeyCreate, KeyCreated, KeyOut, KeyRevoked, TenantCreated, TenantOut
 from app.services.base import Idempotency, Transactor, Tx
 
 KEY_PREFIX = "mck_"
@@ -123,6 +123,14 @@ class AuthService:
                               created_at=key.created_at, cube_ids=cube_ids, permission=body.permission)
 
         return self.tx.run(principal, idem, KeyCreated, work)
+
+    def list_keys(self, principal: Principal, tenant_id: uuid.UUID) -> list[KeyOut]:
+        """The tenant's keys, revoked ones included (with when), oldest first."""
+        self._require_key_manager(principal, tenant_id)
+        with self.sessions() as s:
+            if tenants.get_tenant(s, tenant_id) is None:
+                raise NotFound("tenant", tenant_id)
+            return [KeyOut.model_validate(k, from_attributes=True) for k in tenants.list_keys(s, tenant_id)]
 
     def revoke_key(self, principal: Principal, key_id: uuid.UUID) -> KeyRevoked:
         if principal.scope != "admin":

@@ -33,7 +33,7 @@ from app.repositories import graph as graph_repo
 from app.repositories import jobs as jobs_repo
 from app.repositories import memories as memories_repo
 from app.services.admission import numbers
-from app.services.jobs import JobRun
+from app.services.jobs import IDS_CAP, JobRun
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ class ConsolidationService:
             s.expunge_all()
         result: dict[str, Any] = {"active_before": len(mems)}
         merges, supersedes = self._plan_merges(run, mems)
-        result["merged"] = self._apply(run, merges, 0.0, 0.3)
-        result["superseded"] = self._apply(run, supersedes, 0.3, 0.45)
+        merged, superseded = self._apply(run, merges, 0.0, 0.3), self._apply(run, supersedes, 0.3, 0.45)
+        result["merged"], result["merged_ids"] = len(merged), [str(i) for i in merged[:IDS_CAP]]
+        result["superseded"], result["superseded_ids"] = len(superseded), [str(i) for i in superseded[:IDS_CAP]]
         gone = {c.memory_id for c in merges + supersedes}
         live = [m for m in mems if m.id not in gone]
         result["summaries"] = self._summaries(run, live) if run.params.get("summaries", True) else 0
@@ -157,8 +158,9 @@ class ConsolidationService:
         return a is not None and b is not None and a[:2] == b[:2] and a[2] != b[2]
 
     # -- applying ---------------------------------------------------------------------------------------------
-    def _apply(self, run: JobRun, changes: list[Change], p0: float, p1: float) -> int:
-        done = 0
+    def _apply(self, run: JobRun, changes: list[Change], p0: float, p1: float) -> list[uuid.UUID]:
+        """Apply the changes still valid; the ids of the memories changed."""
+        done: list[uuid.UUID] = []
         batch = run.batch(BATCH)
         for start in range(0, len(changes), batch):
             removed: list[int] = []
@@ -182,7 +184,7 @@ class ConsolidationService:
                     if c.action == "memory.supersede" and target is not None:
                         graph_repo.add_edges(s, run.cube_id, [(target, m.id, "updates", 1.0)])
                     removed.append(m.vec_id)
-                    done += 1
+                    done.append(m.id)
                     run.pace()
                 jobs_repo.set_progress(s, run.job_id, p0 + (p1 - p0) * min(1.0, (start + batch) / len(changes)))
             if removed:

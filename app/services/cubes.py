@@ -72,6 +72,10 @@ class CubeService:
 
         def work(tx: Tx) -> CubeOut:
             cube = require_cube(tx.session, tenant_id, cube_id, lock=True)
+            new_name = fields.get("name")
+            if new_name is not None and new_name != cube.name \
+                    and cubes.live_cube_by_name(tx.session, tenant_id, new_name) is not None:
+                raise Conflict(f"a cube named {new_name!r} exists", {"name": new_name})
             for name, value in fields.items():
                 setattr(cube, name, value)
             cube.updated_at = utcnow()

@@ -11,7 +11,7 @@ retention = 0.3·recency + 0.35·heat + 0.2·importance + 0.15·feedback, each i
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,11 +25,12 @@ from app.principal import Principal
 from app.repositories import audit
 from app.repositories import jobs as jobs_repo
 from app.repositories import memories as repo
+from app.schemas.forgetting import PolicyPreview, PreviewItem
 from app.schemas.jobs import PolicyIn, PolicyOut, PurgeRequest, PurgeResult
 from app.schemas.memories import MemoryOut
 from app.services.base import Transactor, Tx
 from app.services.derived import DerivedIndexes
-from app.services.jobs import JobRun
+from app.services.jobs import IDS_CAP, JobRun
 
 BATCH = 100
 
@@ -58,15 +59,9 @@ def policy_out(cube_id: uuid.UUID, row: CubePolicy | None) -> PolicyOut:
                      **policy_of(row).model_dump())
 
 
-def forget(run: JobRun) -> dict[str, Any]:
-    """The forgetting step of a job: archive what the policy lets go, lowest retention first."""
-    now = utcnow()
-    with run.sessions() as s:
-        policy = policy_of(jobs_repo.get_policy(s, run.cube_id))
-        mems = repo.active_memories(s, run.cube_id)
-        s.expunge_all()
-    if not policy.enabled and run.kind != "forget":
-        return {"skipped": "policy disabled"}
+def choose(mems: list[Memory], policy: PolicyIn, now: datetime) -> tuple[list[tuple[float, Memory, str]], int]:
+    """What ``policy`` lets go of among the active ``mems`` (retention, memory, reason), and how many were old
+    enough to be considered. Pure: the forgetting job and its preview both use it."""
     grace = now - timedelta(hours=policy.min_age_hours)
     scored = sorted(((retention(m, policy, now), m) for m in mems), key=lambda x: (x[0], x[1].vec_id))
     eligible = [(r, m) for r, m in scored if m.created_at <= grace]
@@ -85,8 +80,20 @@ def forget(run: JobRun) -> dict[str, Any]:
                 chosen[m.id] = (r, m, f"forgotten: retention {r:.3f} among the lowest over the cube's "
                                       f"max_active of {policy.max_active}")
                 excess -= 1
-    items = list(chosen.values())
-    archived = 0
+    return list(chosen.values()), len(eligible)
+
+
+def forget(run: JobRun) -> dict[str, Any]:
+    """The forgetting step of a job: archive what the policy lets go, lowest retention first."""
+    now = utcnow()
+    with run.sessions() as s:
+        policy = policy_of(jobs_repo.get_policy(s, run.cube_id))
+        mems = repo.active_memories(s, run.cube_id)
+        s.expunge_all()
+    if not policy.enabled and run.kind != "forget":
+        return {"skipped": "policy disabled"}
+    items, considered = choose(mems, policy, now)
+    archived: list[uuid.UUID] = []
     batch = run.batch(BATCH)
     for start in range(0, len(items), batch):
         removed: list[int] = []
@@ -99,11 +106,12 @@ def forget(run: JobRun) -> dict[str, Any]:
                                  mutate=lambda mem: setattr(mem, "status", "archived"),
                                  details={"retention": r})
                 removed.append(row.vec_id)
-                archived += 1
+                archived.append(row.id)
                 run.pace()
         if removed:
             run.sink.remove(run.cube_id, removed)
-    return {"archived": archived, "considered": len(eligible), "policy": policy.model_dump()}
+    return {"archived": len(archived), "considered": considered, "policy": policy.model_dump(),
+            "archived_ids": [str(i) for i in archived[:IDS_CAP]]}
 
 
 class ForgettingService:
@@ -119,6 +127,20 @@ class ForgettingService:
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
             return policy_out(cube_id, jobs_repo.get_policy(s, cube_id))
+
+    def preview(self, principal: Principal, cube_id: uuid.UUID, limit: int) -> PolicyPreview:
+        """What applying the policy now (``POST /forget``) would archive, scored as the job scores; read-only."""
+        tenant_id = principal.require_cube(cube_id, "read")
+        with self.sessions() as s:
+            require_cube(s, tenant_id, cube_id)
+            row = jobs_repo.get_policy(s, cube_id)
+            mems = repo.active_memories(s, cube_id)
+            items, considered = choose(mems, policy_of(row), utcnow())
+            items.sort(key=lambda x: (x[0], x[1].vec_id))
+            return PolicyPreview(cube_id=cube_id, policy=policy_out(cube_id, row), active=len(mems),
+                                 considered=considered, total=len(items),
+                                 memories=[PreviewItem(memory=memory_out(m), retention=r, reason=reason)
+                                           for r, m, reason in items[:limit]])
 
     def put_policy(self, principal: Principal, cube_id: uuid.UUID, body: PolicyIn) -> PolicyOut:
         tenant_id = principal.require_cube(cube_id, "admin")

@@ -92,6 +92,7 @@ class JobRun:
 Handler = Callable[[JobRun], dict[str, Any]]
 
 INTERRUPTIBLE = ("distill",)
+IDS_CAP = 200  # memory ids a job's result lists per change kind (its counts are exact)
 """Job kinds that check ``JobRun.cancelled`` between steps, so a running one can be cancelled."""
 
 

@@ -18,7 +18,7 @@ from app.errors import Conflict, InvalidInput, PayloadTooLarge
 from app.memory.access import require_cube, require_memory
 from app.memory.changes import versioned_change
 from app.memory.filters import memory_filter
-from app.memory.records import aware, memory_out
+from app.memory.records import aware, memory_out, when
 from app.memory.text import content_hash, indexed_text
 from app.models import Memory
 from app.models.base import utcnow
@@ -53,16 +53,27 @@ EXPORT_FORMAT = "memcubed.cube-export"
 EXPORT_VERSION = 1
 
 
-def encode_cursor(m: Memory) -> str:
-    return base64.urlsafe_b64encode(f"{m.created_at.isoformat()}|{m.id}".encode()).decode()
+def encode_cursor(m: Memory, order: str = "created") -> str:
+    """The row's sort key in ``order`` (see ``repo.list_page``), with the order named for an event cursor."""
+    parts = [m.created_at.isoformat(), str(m.id)]
+    if order == "event":
+        parts = ["event", when(m).isoformat(), *parts]
+    return base64.urlsafe_b64encode("|".join(parts).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str, order: str = "created") -> tuple[Any, ...]:
+    """The sort key a cursor of ``order`` holds; a cursor of another order (or none of ours) is refused."""
     try:
-        at, mid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), uuid.UUID(mid)
+        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if (parts[0] == "event") != (order == "event"):
+            raise ValueError("cursor of another order")
+        *times, mid = parts[1:] if order == "event" else parts
+        if len(times) != (2 if order == "event" else 1):
+            raise ValueError("wrong number of parts")
+        return (*(datetime.fromisoformat(t) for t in times), uuid.UUID(mid))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this service returned", {"field": "cursor"}) from exc
+        raise InvalidInput("cursor is not one this service returned for this order",
+                           {"field": "cursor", "order": order}) from exc
 
 
 class MemoryService:
@@ -317,14 +328,14 @@ class MemoryService:
             return memory_out(m)
 
     def list_page(self, principal: Principal, cube_id: uuid.UUID, filters: MemoryFilters, limit: int,
-             cursor: str | None) -> MemoryList:
+                  cursor: str | None, order: str = "created") -> MemoryList:
         tenant_id = principal.require_cube(cube_id, "read")
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, order) if cursor else None
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
-            rows = repo.list_page(s, cube_id, memory_filter(filters), limit + 1, after)
+            rows = repo.list_page(s, cube_id, memory_filter(filters), limit + 1, after, order)
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        next_cursor = encode_cursor(page[-1], order) if len(rows) > limit else None
         return MemoryList(memories=[memory_out(m) for m in page], next_cursor=next_cursor)
 
     def history(self, principal: Principal, memory_id: uuid.UUID) -> MemoryHistory:

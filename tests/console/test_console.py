@@ -160,7 +160,7 @@ def test_a_read_key_sees_no_edit_controls_and_its_attempt_is_refused(
     assert page.get_by_role("button", name="Manage shared").count() == 1
     page.get_by_role("button", name="Manage shared").click()
     expect(page.get_by_role("button", name="Download archive")).to_be_visible()
-    for name in ("Fork cube", "Take snapshot", "Import JSONL", "Delete cube", "Save"):
+    for name in ("Fork cube", "Take snapshot", "Import JSONL", "Delete cube", "Save", "Rename cube"):
         assert page.get_by_role("button", name=name, exact=True).count() == 0, name
 
     page.goto(f"/console#/memories/{cube}")
@@ -251,9 +251,13 @@ def test_an_admin_key_creates_a_tenant_and_a_scoped_key(console: Page, live_serv
     with live_server.client(scoped) as http:
         me = http.get("/v1/whoami").json()
         assert (me["permission"], len(me["cube_ids"])) == ("write", 1)
-        page.get_by_label("Key id to revoke").fill(me["key_id"])
-        page.get_by_role("button", name="Revoke key").click()
+        keys = page.get_by_role("region", name="API keys").locator("tbody tr")
+        expect(keys).to_have_count(2)
+        expect(keys.nth(1).locator("td").nth(1)).to_have_text(me["key_id"])
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name=f"Revoke key {me['key_id']}").click()
         expect(page.locator("#flash")).to_have_text(f"Key {me['key_id']} revoked.")
+        expect(keys.nth(1).locator("td").nth(5)).not_to_have_text("")
         assert http.get("/v1/whoami").status_code == 401
 
 
@@ -287,7 +291,7 @@ def test_every_page_paints_fast_with_labelled_controls(console: Page, tenant: Te
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     seen = set()
-    for _ in range(40):
+    for _ in range(45):
         page.keyboard.press("Tab")
         seen.add(page.evaluate("document.activeElement.textContent || document.activeElement.name"))
     assert {"Memories", "Sign out", "Add memory", "content"} <= seen

@@ -278,6 +278,11 @@ def canned_response(request: httpx.Request) -> httpx.Response:
             {"id": KEY_ID, "tenant_id": TENANT_ID, "scope": "tenant", "api_key": "mc_k", "created_at": NOW},
             201,
         ),
+        ("GET", "v1", "whoami"): lambda: ok({"key_id": KEY_ID, "scope": "tenant", "tenant_id": TENANT_ID,
+                                            "cube_ids": None, "permission": "admin"}),
+        ("GET", "v1", "tenants", "{}", "keys"): lambda: ok({"keys": [
+            {"id": KEY_ID, "name": "default", "cube_ids": None, "permission": "admin", "created_at": NOW,
+             "revoked_at": None}]}),
         ("DELETE", "v1", "keys", "{}"): lambda: ok({"id": KEY_ID, "revoked_at": NOW}),
         ("POST", "v1", "cubes"): lambda: ok(cube_json(), 201),
         ("GET", "v1", "cubes"): lambda: ok({"cubes": [cube_json()]}),
@@ -364,6 +369,10 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("POST", "v1", "cubes", "{}", "consolidate"): lambda: ok(job_json(), 202),
         ("POST", "v1", "cubes", "{}", "forget"): lambda: ok(job_json(kind="forget", params={}), 202),
         ("GET", "v1", "cubes", "{}", "policy"): lambda: ok(policy_json()),
+        ("GET", "v1", "cubes", "{}", "policy", "preview"): lambda: ok(
+            {"cube_id": CUBE_ID, "policy": policy_json(), "active": 3, "considered": 2, "total": 1,
+             "memories": [{"memory": memory_json(), "retention": 0.1234, "reason": "forgotten: retention"}]}
+        ),
         ("PUT", "v1", "cubes", "{}", "policy"): lambda: ok(
             policy_json(threshold=0.5, is_default=False, updated_at=NOW)
         ),

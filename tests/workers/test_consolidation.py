@@ -50,6 +50,7 @@ def test_merge_and_supersede_keep_versions_and_search_shows_the_current_fact(liv
     job = wait_job(tenant.http, consolidate(tenant, cube)["id"])
     assert job["status"] == "done", job
     assert job["result"]["merged"] == 2 and job["result"]["superseded"] == 1, job["result"]
+    assert sorted(job["result"]["merged_ids"]) == sorted([one, two]) and job["result"]["superseded_ids"] == [blue]
     versions = {}
     for dup in (one, two):
         m = get(tenant, dup)
@@ -123,8 +124,22 @@ def test_forgetting_archives_and_restore_brings_back_the_exact_content(tenant: T
                                                           "half_life_days": 30})
     assert r.status_code == 200, r.text
     before = {i: get(tenant, i) for i in ids}
+    # The preview names what the job will archive, lowest retention first, and changes nothing.
+    preview = tenant.http.get(f"/v1/cubes/{cube}/policy/preview").json()
+    assert (preview["active"], preview["considered"], preview["total"]) == (4, 4, 3)
+    assert sorted(item["memory"]["id"] for item in preview["memories"]) == sorted(ids)
+    scores = [item["retention"] for item in preview["memories"]]
+    assert scores == sorted(scores) and all(0 < r < 0.4 for r in scores)
+    assert all(item["reason"] == f"forgotten: retention {item['retention']:.3f} below the cube's threshold 0.4"
+               for item in preview["memories"])
+    assert {i: get(tenant, i) for i in ids} == before
+    assert [x["memory"]["id"] for x in tenant.http.get(f"/v1/cubes/{cube}/policy/preview",
+                                                       params={"limit": 1}).json()["memories"]] == \
+        [preview["memories"][0]["memory"]["id"]]
     job = wait_job(tenant.http, tenant.http.post(f"/v1/cubes/{cube}/forget").json()["id"])
     assert job["status"] == "done" and job["result"]["archived"] == 3, job
+    assert sorted(job["result"]["archived_ids"]) == sorted(ids)
+    assert tenant.http.get(f"/v1/cubes/{cube}/policy/preview").json()["total"] == 0
     assert get(tenant, keep)["status"] == "active"
     for i in ids:
         m = get(tenant, i)

@@ -7,7 +7,15 @@ import uuid
 from fastapi import APIRouter
 
 from app.api.deps import C, IdemKey, P
-from app.schemas.admin import KeyCreate, KeyCreated, KeyRevoked, TenantCreate, TenantCreated, TenantList
+from app.schemas.admin import (
+    KeyCreate,
+    KeyCreated,
+    KeyList,
+    KeyRevoked,
+    TenantCreate,
+    TenantCreated,
+    TenantList,
+)
 from app.services.base import Idempotency
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -28,6 +36,11 @@ def create_key(tenant_id: uuid.UUID, c: C, p: P, body: KeyCreate | None = None, 
     req = body or KeyCreate()
     return c.auth.create_key(p, tenant_id, req,
                              Idempotency.of(idem, "key", str(tenant_id), req.model_dump(mode="json")))
+
+
+@router.get("/tenants/{tenant_id}/keys", response_model=KeyList)
+def list_keys(tenant_id: uuid.UUID, c: C, p: P) -> KeyList:
+    return KeyList(keys=c.auth.list_keys(p, tenant_id))
 
 
 @router.delete("/keys/{key_id}", response_model=KeyRevoked)

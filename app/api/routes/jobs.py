@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from app.api.deps import C, P
+from app.schemas.forgetting import PolicyPreview
 from app.schemas.jobs import (
     ConsolidateRequest,
     FeedbackIn,
@@ -56,6 +57,12 @@ def forget(cube_id: uuid.UUID, c: C, p: P) -> JobOut:
 @router.get("/cubes/{cube_id}/policy", response_model=PolicyOut)
 def get_policy(cube_id: uuid.UUID, c: C, p: P) -> PolicyOut:
     return c.forgetting.get_policy(p, cube_id)
+
+
+@router.get("/cubes/{cube_id}/policy/preview", response_model=PolicyPreview)
+def preview_policy(cube_id: uuid.UUID, c: C, p: P,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> PolicyPreview:
+    return c.forgetting.preview(p, cube_id, limit)
 
 
 @router.put("/cubes/{cube_id}/policy", response_model=PolicyOut)

@@ -15,6 +15,7 @@ from app.schemas.memories import (
     MemoryFilters,
     MemoryHistory,
     MemoryList,
+    MemoryOrder,
     MemoryOut,
     MemoryPatch,
     MessagesCreate,
@@ -38,8 +39,11 @@ def list_memories(
     filters: Annotated[MemoryFilters, Query()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    order: Annotated[MemoryOrder, Query(
+        description="created: in the order they were written; event: by event time (occurred_at, else "
+        "created_at), then created_at. A cursor pages only the order it came from.")] = "created",
 ) -> MemoryList:
-    return c.memories.list_page(p, cube_id, filters, limit, cursor)
+    return c.memories.list_page(p, cube_id, filters, limit, cursor, order)
 
 
 @router.post("/cubes/{cube_id}/messages", status_code=201, response_model=MemoryBatch)

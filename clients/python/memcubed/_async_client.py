@@ -23,6 +23,7 @@ from ._core import (
     Id,
     KeyPermission,
     MemoryLike,
+    MemoryOrder,
     MessageLike,
     RequestSpec,
     SearchMode,
@@ -44,12 +45,14 @@ from ._models import (
     ImportResult,
     Job,
     KeyCreated,
+    KeyInfo,
     KeyRevoked,
     Memory,
     MemoryHistory,
     MemoryLinks,
     MergeResult,
     Policy,
+    PolicyPreview,
     PurgeResult,
     RestoreResult,
     RoutingStats,
@@ -364,6 +367,11 @@ class Keys(_Resource):
             )
         )
 
+    async def list(self, tenant_id: Id) -> builtins.list[KeyInfo]:
+        """A tenant's keys, revoked ones included, oldest first (an admin key, or the tenant's own unscoped
+        admin key); the keys themselves are never shown again."""
+        return await self._client._send(_core.list_keys(tenant_id))
+
     async def revoke(self, key_id: Id) -> KeyRevoked:
         return await self._client._send(_core.revoke_key(key_id))
 
@@ -389,10 +397,13 @@ class Cubes(_Resource):
     async def get(self, cube_id: Id) -> Cube:
         return await self._client._send(_core.get_cube(cube_id))
 
-    async def update(self, cube_id: Id, *, forget_policy: ForgetPolicy | None = None) -> Cube:
-        """Change a cube's settings (an admin key for the cube): ``forget_policy`` ``purge`` makes forget
-        requests destroy what they match instead of archiving it."""
-        return await self._client._send(_core.update_cube(cube_id, forget_policy=forget_policy))
+    async def update(
+        self, cube_id: Id, *, name: str | None = None, forget_policy: ForgetPolicy | None = None
+    ) -> Cube:
+        """Change a cube's settings (an admin key for the cube): ``name`` renames it (a name another live cube
+        has is a :class:`ConflictError`); ``forget_policy`` ``purge`` makes forget requests destroy what they
+        match instead of archiving it."""
+        return await self._client._send(_core.update_cube(cube_id, name=name, forget_policy=forget_policy))
 
     async def delete(self, cube_id: Id) -> None:
         await self._client._send(_core.delete_cube(cube_id))
@@ -529,6 +540,10 @@ class Cubes(_Resource):
         """The cube's forgetting policy (the server's default until one is set)."""
         return await self._client._send(_core.get_policy(cube_id))
 
+    async def preview_policy(self, cube_id: Id, *, limit: int = 100) -> PolicyPreview:
+        """What applying the forgetting policy now would archive, with retention scores; changes nothing."""
+        return await self._client._send(_core.preview_policy(cube_id, limit))
+
     async def set_policy(self, cube_id: Id, **fields: Any) -> Policy:
         """Replace the cube's forgetting policy (``enabled``, ``threshold``, ``max_active``, ``ttl_days``,
         ``half_life_days``, ``min_age_hours``); fields not given take the server's defaults."""
@@ -652,12 +667,15 @@ class Memories(_Resource):
         status: str | None = None,
         occurred_after: datetime | None = None,
         occurred_before: datetime | None = None,
+        speaker: str | None = None,
+        order: MemoryOrder | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[Memory]:
         """Iterate (``async for``) over every matching memory, ``page_size`` (at most 500) at a time.
 
-        ``occurred_after``/``occurred_before`` bound the event time. Arguments are checked now; the first
-        page is fetched on the first ``anext()``.
+        ``occurred_after``/``occurred_before`` bound the event time; ``speaker`` matches a message's speaker;
+        ``order="event"`` sorts by event time (occurred_at, else created_at) instead of write order.
+        Arguments are checked now; the first page is fetched on the first ``anext()``.
         """
         _core.check_list_arguments(page_size, occurred_after, occurred_before)
         return self._iterate(
@@ -670,6 +688,8 @@ class Memories(_Resource):
             status=status,
             occurred_after=occurred_after,
             occurred_before=occurred_before,
+            speaker=speaker,
+            order=order,
             page_size=page_size,
         )
 

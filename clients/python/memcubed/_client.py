@@ -22,6 +22,7 @@ from ._core import (
     Id,
     KeyPermission,
     MemoryLike,
+    MemoryOrder,
     MessageLike,
     RequestSpec,
     SearchMode,
@@ -43,12 +44,14 @@ from ._models import (
     ImportResult,
     Job,
     KeyCreated,
+    KeyInfo,
     KeyRevoked,
     Memory,
     MemoryHistory,
     MemoryLinks,
     MergeResult,
     Policy,
+    PolicyPreview,
     PurgeResult,
     RestoreResult,
     RoutingStats,
@@ -361,6 +364,11 @@ class Keys(_Resource):
             )
         )
 
+    def list(self, tenant_id: Id) -> builtins.list[KeyInfo]:
+        """A tenant's keys, revoked ones included, oldest first (an admin key, or the tenant's own unscoped
+        admin key); the keys themselves are never shown again."""
+        return self._client._send(_core.list_keys(tenant_id))
+
     def revoke(self, key_id: Id) -> KeyRevoked:
         return self._client._send(_core.revoke_key(key_id))
 
@@ -386,10 +394,13 @@ class Cubes(_Resource):
     def get(self, cube_id: Id) -> Cube:
         return self._client._send(_core.get_cube(cube_id))
 
-    def update(self, cube_id: Id, *, forget_policy: ForgetPolicy | None = None) -> Cube:
-        """Change a cube's settings (an admin key for the cube): ``forget_policy`` ``purge`` makes forget
-        requests destroy what they match instead of archiving it."""
-        return self._client._send(_core.update_cube(cube_id, forget_policy=forget_policy))
+    def update(
+        self, cube_id: Id, *, name: str | None = None, forget_policy: ForgetPolicy | None = None
+    ) -> Cube:
+        """Change a cube's settings (an admin key for the cube): ``name`` renames it (a name another live cube
+        has is a :class:`ConflictError`); ``forget_policy`` ``purge`` makes forget requests destroy what they
+        match instead of archiving it."""
+        return self._client._send(_core.update_cube(cube_id, name=name, forget_policy=forget_policy))
 
     def delete(self, cube_id: Id) -> None:
         self._client._send(_core.delete_cube(cube_id))
@@ -523,6 +534,10 @@ class Cubes(_Resource):
         """The cube's forgetting policy (the server's default until one is set)."""
         return self._client._send(_core.get_policy(cube_id))
 
+    def preview_policy(self, cube_id: Id, *, limit: int = 100) -> PolicyPreview:
+        """What applying the forgetting policy now would archive, with retention scores; changes nothing."""
+        return self._client._send(_core.preview_policy(cube_id, limit))
+
     def set_policy(self, cube_id: Id, **fields: Any) -> Policy:
         """Replace the cube's forgetting policy (``enabled``, ``threshold``, ``max_active``, ``ttl_days``,
         ``half_life_days``, ``min_age_hours``); fields not given take the server's defaults."""
@@ -646,12 +661,15 @@ class Memories(_Resource):
         status: str | None = None,
         occurred_after: datetime | None = None,
         occurred_before: datetime | None = None,
+        speaker: str | None = None,
+        order: MemoryOrder | None = None,
         page_size: int = 100,
     ) -> Iterator[Memory]:
         """Iterate over every matching memory, fetching ``page_size`` (server maximum 500) at a time.
 
-        ``occurred_after``/``occurred_before`` bound the event time. Arguments are checked now; the first
-        page is fetched on the first ``next()``.
+        ``occurred_after``/``occurred_before`` bound the event time; ``speaker`` matches a message's speaker;
+        ``order="event"`` sorts by event time (occurred_at, else created_at) instead of write order.
+        Arguments are checked now; the first page is fetched on the first ``next()``.
         """
         _core.check_list_arguments(page_size, occurred_after, occurred_before)
         return self._iterate(
@@ -664,6 +682,8 @@ class Memories(_Resource):
             status=status,
             occurred_after=occurred_after,
             occurred_before=occurred_before,
+            speaker=speaker,
+            order=order,
             page_size=page_size,
         )
 

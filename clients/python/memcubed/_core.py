@@ -38,6 +38,7 @@ from ._models import (
     ImportResult,
     Job,
     KeyCreated,
+    KeyInfo,
     KeyRevoked,
     Memory,
     MemoryHistory,
@@ -47,6 +48,7 @@ from ._models import (
     MergeResult,
     Message,
     Policy,
+    PolicyPreview,
     PurgeResult,
     RequestDatetime,
     RestoreResult,
@@ -84,6 +86,7 @@ FiltersLike = SearchFilters | Mapping[str, Any]
 SearchMode = Literal["fast", "fine"]
 FeedbackSignal = Literal["useful", "not_useful", "wrong"]
 KeyPermission = Literal["read", "write", "admin"]
+MemoryOrder = Literal["created", "event"]
 ForgetPolicy = Literal["archive", "purge"]
 TimeoutLike = float | httpx.Timeout
 
@@ -373,6 +376,13 @@ def create_key(
     )
 
 
+def list_keys(tenant_id: Id) -> Call[list[KeyInfo]]:
+    return Call(
+        RequestSpec("GET", f"/v1/tenants/{_seg(tenant_id)}/keys"),
+        lambda data: [_parse(KeyInfo, k) for k in data["keys"]],
+    )
+
+
 def revoke_key(key_id: Id) -> Call[KeyRevoked]:
     return Call(RequestSpec("DELETE", f"/v1/keys/{_seg(key_id)}"), lambda data: _parse(KeyRevoked, data))
 
@@ -399,8 +409,10 @@ def get_cube(cube_id: Id) -> Call[Cube]:
     return Call(RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}"), lambda data: _parse(Cube, data))
 
 
-def update_cube(cube_id: Id, *, forget_policy: ForgetPolicy | None = None) -> Call[Cube]:
-    body = _drop_none({"forget_policy": forget_policy})
+def update_cube(cube_id: Id, *, name: str | None = None, forget_policy: ForgetPolicy | None = None) -> Call[Cube]:
+    body = _drop_none({"name": name, "forget_policy": forget_policy})
+    if not body:
+        raise ValueError("update needs at least one field to change")
     return Call(RequestSpec("PATCH", f"/v1/cubes/{_seg(cube_id)}", json=body), lambda data: _parse(Cube, data))
 
 
@@ -627,6 +639,8 @@ def list_memories_page(
     status: str | None = None,
     occurred_after: datetime | None = None,
     occurred_before: datetime | None = None,
+    speaker: str | None = None,
+    order: MemoryOrder | None = None,
 ) -> Call[MemoryPage]:
     check_list_arguments(limit)
     params: dict[str, str | int | list[str]] = _drop_none(
@@ -641,6 +655,8 @@ def list_memories_page(
             "status": status,
             "occurred_after": _query_datetime(occurred_after),
             "occurred_before": _query_datetime(occurred_before),
+            "speaker": speaker,
+            "order": order,
         }
     )
     return Call(
@@ -991,6 +1007,13 @@ def forget(cube_id: Id) -> Call[Job]:
 
 def get_policy(cube_id: Id) -> Call[Policy]:
     return Call(RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/policy"), lambda data: _parse(Policy, data))
+
+
+def preview_policy(cube_id: Id, limit: int = 100) -> Call[PolicyPreview]:
+    return Call(
+        RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/policy/preview", params={"limit": limit}),
+        lambda data: _parse(PolicyPreview, data),
+    )
 
 
 def set_policy(cube_id: Id, **fields: Any) -> Call[Policy]:

@@ -30,6 +30,7 @@ __all__ = [
     "ImportResult",
     "Job",
     "KeyCreated",
+    "KeyInfo",
     "KeyRevoked",
     "Memory",
     "MemoryFeedback",
@@ -42,6 +43,8 @@ __all__ = [
     "Message",
     "ModelInfo",
     "Policy",
+    "PolicyPreview",
+    "PolicyPreviewItem",
     "PurgeResult",
     "Routing",
     "RoutingCache",
@@ -118,6 +121,17 @@ class KeyCreated(_Response):
     created_at: ResponseDatetime
     cube_ids: list[str] | None = None
     permission: str = "admin"
+
+
+class KeyInfo(_Response):
+    """A key as ``keys.list`` shows it: what it may do and whether it is revoked; never the key itself."""
+
+    id: str
+    name: str | None = None
+    cube_ids: list[str] | None = None
+    permission: str
+    created_at: ResponseDatetime
+    revoked_at: ResponseDatetime | None = None
 
 
 class KeyRevoked(_Response):
@@ -468,6 +482,24 @@ class Policy(_Response):
     updated_at: ResponseDatetime | None = None
 
 
+class PolicyPreviewItem(_Response):
+    memory: Memory
+    retention: float
+    reason: str
+
+
+class PolicyPreview(_Response):
+    """What the cube's forgetting policy would archive now, lowest retention first (``memories`` holds the
+    first ``limit`` of ``total``); a preview changes nothing."""
+
+    cube_id: str
+    policy: Policy
+    active: int
+    considered: int
+    total: int
+    memories: list[PolicyPreviewItem]
+
+
 class PurgeResult(_Response):
     """Memories destroyed by ``cubes.purge``."""
 
@@ -676,6 +708,7 @@ class SearchFilters(_Request):
     status: str | None = None
     occurred_after: RequestDatetime | None = None
     occurred_before: RequestDatetime | None = None
+    speaker: str | None = None
 
 
 class WhoAmI(_Response):

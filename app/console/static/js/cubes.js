@@ -1,4 +1,4 @@
-// Cubes: counts, enrichment lag, policy; create, fork, snapshot and restore, archive download and import.
+// Cubes: counts, enrichment lag, policy; create, rename, fork, snapshot and restore, archive download and import.
 import { api, download, get, patch, post, del } from './api.js';
 import { bytes, field, formData, h, input, num, select, table, when } from './dom.js';
 
@@ -92,6 +92,15 @@ async function manage(ctx, cube) {
     box.append(imp, snap);
   }
   if (ctx.can('admin')) {
+    const rename = h('form', { 'aria-label': 'Rename' }, h('div', { class: 'row' },
+      field('Rename to', input('name', { required: true, maxlength: 200, value: cube.name })),
+      h('div', null, h('button', { type: 'submit' }, 'Rename cube'))));
+    rename.addEventListener('submit', async e => {
+      e.preventDefault();
+      if (await ctx.act(() => patch(`/v1/cubes/${cube.id}`, { name: formData(rename).name }),
+        c => `Renamed to ${c.name}.`)) ctx.refresh();
+    });
+    box.append(rename);
     const policy = select('forget_policy', ['archive', 'purge'], cube.forget_policy);
     const pf = h('form', { 'aria-label': 'Forget policy' }, h('div', { class: 'row' },
       field('A forget request should', policy), h('div', null, h('button', { type: 'submit' }, 'Save'))));

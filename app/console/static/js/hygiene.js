@@ -1,15 +1,16 @@
-// Hygiene: forget requests (what they forgot, revert), consolidation and forgetting jobs, the forgetting policy.
+// Hygiene: forget requests (what they forgot, revert), consolidation and forgetting jobs (what each merged,
+// superseded or archived), the forgetting policy and a preview of what it would archive now.
 import { get, post, put } from './api.js';
 import { pickCube } from './common.js';
-import { field, formData, h, input, json, table, when } from './dom.js';
+import { field, formData, h, input, json, num, short, table, when } from './dom.js';
 
 export async function render(view, ctx, [wanted]) {
   const { id, picker } = await pickCube(ctx, 'hygiene', wanted);
   view.append(h('h1', null, 'Hygiene'), picker);
   if (!id) return;
-  const [{ forget_requests: requests }, { jobs }, policy] = await Promise.all([
+  const [{ forget_requests: requests }, { jobs }, policy, preview] = await Promise.all([
     get(`/v1/cubes/${id}/forget-requests`, { limit: 100 }), get('/v1/jobs', { cube_id: id, limit: 100 }),
-    get(`/v1/cubes/${id}/policy`)]);
+    get(`/v1/cubes/${id}/policy`), get(`/v1/cubes/${id}/policy/preview`, { limit: 100 })]);
 
   view.append(h('h2', null, 'Forget requests'), table(['Asked', 'Subject', 'Detector', 'Policy', 'Status', 'Forgot', ''],
     requests.map(r => [when(r.created_at), r.subject, r.detector, r.policy, r.status,
@@ -33,10 +34,42 @@ export async function render(view, ctx, [wanted]) {
   const hygieneJobs = jobs.filter(j => j.kind === 'consolidate' || j.kind === 'forget');
   view.append(table(['Kind', 'Status', 'Trigger', 'Created', 'Finished', 'Result'], hygieneJobs.map(j => [
     j.kind, j.status, j.trigger, when(j.created_at), when(j.finished_at),
-    h('details', null, h('summary', null, resultSummary(j)), json(j.error ? { error: j.error, ...j.result } : j.result))]),
+    h('details', null, h('summary', null, resultSummary(j)), changed(j.result),
+      json(withoutIds(j.error ? { error: j.error, ...j.result } : j.result)))]),
   `${hygieneJobs.length} job(s)`));
 
-  view.append(h('h2', null, 'Forgetting policy'), policyForm(ctx, id, policy));
+  view.append(h('h2', null, 'Forgetting policy'), policyForm(ctx, id, policy),
+    h('h2', null, 'What the policy would archive now'), previewTable(preview));
+}
+
+const CHANGES = [['merged', 'Merged'], ['superseded', 'Superseded'], ['archived', 'Archived']];
+
+/** The memories a job merged, superseded or archived (its forgetting step's too), as links; lists are capped. */
+function changed(result) {
+  const step = result.forgetting || {};
+  return h('div', { class: 'changes' }, CHANGES.map(([kind, label]) => {
+    const ids = result[`${kind}_ids`] || step[`${kind}_ids`] || [];
+    const count = typeof result[kind] === 'number' ? result[kind] : step[kind];
+    if (!ids.length) return null;
+    return h('p', null, `${label} (${count}${count > ids.length ? `, the first ${ids.length} listed` : ''}): `,
+      ids.map((m, i) => [i ? ', ' : '', h('a', { href: `#/memory/${m}`, 'aria-label': `${label} memory ${m}` }, m.slice(0, 8))]));
+  }));
+}
+
+function withoutIds(value) {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([k]) => !k.endsWith('_ids')).map(([k, v]) => [k, withoutIds(v)]));
+}
+
+function previewTable(p) {
+  const more = p.total > p.memories.length ? `; the ${p.memories.length} lowest shown` : '';
+  return h('section', { 'aria-label': 'Forgetting preview' },
+    h('p', { class: 'muted' }, p.policy.enabled ? '' : 'Scheduled forgetting is off; "Apply forgetting policy now" would still archive these. ',
+      'Nothing changes until a forgetting job runs.'),
+    table(['Retention#', 'Content', 'Event time', 'Why'], p.memories.map(x => [
+      num(x.retention.toFixed(3)), h('a', { href: `#/memory/${x.memory.id}`, class: 'content' }, short(x.memory.content)),
+      when(x.memory.occurred_at || x.memory.created_at), x.reason]),
+    `${p.total} of ${p.active} active memories would be archived now (${p.considered} old enough to be considered)${more}`));
 }
 
 function resultSummary(job) {

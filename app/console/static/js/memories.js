@@ -1,10 +1,12 @@
-// Memories: the timeline a page at a time (the API's cursor), filters, full-text search, and adding memories.
+// Memories: the timeline by event time a page at a time (the API's cursor), filters, full-text search, and adding
+// memories.
 import { get, post } from './api.js';
 import { pickCube } from './common.js';
 import { clear, field, formData, h, input, select, short, table, when } from './dom.js';
 
 const PAGE = 50;
-const FILTERS = ['memory_type', 'status', 'user_id', 'agent_id', 'session_id', 'tag', 'occurred_after', 'occurred_before'];
+const FILTERS = ['memory_type', 'status', 'user_id', 'agent_id', 'session_id', 'speaker', 'tag', 'occurred_after',
+  'occurred_before'];
 
 export async function render(view, ctx, [wanted]) {
   const { id, cube, picker } = await pickCube(ctx, 'memories', wanted);
@@ -18,7 +20,8 @@ export async function render(view, ctx, [wanted]) {
       field('Type', select('memory_type', ['', 'episodic', 'semantic', 'procedural'], '')),
       field('Status', select('status', ['', 'active', 'archived', 'deleted'], '')),
       field('User', input('user_id', { size: 10 })), field('Agent', input('agent_id', { size: 10 })),
-      field('Session', input('session_id', { size: 10 })), field('Tag', input('tag', { size: 10 })),
+      field('Session', input('session_id', { size: 10 })), field('Speaker', input('speaker', { size: 10 })),
+      field('Tag', input('tag', { size: 10 })),
       field('Event from', input('occurred_after', { type: 'date' })),
       field('Event to', input('occurred_before', { type: 'date' })),
       h('div', null, h('button', { type: 'submit' }, 'Apply filters'))));
@@ -41,7 +44,7 @@ export async function render(view, ctx, [wanted]) {
 }
 
 async function timeline(ctx, cubeId, list, values) {
-  const query = { limit: PAGE };
+  const query = { limit: PAGE, order: 'event' };
   for (const k of FILTERS) if (values[k]) query[k] = k.startsWith('occurred_') ? `${values[k]}T00:00:00Z` : values[k];
   const shown = [];
   const more = h('button', { type: 'button', class: 'secondary' }, 'Load more');
@@ -49,7 +52,7 @@ async function timeline(ctx, cubeId, list, values) {
     const page = await ctx.act(() => get(`/v1/cubes/${cubeId}/memories`, { ...query, cursor }));
     if (!page) return;
     shown.push(...page.memories);
-    clear(list, rows(shown, `${shown.length} shown, in the order they were written${page.next_cursor ? '; more available' : ''}`));
+    clear(list, rows(shown, `${shown.length} shown, by event time${page.next_cursor ? '; more available' : ''}`));
     if (page.next_cursor) {
       more.onclick = () => load(page.next_cursor);
       list.append(more);
@@ -59,10 +62,10 @@ async function timeline(ctx, cubeId, list, values) {
 }
 
 function rows(memories, caption) {
-  return table(['Event time', 'Type', 'Status', 'Content', 'Session', 'Tags'], memories.map(m => [
+  return table(['Event time', 'Type', 'Status', 'Content', 'Speaker', 'Session', 'Tags'], memories.map(m => [
     when(m.occurred_at || m.created_at), m.memory_type, m.status,
     h('a', { href: `#/memory/${m.id}`, class: 'content' }, short(m.content)),
-    m.session_id || '', m.tags.map(t => h('span', { class: 'pill' }, t)),
+    m.metadata?.speaker ?? '', m.session_id || '', m.tags.map(t => h('span', { class: 'pill' }, t)),
   ]), caption);
 }
 

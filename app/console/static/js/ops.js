@@ -1,4 +1,4 @@
-// Operations: health, tenants and keys (create scoped keys, revoke), jobs, routing counters.
+// Operations: health, tenants and keys (list, create scoped keys, revoke), jobs, routing counters.
 import { cubes, del, get, post } from './api.js';
 import { clear, field, formData, h, input, num, select, table, when } from './dom.js';
 
@@ -11,13 +11,16 @@ export async function render(view, ctx) {
   const secret = h('div', { 'aria-live': 'polite' });
   if (who.scope === 'admin') {
     const { tenants } = await get('/v1/tenants');
+    const keys = keyList(ctx, tenants);
     view.append(h('h2', null, 'Tenants'), tenantForm(ctx, secret), secret,
       table(['Name', 'Id', 'Created'], tenants.map(t => [t.name, t.id, when(t.created_at)]), `${tenants.length} tenant(s)`),
-      keyForm(ctx, secret, tenants, []));
+      keyForm(ctx, secret, tenants, [], keys), keys.section);
+    await keys.load();
   } else if (ctx.canTenant('admin')) {
-    view.append(h('h2', null, 'Keys'), secret, keyForm(ctx, secret, null, await cubes()));
+    const keys = keyList(ctx, null);
+    view.append(h('h2', null, 'Keys'), secret, keyForm(ctx, secret, null, await cubes(), keys), keys.section);
+    await keys.load();
   }
-  if (who.scope === 'admin' || ctx.canTenant('admin')) view.append(revokeForm(ctx));
   if (who.scope === 'tenant') await jobs(view, ctx);
   if (ctx.canTenant('read')) {
     const r = await get('/v1/routing/stats');
@@ -46,7 +49,7 @@ function tenantForm(ctx, secret) {
   return form;
 }
 
-function keyForm(ctx, secret, tenants, cubeList) {
+function keyForm(ctx, secret, tenants, cubeList, keys) {
   const tenantPick = tenants ? field('Tenant', select('tenant', tenants.map(t => [t.id, t.name]), tenants[0]?.id)) : null;
   const scope = tenants ? field('Cube ids (comma separated; empty: whole tenant)', input('cube_ids', { size: 40 }))
     : h('fieldset', null, h('legend', null, 'Cubes (none: the whole tenant)'), cubeList.map(c =>
@@ -63,20 +66,35 @@ function keyForm(ctx, secret, tenants, cubeList) {
     const body = { permission: v.permission, name: v.name || null };
     if (ids.length) body.cube_ids = ids;
     const k = await ctx.act(() => post(`/v1/tenants/${tenants ? v.tenant : ctx.who.tenant_id}/keys`, body));
-    if (k) showSecret(ctx, secret, `Key ${k.id} created (${k.permission}${k.cube_ids ? `, ${k.cube_ids.length} cube(s)` : ''})`, k.api_key);
+    if (!k) return;
+    showSecret(ctx, secret, `Key ${k.id} created (${k.permission}${k.cube_ids ? `, ${k.cube_ids.length} cube(s)` : ''})`, k.api_key);
+    await ctx.act(() => keys.load(k.tenant_id));
   });
   return form;
 }
 
-function revokeForm(ctx) {
-  const form = h('form', { class: 'card', 'aria-label': 'Revoke an API key' }, h('div', { class: 'row' },
-    field('Key id to revoke', input('key_id', { required: true, size: 40 })),
-    h('div', null, h('button', { type: 'submit', class: 'danger' }, 'Revoke key'))));
-  form.addEventListener('submit', async e => {
-    e.preventDefault();
-    await ctx.act(() => del(`/v1/keys/${formData(form).key_id}`), r => `Key ${r.id} revoked.`);
-  });
-  return form;
+/** A tenant's keys (for an admin key, of the tenant picked) with a revoke button each; never the keys themselves. */
+function keyList(ctx, tenants) {
+  const pick = tenants?.length ? select('keys_of', tenants.map(t => [t.id, t.name]), tenants[0].id) : null;
+  const box = h('div');
+  const load = async tenantId => {
+    if (pick && tenantId) pick.value = tenantId;
+    const id = pick ? pick.value : ctx.who.tenant_id;
+    if (!id) return;
+    const { keys } = await get(`/v1/tenants/${id}/keys`);
+    clear(box, table(['Name', 'Id', 'Permission', 'Cubes', 'Created', 'Revoked', ''], keys.map(k => [
+      k.name || '', k.id, k.permission, k.cube_ids ? h('span', { title: k.cube_ids.join(', ') }, `${k.cube_ids.length} cube(s)`) : 'all',
+      when(k.created_at), when(k.revoked_at),
+      k.revoked_at ? '' : k.id === ctx.who.key_id ? 'this key' : h('button', { type: 'button', class: 'danger',
+        'aria-label': `Revoke key ${k.name || k.id}`, onclick: async () => {
+          if (!confirm(`Revoke key ${k.name || k.id}? Anything using it stops working.`)) return;
+          if (await ctx.act(() => del(`/v1/keys/${k.id}`), r => `Key ${r.id} revoked.`)) await ctx.act(() => load());
+        } }, 'Revoke')]), `${keys.length} key(s), revoked ones included`));
+  };
+  if (pick) pick.addEventListener('change', () => ctx.act(() => load()));
+  const section = h('section', { class: 'card', 'aria-label': 'API keys' }, h('h3', null, 'Existing keys'),
+    pick ? h('div', { class: 'row' }, field('Keys of tenant', pick)) : null, box);
+  return { section, load };
 }
 
 async function jobs(view, ctx) {
