@@ -21,7 +21,8 @@ NOT_API = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/health
 # Routes for a whole tenant or for operators: every cube-scoped key is refused (403), whatever its permission.
 UNSCOPED_ONLY = {
     ("GET", "/v1/tenants"), ("POST", "/v1/tenants"), ("POST", "/v1/tenants/{tenant_id}/keys"),
-    ("GET", "/v1/tenants/{tenant_id}/keys"), ("DELETE", "/v1/keys/{key_id}"), ("POST", "/v1/cubes"), ("GET", "/v1/activations/stats"),
+    ("GET", "/v1/tenants/{tenant_id}/keys"), ("DELETE", "/v1/keys/{key_id}"), ("POST", "/v1/cubes"),
+    ("GET", "/v1/activations/stats"),
     ("GET", "/v1/routing/stats"),
     ("POST", "/v1/cubes/import-archive"), ("POST", "/v1/cubes/{cube_id}/fork"),
 }

@@ -278,8 +278,6 @@ def canned_response(request: httpx.Request) -> httpx.Response:
             {"id": KEY_ID, "tenant_id": TENANT_ID, "scope": "tenant", "api_key": "mc_k", "created_at": NOW},
             201,
         ),
-        ("GET", "v1", "whoami"): lambda: ok({"key_id": KEY_ID, "scope": "tenant", "tenant_id": TENANT_ID,
-                                            "cube_ids": None, "permission": "admin"}),
         ("GET", "v1", "tenants", "{}", "keys"): lambda: ok({"keys": [
             {"id": KEY_ID, "name": "default", "cube_ids": None, "permission": "admin", "created_at": NOW,
              "revoked_at": None}]}),
