@@ -182,7 +182,8 @@ def test_another_tenant_cannot_see_or_revert_a_request(tenant: TenantCtx, other_
 @pytest.fixture(scope="module")
 def llm_server(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, FakeLLM]]:
     with fake_llm_server() as fake:
-        settings = make_settings(databases, Path(tmp_path_factory.mktemp("llm")), llm_base_url=fake.url)
+        settings = make_settings(databases, Path(tmp_path_factory.mktemp("llm")), llm_base_url=fake.url,
+                                 supersede_llm=False)  # only the classifier calls the LLM here: counted exactly
         with serve_in_thread(settings) as url:
             yield url, settings, fake
 

@@ -37,8 +37,8 @@ MEMORY_MARK = (r"(?:(?:everything\s+|anything\s+|all\s+)?(?:that\s+|what\s+)?you
 FROM_MEMORY = r"\s+from\s+(?:your\s+)?(?:memory|memories|records|notes|database)\b"
 PATTERNS = [
     # forget my address / forget about X / forget (that) I told you about X / forget what I said about X
-    re2.compile(LEAD + r"forget\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?(?:told\s+you|mentioned|said)"
-               r"(?:\s+anything)?\s+(?:about\s+)?|what\s+i\s+(?:told\s+you|said|mentioned)\s+about\s+|"
+    re2.compile(LEAD + r"(?:forget|scratch|disregard)\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?"
+               r"(?:told\s+you|mentioned|said)(?:\s+anything)?\s+(?:about\s+)?|what\s+i\s+(?:told\s+you|said|mentioned)\s+about\s+|"
                r"(?:everything|anything|all)\s+(?:about|regarding)\s+|" + MEMORY_MARK + r")?(?P<s>.+)$"),
     # don't remember (anything about) X; don't store my X (not "don't store the leftovers": personal data only)
     re2.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:remember|memori[sz]e)\s+"
@@ -46,7 +46,8 @@ PATTERNS = [
     re2.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:keep\s+track\s+of|store|save|keep|record|"
                r"retain|track)\s+(?:anything\s+about\s+|any\s+of\s+)?(?P<s>(?:my|our)\s+.+)$"),
     # I don't want you to remember X
-    re2.compile(r"^i\s+(?:don't|do\s+not|no\s+longer)\s+want\s+you\s+to\s+(?:remember|know|store|keep|save)\s+"
+    re2.compile(r"^i\s+(?:don't|do\s+not|no\s+longer)\s+want\s+you\s+(?:to\s+)?(?:remember|know|store|keep|save|"
+                r"remembering|knowing|storing|keeping|saving)\s+"
                r"(?:anything\s+)?(?:about\s+)?(?P<s>.+)$"),
     # stop remembering / storing / tracking X
     re2.compile(LEAD + r"stop\s+(?:remembering|storing|saving|keeping|tracking|keeping\s+track\s+of|recording)\s+"
@@ -58,7 +59,12 @@ PATTERNS = [
     re2.compile(LEAD + r"(?:erase|wipe|scrub|get\s+rid\s+of)\s+(?:out\s+)?(?P<s>my\s+.+)$"),
     re2.compile(LEAD + r"(?:delete|remove|clear|purge|erase|wipe|scrub)\s+(?:any|all|every)\s+(?:records?|traces?|"
                r"mentions?)\s+of\s+(?P<s>.+)$"),
+    # delete that password / get rid of that card number / erase those credentials (what was just said)
+    re2.compile(LEAD + r"(?:delete|erase|scrub|get\s+rid\s+of)\s+(?P<s>(?:that|those|this|these)\s+.+)$"),
 ]
+# Where a clause may start within a sentence: "hmm no, on second thought, delete that password".
+CLAUSE_START = re2.compile(r",\s*|\s+(?:and\s+then|then|and)\s+")
+MAX_CLAUSES = 8
 
 
 def _match_set(patterns: list[Any]) -> Any:
@@ -77,10 +83,13 @@ POLITE_REQUEST = re2.compile(LEAD.replace("^", "^", 1) + r"(?:forget|stop|delete
                             r"don't|dont|do\s+not|never)\b")
 TRAILERS = re2.compile(r"(?:,?\s+(?:please|thanks|thank\s+you|for\s+good|forever|completely|entirely|altogether|"
                       r"permanently|right\s+now|now|too|as\s+well|ok(?:ay)?|from\s+now\s+on|going\s+forward|"
-                      r"anymore|any\s+more))+$|" + FROM_MEMORY + r".*$")
-LEADING = re2.compile(r"^(?:about|regarding|the\s+fact\s+that|that|all|any|the|my|our|me\s+and\s+my)\s+")
-# A clause after the subject: "my passport number, I shouldn't have shared it".
-CLAUSE = re2.compile(r",\s*(?:i|i'm|i've|i'd|it|it's|that|that's|because|since|as|so|but|and|which|ok|okay)\b")
+                      r"anymore|any\s+more|from\s+everything|from\s+everywhere|anywhere|"
+                      r"(?:that\s+)?i\s+(?:just\s+)?(?:told\s+you|said|gave\s+you|typed|shared)(?:\s+\w+)?))+$|"
+                      + FROM_MEMORY + r".*$")
+LEADING = re2.compile(r"^(?:about|regarding|the\s+fact\s+that|that|those|these|this|all|any|the|my|our|"
+                      r"me\s+and\s+my)\s+")
+# A clause after the subject: "my passport number, I shouldn't have shared it" (a subject is one comma-free phrase).
+CLAUSE = re2.compile(r",")
 EMPTY_SUBJECTS = {"it", "that", "this", "them", "everything", "anything", "all", "all that", "all of it", "all of that",
                   "about it", "about that", "me", "what i said", "the rest", "it all", "everything else", "him",
                   "her", "those", "these", "that for now", "it for now"}
@@ -125,16 +134,21 @@ def detect_sentence(sentence: str) -> Detection | None:
     body = text.rstrip("?!. ")
     if text.endswith("?") and (QUESTION_START.match(body) and not POLITE_REQUEST.match(body)):
         return None
-    for i in sorted(ANY_PATTERN.Match(body) or ()):
-        m = PATTERNS[i].match(body)
-        if m is None:
-            continue
-        raw = m.group("s")
-        if NOT_SUBJECT.match(raw):
-            return None
-        subject = clean_subject(raw)
-        if subject is not None and content_words(subject):
-            return Detection(subject=subject, sentence=sentence.strip())
+    starts = [0]
+    if "," in body or " and " in body or " then " in body:  # a plain string test first: most sentences have none
+        starts += [m.end() for m in CLAUSE_START.finditer(body)][:MAX_CLAUSES - 1]
+    for start in starts:  # the request may follow a lead-in clause; each clause start is tried once
+        clause = body[start:]
+        for i in sorted(ANY_PATTERN.Match(clause) or ()):
+            m = PATTERNS[i].match(clause)
+            if m is None:
+                continue
+            raw = m.group("s")
+            if NOT_SUBJECT.match(raw):
+                return None
+            subject = clean_subject(raw)
+            if subject is not None and content_words(subject):
+                return Detection(subject=subject, sentence=sentence.strip())
     return None
 
 

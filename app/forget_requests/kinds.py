@@ -86,3 +86,23 @@ def owned_by_another(content: str, words: list[str]) -> bool:
             if _OWNER.search(text[max(0, m.start() - 60):m.start()]) is None:
                 return False
     return seen
+
+
+_TOKEN = re.compile(r"[^\s,;:!?()\[\]{}\"']{4,64}")
+_EMAIL = re.compile(r"[\w.%+-]{1,64}@[\w-]{1,63}\.[\w.-]{2,63}")
+_DIGITS = re.compile(r"\d")
+_ALPHA = re.compile(r"[^\W\d_]")
+_DIGIT_RUN = re.compile(r"(?:\d[ -]?){6,19}\d")
+
+
+def values_in(content: str) -> list[str]:
+    """The literal values a forgotten memory holds that other memories may repeat ("Got it, 07911 123456 for the
+    courier"): numbers of six or more digits (spaces and dashes kept), e-mail addresses, and tokens that mix
+    letters and digits ("K4471932", "tangerine-Moose-77"). Years and short numbers are not values."""
+    text = head(content)
+    found = [m.group(0) for m in _EMAIL.finditer(text)] + [m.group(0) for m in _DIGIT_RUN.finditer(text)]
+    for m in _TOKEN.finditer(text):
+        token = m.group(0).strip(".")
+        if "@" not in token and _DIGITS.search(token) and _ALPHA.search(token) and len(token) >= 5:
+            found.append(token)
+    return list(dict.fromkeys(v for v in found if len(v) >= 5))[:20]

@@ -242,6 +242,16 @@ def active_containing(s: Session, cube_id: uuid.UUID, words: Sequence[str], limi
     return list(s.scalars(stmt))
 
 
+def active_holding(s: Session, cube_id: uuid.UUID, values: Sequence[str], limit: int) -> list[Memory]:
+    """Active memories whose content holds any of the literal values (case-insensitive)."""
+    if not values:
+        return []
+    conds = [Memory.content.icontains(v, autoescape=True) for v in values]
+    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", or_(*conds))
+            .order_by(Memory.created_at, Memory.id).limit(limit))
+    return list(s.scalars(stmt))
+
+
 def active_matching(s: Session, cube_id: uuid.UUID, patterns: Sequence[str], limit: int) -> list[Memory]:
     """Active memories whose content matches any of the (case-insensitive, Postgres) regexes."""
     if not patterns:

@@ -32,7 +32,7 @@ from app.forget_requests.detector import (
     might_be_request,
     parse_classifier_reply,
 )
-from app.forget_requests.kinds import first_person, kind_of, owned_by_another
+from app.forget_requests.kinds import first_person, kind_of, owned_by_another, values_in
 from app.llm import chat_completion
 from app.memory.access import require_cube
 from app.memory.changes import versioned_change
@@ -227,40 +227,53 @@ class ForgetRequestService:
         (``batch`` maps this call's memories to their message index), never the ones after it or the markers of
         requests. A first-person request ("my birthday") skips memories that only mention someone else's."""
         limit = self.settings.forget_max_memories
-        index = self.indexes.vectors.peek(cube_id)
         keep: dict[uuid.UUID, tuple[Memory, str]] = {}
         for (at, detection), query in zip(plan.first_requests(), plan.queries):
             words = content_words(detection.subject)
-            found: dict[uuid.UUID, tuple[Memory, str]] = {}
-            for m in memories_repo.active_containing(s, cube_id, words, limit):
-                found.setdefault(m.id, (m, "lexical"))
-            kind = kind_of(detection.subject)
-            if kind is not None:
-                for m in memories_repo.active_matching(s, cube_id, kind.patterns, limit):
-                    found.setdefault(m.id, (m, f"kind {kind.name}"))
-            if index is not None:
-                scores, vec_ids = index.search(query, limit)
-                dense = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
-                         if sc >= self.settings.forget_min_score}
-                for m in memories_repo.active_by_vec_ids(s, list(dense), cube_id=cube_id).values():
-                    found.setdefault(m.id, (m, f"dense {dense[m.vec_id]:.3f}"))
-            # This call's own turns are not in the index until it commits: compare with their stored vectors.
-            for m in memories_repo.memories_by_ids(s, [mid for mid, i in batch.items() if i < at]):
-                score = float(np.frombuffer(m.embedding, dtype=np.float32) @ query)
-                if m.status == "active" and score >= self.settings.forget_min_score:
-                    found.setdefault(m.id, (m, f"dense {score:.3f}"))
             mine = first_person(detection.sentence)
-            for mid, (m, how) in found.items():
-                if batch.get(mid, -1) >= at or MARKER_KEY in (m.meta or {}):
-                    continue
-                if mine and owned_by_another(m.content, words):
-                    continue
-                keep.setdefault(mid, (m, how))
+
+            def covered(m: Memory, at: int = at) -> bool:
+                return batch.get(m.id, -1) < at and MARKER_KEY not in (m.meta or {})
+
+            found = {mid: (m, how) for mid, (m, how) in self._about(s, cube_id, detection, query, at, batch).items()
+                     if covered(m) and not (mine and owned_by_another(m.content, words))}
+            # What they hold may be repeated elsewhere ("Got it, 07911 123456"): that goes too.
+            values = list(dict.fromkeys(v for m, _ in found.values() for v in values_in(m.content)))
+            for m in memories_repo.active_holding(s, cube_id, values, limit):
+                if covered(m):
+                    found.setdefault(m.id, (m, "holds a forgotten value"))
+            for mid, hit in found.items():
+                keep.setdefault(mid, hit)
         # Locked only now, all at once in vec_id order, and kept only if still active.
         how_of = {mid: how for mid, (_, how) in keep.items()}
         locked = [m for m in memories_repo.memories_locked(s, list(how_of)) if m.status == "active"]
         ordered = sorted(((m, how_of[m.id]) for m in locked), key=lambda x: (x[0].created_at, x[0].id))
         return ordered[:limit]
+
+    def _about(self, s: Session, cube_id: uuid.UUID, detection: Detection, query: np.ndarray, at: int,
+               batch: dict[uuid.UUID, int]) -> dict[uuid.UUID, tuple[Memory, str]]:
+        """Active memories about a subject: its words, its sensitive kind, its embedding."""
+        limit = self.settings.forget_max_memories
+        found: dict[uuid.UUID, tuple[Memory, str]] = {}
+        for m in memories_repo.active_containing(s, cube_id, content_words(detection.subject), limit):
+            found.setdefault(m.id, (m, "lexical"))
+        kind = kind_of(detection.subject)
+        if kind is not None:
+            for m in memories_repo.active_matching(s, cube_id, kind.patterns, limit):
+                found.setdefault(m.id, (m, f"kind {kind.name}"))
+        index = self.indexes.vectors.peek(cube_id)
+        if index is not None:
+            scores, vec_ids = index.search(query, limit)
+            dense = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
+                     if sc >= self.settings.forget_min_score}
+            for m in memories_repo.active_by_vec_ids(s, list(dense), cube_id=cube_id).values():
+                found.setdefault(m.id, (m, f"dense {dense[m.vec_id]:.3f}"))
+        # This call's own turns are not in the index until it commits: compare with their stored vectors.
+        for m in memories_repo.memories_by_ids(s, [mid for mid, i in batch.items() if i < at]):
+            score = float(np.frombuffer(m.embedding, dtype=np.float32) @ query)
+            if m.status == "active" and score >= self.settings.forget_min_score:
+                found.setdefault(m.id, (m, f"dense {score:.3f}"))
+        return found
 
     # -- API use cases -----------------------------------------------------------------------------------------
     def list(self, principal: Principal, cube_id: uuid.UUID, limit: int) -> ForgetRequestList:

@@ -66,7 +66,7 @@ class Supersession:
         last: dict[str, Fact] = {}  # per speaker, this write's last fact (for a bare correction)
         for row, vec in zip(rows, vecs):
             seen.add(row.id)
-            if row.status != "active":
+            if row.status != "active" or "forget_request_id" in (row.meta or {}):  # a redacted request states nothing
                 continue
             speaker = speaker_of(row)
             facts = facts_in(row.content, speaker)
@@ -140,7 +140,8 @@ class Supersession:
         close = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
                  if v >= 0 and sc >= st.supersede_llm_similarity}
         shown = [m for m in repo.active_by_vec_ids(s, list(close), cube_id=cube_id).values()
-                 if older(m) and speaker_of(m) == speaker][:JUDGE_CANDIDATES]
+                 if older(m) and speaker_of(m) == speaker and "forget_request_id" not in (m.meta or {})
+                 ][:JUDGE_CANDIDATES]
         if not shown:
             return []
         olds = "\n".join(f"OLD {i}: {' '.join(m.content.split())[:500]}" for i, m in enumerate(shown))
