@@ -6,11 +6,13 @@ Limits are per minute here, so that a slow machine cannot spread a burst over tw
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import memcubed
 import pytest
 
 from app.embedded import serve_in_thread
@@ -125,4 +127,21 @@ def test_redis_down_falls_back_to_counting_in_the_process(databases: Databases, 
         with server.client(server.admin_key) as admin:
             t: TenantCtx = new_tenant(server, admin)
         assert statuses(t.http, 4) == [200] * 3 + [429]
+        t.http.close()
+
+
+def test_the_sdk_waits_out_a_429_and_succeeds(databases: Databases, tmp_path: Path) -> None:
+    """With 2 requests a second, the third waits for its ``Retry-After`` of 1 s, after which both earlier requests
+    have left the window: exactly one refusal, and every call succeeds."""
+    settings = make_settings(databases, tmp_path, rate_limit_key="2/second")
+    with serve_in_thread(settings) as url:
+        server = LiveServer(url=url, admin_key=settings.admin_key or "", settings=settings)
+        with server.client(server.admin_key) as admin:
+            t = new_tenant(server, admin)
+        before = refusals(t.http, "rate_limit")
+        with memcubed.Client(url, api_key=t.key) as client:
+            start = time.monotonic()
+            assert {str(client.whoami().tenant_id) for _ in range(3)} == {t.id}
+            assert time.monotonic() - start >= 1.0
+        assert refusals(t.http, "rate_limit") == before + 1
         t.http.close()
