@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     otel_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "MEMCUBED_OTEL_ENDPOINT"),
         description="OTLP/HTTP collector base URL; set, traces are exported (FastAPI, SQLAlchemy, httpx).")
+    # -- rate limits (issue 17) ------------------------------------------------------------------------------
+    rate_limit_enabled: bool = Field(
+        default=True, description="Limit the request rate of every non-admin API key and of every tenant (429).")
+    rate_limit_key: str = Field(
+        default="50/second", description="Most requests of one API key, in the `limits` library's notation "
+        "('50/second', '1000/minute', '10 per 2 seconds'), over a moving window.")
+    rate_limit_tenant: str = Field(
+        default="100/second", description="Most requests of one tenant, all its keys together.")
+    rate_limit_prefix: str = Field(
+        default="memcubed:ratelimit", description="Redis key prefix of the rate windows (shared by all processes).")
     activation_model: str = Field(
         default="smollm2-135m-instruct",
         description="Causal LM for activation memory: a built-in name, a .gguf file or a transformers dir.",

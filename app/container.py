@@ -21,6 +21,7 @@ from app.config import Settings
 from app.db import open_database, ping
 from app.graph.traversal import GraphCache
 from app.principal import Principal
+from app.ratelimit import RateLimiter
 from app.repositories import graph as graph_repo
 from app.retrieval.fine import FineRetriever
 from app.services.activation import ActivationService
@@ -86,6 +87,7 @@ class Container:
     snapshots: SnapshotService
     merges: MergeService
     tracing: TracerProvider | None = None
+    limiter: RateLimiter | None = None  # None: MEMCUBED_RATE_LIMIT_ENABLED is off
     admin_key_created: str | None = None
 
     def database_ok(self) -> bool:
@@ -193,6 +195,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         snapshots=SnapshotService(sessions, tx, memories, indexes, lifecycle),
         merges=MergeService(settings, sessions, memories, jobs.jobs, adapters),
         tracing=tracing,
+        limiter=RateLimiter(settings) if settings.rate_limit_enabled else None,
     )
     container.admin_key_created = bootstrap_admin_key(settings, auth)
     return container

@@ -39,6 +39,16 @@ class PayloadTooLarge(MemcubedError):
     code = "payload_too_large"
 
 
+class RateLimited(MemcubedError):
+    """Over a key's or a tenant's request rate; ``retry_after`` is the whole seconds until a request is counted."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, details: dict[str, Any], retry_after: int) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
 class InvalidInput(MemcubedError):
     code = "invalid_input"
 

@@ -84,6 +84,8 @@ class RequestLimits:
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        # Refused before the inner middleware that counts the app's own 413s sees the request.
+        metrics.REFUSALS.labels("payload_too_large").inc()
         response = envelope(413, "payload_too_large", f"request body is over {limit} bytes", {"limit": limit})
         await response(scope, receive, send)
 
@@ -123,8 +125,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         status: {"model": ErrorEnvelope, "description": description}
         for status, description in ((401, "Missing or bad API key"), (403, "Wrong key scope"), (404, "Not found"),
                                     (409, "Conflict"), (413, "Over a size limit"), (422, "Invalid input"),
+                                    (429, "Over the key's or the tenant's request rate"),
                                     (400, "A body that cannot be read (not UTF-8 JSON)"))
     }
+    error_responses[429]["headers"] = {"Retry-After": {
+        "description": "Whole seconds to wait before the next request is counted", "schema": {"type": "integer"}}}
     for module in (health, admin, cubes, memories, graph, activation, adapters, jobs, routing, forget_requests,
                    lifecycle, console):
         app.include_router(module.router, responses=None if module is health else error_responses)

@@ -92,9 +92,14 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
+# Test servers are not rate-limited in practice (tests and the schema fuzzer send bursts), but the limiter still runs;
+# tests/test_rate_limits.py sets its own low limits.
+UNLIMITED = {"rate_limit_key": "1000000/second", "rate_limit_tenant": "1000000/second"}
+
+
 def make_settings(databases: Databases, data_dir: Path, **overrides: object) -> Settings:
-    return Settings(database_url=pg_sqlalchemy_url(databases.create()), data_dir=data_dir,
-                    admin_key="mck_test_admin_" + secrets.token_hex(8), **overrides)  # type: ignore[arg-type]
+    return Settings(database_url=pg_sqlalchemy_url(databases.create()), data_dir=data_dir,  # type: ignore[arg-type]
+                    admin_key="mck_test_admin_" + secrets.token_hex(8), **{**UNLIMITED, **overrides})
 
 
 @pytest.fixture(scope="session")

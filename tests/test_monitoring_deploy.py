@@ -57,4 +57,4 @@ def test_dashboard_queries_name_only_exported_metrics(tenant: TenantCtx) -> None
     families = list(text_string_to_metric_families(tenant.http.get("/metrics").text))
     exported = {f.name for f in families} | {sample.name for f in families for sample in f.samples}
     assert sorted(used - exported) == []
-    assert len(used) == 14
+    assert len(used) == 15

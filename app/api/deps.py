@@ -1,4 +1,4 @@
-"""Dependencies: the container, the caller's principal, and idempotency keys."""
+"""Dependencies: the container, the caller's principal (rate-limited), and idempotency keys."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def principal(
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
     found = container(request).auth.authenticate(creds.credentials)
     observability.bind(request.scope, found.tenant_id)
+    limiter = container(request).limiter
+    if limiter is not None:
+        # Here, so that every authenticated route counts and nothing else does (health, metrics, console pages).
+        limiter.check(found)
     return found
 
 

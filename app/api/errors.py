@@ -22,6 +22,7 @@ STATUS: dict[type[errors.MemcubedError], int] = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.InvalidInput: 422,
+    errors.RateLimited: 429,
     errors.NotReady: 503,
     errors.ConfigurationError: 503,
 }
@@ -52,6 +53,8 @@ def install(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: errors.MemcubedError) -> JSONResponse:
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, errors.RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
         return envelope(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

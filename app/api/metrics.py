@@ -1,9 +1,9 @@
 """Prometheus metrics at ``GET /metrics``, and the middleware that observes every request.
 
 Request latency is a histogram by method, route template and status (never the raw path, so ids do not
-multiply series); searches count by endpoint, mode and retrieval tier. The enrichment backlog, jobs by kind
-and state and the dense index sizes are collected when Prometheus scrapes, from Postgres and the loaded
-indexes, so they are right whichever process did the work. Tenant ids appear only when
+multiply series); searches count by endpoint, mode and retrieval tier; refusals (429, 413) by kind. The
+enrichment backlog, jobs by kind and state and the dense index sizes are collected when Prometheus scrapes,
+from Postgres and the loaded indexes, so they are right whichever process did the work. Tenant ids appear only when
 ``MEMCUBED_METRICS_TENANTS`` allows, for that many tenants at most; keys and content never. The fine index
 sizes and the activation store's hits, misses and tier moves are this process's state, read at scrape time
 too (summed over tenants).
@@ -51,6 +51,12 @@ CACHE_LOOKUPS = Counter("memcubed_routing_cache_lookups_total",
 TENANT_REQUESTS = Counter("memcubed_tenant_requests_total",
                           "Requests by tenant, for the first MEMCUBED_METRICS_TENANTS tenants ('other' after).",
                           ["tenant"])
+
+REFUSALS = Counter("memcubed_refusals_total", "Requests refused for their rate or their size (429 and 413).",
+                   ["kind"])
+REFUSED = {429: "rate_limit", 413: "payload_too_large"}
+for _kind in REFUSED.values():
+    REFUSALS.labels(_kind)  # both series exist from the start, so a rate over them is 0, not empty
 
 
 def count_search(endpoint: str, mode: str, routing: Routing | None) -> None:
@@ -112,6 +118,8 @@ class ObserveRequests:
             template = getattr(route, "path", None) or "unmatched"
             if self.metrics:
                 REQUESTS.labels(scope["method"], template, str(status)).observe(elapsed)
+                if status in REFUSED:
+                    REFUSALS.labels(REFUSED[status]).inc()
             if ctx is not None:
                 ctx.route = template
                 if self.tenants is not None and ctx.tenant_id is not None:
