@@ -601,7 +601,9 @@ def server_process(data_dir: Path, database_url: str | None, start_timeout: floa
     port = _free_port()
     admin_key = "mck_bench_" + secrets.token_urlsafe(18)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMCUBED_")}
-    env.update({"MEMCUBED_ADMIN_KEY": admin_key, "MEMCUBED_DATA_DIR": str(data_dir)})
+    # Benchmarks measure the service, not admission control: no rate limit unless extra_env sets one.
+    env.update({"MEMCUBED_ADMIN_KEY": admin_key, "MEMCUBED_DATA_DIR": str(data_dir),
+                "MEMCUBED_RATE_LIMIT_ENABLED": "false"})
     if database_url:
         env["MEMCUBED_DATABASE_URL"] = database_url
     env.update(extra_env or {})

@@ -105,11 +105,15 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> No
         proc.wait()
 
 
+# The evaluation's own throwaway server measures retrieval, not admission control: no rate limit.
+SERVER_ENV = {"MEMCUBED_RATE_LIMIT_ENABLED": "false"}
+
+
 @contextmanager
 def embedded(data_dir: Path | None = None, admin_key: str | None = None,
              timeout_s: float = START_TIMEOUT_S) -> Iterator[Server]:
     """``memcubed serve`` on a free port over ``data_dir`` (temporary when None) with ``admin_key``
-    (generated when None); its output goes to ``{data_dir}/memcubed-serve.log``."""
+    (generated when None), without rate limits; its output goes to ``{data_dir}/memcubed-serve.log``."""
     key = admin_key or "mck_" + secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="memcubed-eval-") as tmp:
         root = data_dir or Path(tmp)
@@ -119,7 +123,8 @@ def embedded(data_dir: Path | None = None, admin_key: str | None = None,
         command = [*memcubed_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(root)]
         with log.open("ab") as out:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    env=os.environ | {"MEMCUBED_ADMIN_KEY": key}, start_new_session=True)
+                                    env=os.environ | SERVER_ENV | {"MEMCUBED_ADMIN_KEY": key},
+                                    start_new_session=True)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc, log, timeout_s)

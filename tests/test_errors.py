@@ -272,7 +272,7 @@ def test_bad_uuid_in_path_is_422(tenant: TenantCtx) -> None:
 def test_invalid_cursor_is_422(tenant: TenantCtx, cube: str, cursor: str) -> None:
     error = assert_error(tenant.http.get(f"/v1/cubes/{cube}/memories", params={"cursor": cursor}), 422,
                          "invalid_input")
-    assert error["details"] == {"field": "cursor"}
+    assert error["details"] == {"field": "cursor", "order": "created"}
 
 
 def test_bad_list_parameters_are_422(tenant: TenantCtx, cube: str) -> None:

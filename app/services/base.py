@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import Conflict
@@ -22,6 +23,8 @@ from app.schemas.admin import ShownOnce
 T = TypeVar("T", bound=BaseModel)
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
+RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
+DEADLOCK_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class Transactor:
         rolls back whole, then replays the winner's result. Nothing is written twice. A unique violation
         that is not a retry (e.g. two concurrent creates of one cube name) is a conflict, not a 500.
         """
-        for attempt in range(2):
+        replays = deadlocks = 0
+        while True:
             try:
                 tx = Tx(self.sessions())
                 with tx.session, tx.session.begin():
@@ -68,14 +72,22 @@ class Transactor:
             except IntegrityError as exc:
                 if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
                     raise
-                if idem is None or attempt:
+                if idem is None or replays:
                     raise Conflict("the request conflicts with data written at the same time; "
                                    "read it back or retry") from exc
+                replays += 1
+                continue
+            except OperationalError as exc:
+                # Postgres chose this transaction as a deadlock's (or serialisation's) victim and rolled it back
+                # whole: the work runs again, a few times, before the caller hears of it.
+                if getattr(exc.orig, "sqlstate", None) not in RETRYABLE or deadlocks >= DEADLOCK_RETRIES:
+                    raise
+                deadlocks += 1
+                time.sleep(0.05 * deadlocks)
                 continue
             for hook in tx.after_commit:
                 hook()
             return result
-        raise AssertionError("unreachable")
 
     def _run_once(self, tx: Tx, principal: Principal, idem: Idempotency | None, model: type[T],
                   work: Callable[[Tx], T]) -> T:
