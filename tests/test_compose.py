@@ -49,7 +49,8 @@ def test_api_and_worker_get_database_and_redis_urls(compose: dict[str, Any], nam
     env = env_of(service)
     assert env["MEMCUBED_DATABASE_URL"].startswith("postgresql://")
     assert "@postgres:5432/" in env["MEMCUBED_DATABASE_URL"]
-    assert env["MEMCUBED_REDIS_URL"].startswith("redis://redis:6379")
+    assert env["MEMCUBED_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+    assert env["MEMCUBED_REDIS_URL"].endswith("@redis:6379/0")
     # The settings the service actually reads accept these.
     settings = Settings(database_url=env["MEMCUBED_DATABASE_URL"], redis_url=env["MEMCUBED_REDIS_URL"])
     assert settings.database_url is not None
@@ -88,3 +89,22 @@ def test_the_command_is_a_memcubed_subcommand(compose: dict[str, Any], name: str
     assert parts[0] == "memcubed", parts
     result = CliRunner().invoke(cli, [parts[1], "--help"])
     assert result.exit_code == 0, f"`memcubed {parts[1]}` is not a command: {result.output}"
+
+
+def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:
+    """Passwords and the admin key come from the env file (``${NAME:?…}``, so compose refuses to start without
+    them); Redis requires its password."""
+    env = env_of(compose["services"]["api"])
+    assert env["MEMCUBED_ADMIN_KEY"].startswith("${MEMCUBED_ADMIN_KEY:?")
+    assert env_of(compose["services"]["postgres"])["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    example = (COMPOSE.parent / "deploy" / "env.example").read_text()
+    assert {line.split("=")[0] for line in example.splitlines() if "=" in line and not line.startswith("#")} == {
+        "MEMCUBED_ADMIN_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+
+
+def test_the_image_does_not_run_as_root() -> None:
+    lines = [ln.split() for ln in (COMPOSE.parent / "Dockerfile").read_text().splitlines() if ln.strip()]
+    users = [ln[1] for ln in lines if ln[0] == "USER"]
+    assert users == ["memcubed"]
