@@ -26,7 +26,7 @@ class TierSpec:
 SPECS: dict[str, dict[str, TierSpec]] = {
     "retrieval": {
         "low": TierSpec("retrieval", "low", "implementation", 0, False,
-                        "one channel: windowed BM25, no query embedding (best single cheap channel, ~0.62 R@10)"),
+                        "one channel: windowed BM25, no query embedding (the best single channel that needs none)"),
         "mid": TierSpec("retrieval", "mid", "implementation", 0, False,
                         "dense + windowed BM25 + SPLADE (plain, windowed) by RRF, no graph"),
         "high": TierSpec("retrieval", "high", "implementation", 0, False,

@@ -1,10 +1,9 @@
 """The retrieval module's tiers (see ``tiers.SPECS``): ranked (vec_id, score) pairs across the cubes.
 
-Low is windowed BM25 alone: the best single channel that needs no query embedding (LoCoMo R@10 ~0.62
-against 0.45 for dense alone, docs/benchmarks.md), so its cost is a lexical lookup. Mid fuses dense, windowed
-BM25 and SPLADE over plain and windowed text, without graph expansion, time or per-type slots: on the held-out
-LoCoMo questions that set reached 0.716 R@10 at 33 ms against 0.671 / 25 ms for dense + windowed BM25 and
-0.742 / 38 ms for High (docs/benchmarks.md); High is fine mode as it is.
+Low is windowed BM25 alone: the best single channel that needs no query embedding, so its cost is a lexical
+lookup. Mid fuses dense, windowed BM25 and SPLADE over plain and windowed text, without graph expansion, time or
+per-type slots. High is fine mode as it is. What each costs and finds on LoCoMo is in docs/benchmarks.md, from the
+command that measured it (figures do not live in code).
 
 Each run is a ``retrieval.tier`` span naming the tier, around the channel spans of the fine retriever.
 """
