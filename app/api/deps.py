@@ -26,12 +26,12 @@ def principal(
         if request.headers.get("authorization"):
             raise Unauthenticated("Authorization header must be 'Bearer <key>'")
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
-    found = container(request).auth.authenticate(creds.credentials)
+    c = container(request)
+    found = c.auth.authenticate(creds.credentials)
     observability.bind(request.scope, found.tenant_id)
-    limiter = container(request).limiter
-    if limiter is not None:
+    if c.limiter is not None:
         # Here, so that every authenticated route counts and nothing else does (health, metrics, console pages).
-        limiter.check(found)
+        c.limiter.check(found)
     return found
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.models import Cube, Edge, Memory, MemoryVersion
@@ -229,37 +229,35 @@ def add_feedback(s: Session, memory: Memory, signal: str) -> None:
     s.flush()
 
 
-def active_containing(s: Session, cube_id: uuid.UUID, words: Sequence[str], limit: int) -> list[Memory]:
-    """Active memories whose content has every word (at a word start, any ending: "address" finds
-    "addresses"; words of three letters or fewer whole)."""
-    if not words:
-        return []
-    # A short word only as itself: "ex" is not "excited".
-    conds = [Memory.content.regexp_match(r"\m" + re.escape(w) + (r"\M" if len(w) <= 3 else ""), flags="i")
-             for w in words]
-    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", and_(*conds))
+def _active_where(s: Session, cube_id: uuid.UUID, condition: ColumnElement[bool], limit: int) -> list[Memory]:
+    """The cube's active memories that meet ``condition``, oldest first."""
+    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", condition)
             .order_by(Memory.created_at, Memory.id).limit(limit))
     return list(s.scalars(stmt))
+
+
+def active_containing(s: Session, cube_id: uuid.UUID, words: Sequence[str], limit: int) -> list[Memory]:
+    """Active memories whose content has every word (at a word start, any ending: "address" finds
+    "addresses"; words of three letters or fewer whole: "ex" is not "excited")."""
+    if not words:
+        return []
+    return _active_where(s, cube_id, and_(*(
+        Memory.content.regexp_match(r"\m" + re.escape(w) + (r"\M" if len(w) <= 3 else ""), flags="i")
+        for w in words)), limit)
 
 
 def active_holding(s: Session, cube_id: uuid.UUID, values: Sequence[str], limit: int) -> list[Memory]:
     """Active memories whose content holds any of the literal values (case-insensitive)."""
     if not values:
         return []
-    conds = [Memory.content.icontains(v, autoescape=True) for v in values]
-    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", or_(*conds))
-            .order_by(Memory.created_at, Memory.id).limit(limit))
-    return list(s.scalars(stmt))
+    return _active_where(s, cube_id, or_(*(Memory.content.icontains(v, autoescape=True) for v in values)), limit)
 
 
 def active_matching(s: Session, cube_id: uuid.UUID, patterns: Sequence[str], limit: int) -> list[Memory]:
     """Active memories whose content matches any of the (case-insensitive, Postgres) regexes."""
     if not patterns:
         return []
-    conds = [Memory.content.regexp_match(p, flags="i") for p in patterns]
-    stmt = (select(Memory).where(Memory.cube_id == cube_id, Memory.status == "active", or_(*conds))
-            .order_by(Memory.created_at, Memory.id).limit(limit))
-    return list(s.scalars(stmt))
+    return _active_where(s, cube_id, or_(*(Memory.content.regexp_match(p, flags="i") for p in patterns)), limit)
 
 
 def derived_from(s: Session, memory_ids: Sequence[uuid.UUID]) -> list[Memory]:

@@ -26,7 +26,7 @@ from app.principal import Principal
 from app.repositories import audit
 from app.repositories import memories as repo
 from app.schemas.cubes import ImportResult
-from app.schemas.jobs import Admission, AdmissionItem
+from app.schemas.jobs import AdmissionItem
 from app.schemas.memories import (
     ExportedMemory,
     ImportedMemory,
@@ -78,9 +78,8 @@ def decode_cursor(cursor: str, order: str = "created") -> tuple[Any, ...]:
 
 class MemoryService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor, embedder: Embedder,
-                 indexes: DerivedIndexes, admission: AdmissionService | None = None,
-                 forget_requests: ForgetRequestService | None = None,
-                 supersession: Supersession | None = None) -> None:
+                 indexes: DerivedIndexes, admission: AdmissionService, forget_requests: ForgetRequestService,
+                 supersession: Supersession) -> None:
         self.settings = settings
         self.sessions = sessions
         self.tx = tx
@@ -164,12 +163,10 @@ class MemoryService:
                     row.status, row.merged_into = "archived", d.admission.merged_into
                 planned.append((i, row))
             rows = repo.add_memories(tx.session, [r for _, r in planned])
-            replaced: dict[uuid.UUID, list[uuid.UUID]] = {}
-            if self.supersession is not None:
-                replaced, dropped = self.supersession.apply(tx.session, principal.key_id, cube_id, rows,
-                                                            vecs[[i for i, _ in planned]])
-                if dropped:
-                    tx.after_commit.append(lambda: self.indexes.remove(cube_id, dropped))
+            replaced, dropped = self.supersession.apply(tx.session, principal.key_id, cube_id, rows,
+                                                        vecs[[i for i, _ in planned]])
+            if dropped:
+                tx.after_commit.append(lambda: self.indexes.remove(cube_id, dropped))
             details: dict[str, Any] = {"memory_ids": [str(r.id) for r in rows]}
             if len(rows) != len(items) or any(r.status != "active" for r in rows):
                 details["admission"] = [d.admission.status for d in decisions]
@@ -198,8 +195,6 @@ class MemoryService:
     def _admit(self, s: Session, cube_id: uuid.UUID, items: Sequence[MemoryIn], vecs: np.ndarray) -> list[Decision]:
         candidates = [Candidate(it.content, content_hash(it.content), (it.user_id, it.agent_id, it.memory_type))
                       for it in items]
-        if self.admission is None:
-            return [Decision(Admission(status="admitted")) for _ in items]
         return self.admission.decide(s, cube_id, candidates, vecs)
 
     def add_messages(self, principal: Principal, cube_id: uuid.UUID, body: MessagesCreate,
@@ -221,7 +216,7 @@ class MemoryService:
         """The messages as memories, forget requests redacted, and the hook that applies them in the write."""
         tenant_id = principal.require_cube(cube_id, "write")  # before any classifier call
         service = self.forget_requests
-        plan = service.plan(body.messages) if service is not None else None
+        plan = service.plan(body.messages)
         items = []
         for i, msg in enumerate(body.messages):
             meta = {"role": msg.role, "speaker": msg.speaker, "message_id": msg.id}
@@ -234,7 +229,7 @@ class MemoryService:
                 metadata={k: v for k, v in meta.items() if v is not None},
                 source={"type": "message", "role": msg.role},
             ))
-        if plan is None or service is None:
+        if plan is None:
             return items, None
         found = plan
 
