@@ -103,7 +103,7 @@ def table_markdown(table: Table) -> str:
 
 
 def _hygiene(data: Json) -> dict[str, Table]:
-    routes = ("context", "search", "memory_list", "entities")
+    routes = ("context", "search", "memories", "entities")  # hygiene_bench.DELETION_ROUTES
     rows = []
     for dim, per_route in data["dimensions"].items():
         cells = [f"{r['passed']}/{r['total']} ({r['rate']:.0%})" if (r := per_route.get(route)) else "—"

@@ -31,6 +31,13 @@ def test_every_results_file_a_doc_reads_says_how_it_was_made() -> None:
         assert "command" in raw and "commit" in raw and "date" in raw and ("load" in raw or "loadavg" in raw)
 
 
+def test_every_table_of_the_benchmarks_page_is_rendered() -> None:
+    """A table pasted by hand into docs/benchmarks.md would be a figure no results file backs."""
+    outside = BLOCK.sub("", (ROOT / "docs" / "benchmarks.md").read_text())
+    pasted = [line for line in outside.splitlines() if line.startswith("|")]
+    assert pasted == [], "tables outside render blocks (make them results files): " + "; ".join(pasted[:3])
+
+
 def test_the_readme_says_the_render_command() -> None:
     assert "python benchmarks/render.py" in (ROOT / "README.md").read_text()
 
