@@ -218,6 +218,9 @@ def results_file(cv: dict[str, Any], command: str) -> dict[str, Any]:
                  "formats": [None, None, "{:.3f}", "{:.3f}", "{:.3f}"],
                  "rows": [[r["fold"], ", ".join(r["tuned_on"]), r["in_sample"], r["out_of_sample"],
                            r["start_out_of_sample"]] for r in cv["folds"]]}
+    collected = {"columns": ["questions", "conversations", "folds", "share of questions cut at top_k 200"],
+                 "formats": ["{:,}", "{:,}", "{:,}", "{:.3f}"],
+                 "rows": [[cv["questions"], len(cv["conversations"]), len(cv["folds"]), cv["truncated_share"]]]}
     return {"command": command, "commit": git_commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load": [round(x, 2) for x in os.getloadavg()], **cv,
-            "tables": {"summary": summary, "weights": weights, "folds": fold_rows}}
+            "tables": {"collected": collected, "summary": summary, "weights": weights, "folds": fold_rows}}

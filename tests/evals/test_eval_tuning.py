@@ -17,9 +17,22 @@ from typer.testing import CliRunner
 from app.retrieval.fine import CHANNEL_WEIGHTS
 from app.retrieval.fine import RRF_K as SERVICE_RRF_K
 from app.schemas.memories import Channel, SearchRequest
+from benchmarks.render import table_markdown
+from benchmarks.render import tables as render_tables
 from evals.cli import eval_app
 from evals.runner import ServiceTarget
-from evals.tuning import CHANNELS, DEPTH, RRF_K, ascend, collect, cross_validate, folds, load_ranks, weights_of
+from evals.tuning import (
+    CHANNELS,
+    DEPTH,
+    RRF_K,
+    ascend,
+    collect,
+    cross_validate,
+    folds,
+    load_ranks,
+    results_file,
+    weights_of,
+)
 from tests.evals.tiny import write_tiny_locomo
 
 
@@ -57,6 +70,11 @@ def test_ascent_finds_the_channel_that_ranks_the_evidence_first(tmp_path: Path) 
     assert [(f["in_sample"], f["out_of_sample"], f["start_out_of_sample"]) for f in cv["folds"]] == [(1, 1, 0)] * 6
     assert cv["agreed"]["dense"] == 0.0 and cv["agreed"]["bm25_window"] == 1.0
     assert (cv["start_recall"], cv["out_of_sample"], cv["tuned_on_all_in_sample"]) == (0.0, 1.0, 1.0)
+    report = results_file(cv, "memcubed-eval tune --ranks r.jsonl")
+    assert report["command"] == "memcubed-eval tune --ranks r.jsonl" and report["commit"] and report["load"]
+    assert render_tables("tune-fusion", report)["collected"]["rows"] == [[6, 2, 6, 0.0]]
+    assert "| **tuned per fold** | 1.000 | **the other half (out-of-sample, mean)** |" in "\n".join(
+        table_markdown(t) for t in report["tables"].values())
 
 
 def test_folds_report_on_conversations_the_weights_never_saw(tmp_path: Path) -> None:
