@@ -121,3 +121,16 @@ def test_collected_ranks_reproduce_the_services_fusion(live_server: Any, tmp_pat
         assert list(offline) == sorted(offline, reverse=True)  # the service's order is the offline order
     result = CliRunner().invoke(eval_app, ["tune", "--ranks", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "at least two conversations" in result.output
+
+
+def test_the_command_tunes_offline_from_cached_ranks(tmp_path: Path) -> None:
+    ranks = _write(tmp_path / "r.jsonl", {"c1": "bm25_window", "c2": "bm25_window", "c3": "bm25_window"})
+    result = CliRunner().invoke(eval_app, ["tune", "--ranks", str(ranks), "--repeats", "2", "--k", "1",
+                                           "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "R@1 out-of-sample (mean of 4 folds): 1.000; in-sample 1.000" in result.output
+    saved = json.loads((tmp_path / "out" / "tune-fusion.json").read_text())
+    assert saved["command"].startswith("memcubed-eval ") and saved["agreed"]["dense"] == 0.0
+    assert [r[2:4] for r in saved["tables"]["folds"]["rows"]] == [[1.0, 1.0]] * 4
+    result = CliRunner().invoke(eval_app, ["tune", "--ranks", str(ranks), "--start", "graph=1"])
+    assert result.exit_code == 2 and "unknown channel 'graph'" in result.output
