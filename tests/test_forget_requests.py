@@ -42,17 +42,15 @@ def corpus() -> list[Json]:
 
 def test_detector_precision_and_recall_on_the_corpus() -> None:
     rows = corpus()
-    assert (len(rows), sum(r["forget"] for r in rows)) == (125, 65)
+    assert (len(rows), sum(r["forget"] for r in rows)) == (143, 75)
     found = [(r, detect(r["text"])) for r in rows]
     tp = [(r, d) for r, d in found if r["forget"] and d is not None]
     fp = [r["text"] for r, d in found if not r["forget"] and d is not None]
     fn = [r["text"] for r, d in found if r["forget"] and d is None]
-    assert (len(tp), len(fp), len(fn)) == (59, 0, 6)  # precision 1.0, recall 59/65 = 0.908
+    assert (len(tp), len(fp), len(fn)) == (73, 0, 2)  # precision 1.0, recall 73/75 = 0.973
     assert [r["text"] for r, d in tp if d is not None and d.subject != r["subject"]] == []
-    assert fn == ["I'd rather you didn't keep my phone number.", "Make sure you no longer know where I live.",
-                  "My salary is private, so let it go from your memory.",
-                  "Can my address be removed from what you know?", "Unlearn my ex's name.",
-                  "Lose the info about my surgery."]
+    assert fn == ["My salary is private, so let it go from your memory.",
+                  "Can my address be removed from what you know?"]
 
 
 def post_messages(http: httpx.Client, cube: str, *messages: tuple[str, str]) -> Json:
@@ -286,3 +284,20 @@ def test_entities_of_forgotten_memories_are_not_listed(tenant: TenantCtx, cube: 
     assert "Marcus Webb" in names()
     assert len(post_messages(tenant.http, cube, ("user", "Forget everything about Marcus Webb."))["forgotten"]) == 1
     assert "Marcus Webb" not in names() and "Priya Raman" in names()
+
+
+def test_kinds_find_amounts_spaced_ids_recovery_phrases_birth_dates_and_medication(tenant: TenantCtx,
+                                                                                    cube: str) -> None:
+    """Each request names its data only by kind; the memory beside it of another kind stays."""
+    stored = add_memories(tenant, cube, "They offered me 58,500 a year at the new firm.",
+                          "The tax form asked for my NI number: AB 12 34 56 D.",
+                          "The wallet recovery phrase begins with harbor maple.",
+                          "I was born on 02/11/1988 in Cork.",
+                          "I take metformin every morning with breakfast.",
+                          "We adopted a tabby cat called Biscuit.")
+    ids = [m["id"] for m in stored]
+    asks = ["Could you forget what I said about my salary?", "Remove my national insurance number from your notes.",
+            "You shouldn't keep that recovery phrase, forget it.", "pls forgt my date of birth",
+            "Can you not hold on to what I told you about my meds?"]
+    assert [post_messages(tenant.http, cube, ("user", ask))["forgotten"] for ask in asks] == [[i] for i in ids[:5]]
+    assert memory(tenant.http, ids[5])["status"] == "active"

@@ -2,9 +2,9 @@
 
 "Forget my address" has to find "I live at 42 Elm Street", which shares no word with it and is not close enough
 in embedding space; so a subject of a known kind (address, phone, email, identity or account numbers, passwords,
-health, finances) also finds the memories that look like that kind of data. The patterns are Postgres regular
-expressions (``~*``, evaluated by the database on its rows, never on a request's raw text), written without nested
-quantifiers. "Forget my birthday" must leave "my sister's birthday": a first-person subject skips memories whose
+health, finances, date of birth) also finds the memories that look like that kind of data. The patterns are Postgres
+regular expressions (``~*``, evaluated by the database on its rows, never on a request's raw text), written without
+nested quantifiers. "Forget my birthday" must leave "my sister's birthday": a first-person subject skips memories whose
 every mention of it is owned by someone else.
 """
 
@@ -38,24 +38,30 @@ KINDS = (
     Kind("email", frozenset({"email", "e-mail", "mail", "inbox"}),
          (r"[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}\.[a-z0-9.-]{2,63}",)),
     Kind("identity", frozenset({"passport", "ssn", "social", "license", "licence", "id", "identity", "national",
-                                "tax", "visa"}),
-         (r"\m(?:passport|ssn|social security|licen[cs]e|id|identity|national|tax|visa)\M.{0,40}"
-          r"\m[a-z]{0,3}\d[a-z0-9-]{4,16}\M",)),
+                                "tax", "visa", "insurance", "nhs"}),
+         (r"\m(?:passport|ssn|social security|licen[cs]e|id|identity|national|insurance|ni|nhs|tax|visa)\M.{0,40}"
+          r"\m[a-z]{0,3} ?\d[a-z0-9 -]{4,16}\M",)),
     Kind("account", frozenset({"account", "bank", "iban", "card", "credit", "debit", "routing", "pin", "wallet"}),
          (r"\m(?:account|iban|card|bank|routing|sort code|wallet)\M.{0,40}\d[\d -]{3,30}\d",
           r"\m[a-z]{2}\d{2}\s?[a-z0-9]{4}\s?\d{4}")),
     Kind("password", frozenset({"password", "passwords", "passcode", "pin", "login", "credentials", "credential",
-                                "secret", "token", "key"}),
-         (r"\m(?:password|passcode|passphrase|pin|login|credentials?|secret|api key|token)\M",)),
+                                "secret", "token", "key", "passphrase", "recovery", "seed", "phrase"}),
+         (r"\m(?:password|passcode|passphrase|pin|login|credentials?|secret|api key|token|recovery phrase|"
+          r"seed phrase|recovery words)\M",)),
     Kind("health", frozenset({"health", "medical", "medication", "medications", "diagnosis", "condition", "illness",
-                              "therapy", "doctor", "prescription", "disease", "mental"}),
+                              "therapy", "doctor", "prescription", "disease", "mental", "meds", "medicine",
+                              "pregnancy", "pregnant", "therapist", "surgery", "diagnosed"}),
          (r"\m(?:diagnos\w*|medication|medicine|prescri\w*|therapy|therapist|surgery|disease|disorder|"
           r"diabetes|asthma|cancer|depress\w*|anxiety|adhd|allerg\w*|pregnan\w*|hiv|illness|doctor|clinic|"
-          r"hospital|symptom\w*|chemo\w*|insulin|antidepressant\w*)\M",)),
+          r"hospital|symptom\w*|chemo\w*|insulin|antidepressant\w*|meds|pills|tablets)\M", r"\m\d+ ?mg\M",
+          r"\m(?:take|taking|on)\s+[a-z]{4,30}\s+(?:every|each|daily|twice|once|morning|night)\M")),
     Kind("finances", frozenset({"finances", "financial", "salary", "income", "debt", "debts", "money", "loan",
                                 "loans", "mortgage", "savings", "pay", "wage", "earnings", "bankruptcy"}),
          (r"\m(?:salary|income|debt|loan|mortgage|savings|earn\w*|owe|bankrupt\w*|paid|wage)\M",
-          r"[$€£]\s?\d", r"\m\d[\d,.]*\s?(?:k|dollars|euros|pounds|usd|eur)\M")),
+          r"[$€£]\s?\d", r"\m\d[\d,.]*\s?(?:k|dollars|euros|pounds|usd|eur)\M", r"\m\d{1,3}(?:,\d{3})+\M",
+          r"\m\d[\d,.]*k?\s+(?:a|per)\s+(?:year|month|week|hour)\M")),
+    Kind("birth", frozenset({"birth", "birthday", "birthdate", "dob"}),
+         (r"\m(?:born|birthday|birthdate|date of birth|dob)\M",)),
 )
 _WORD = re.compile(r"[a-z][a-z'-]{0,40}")
 _FIRST_PERSON = re.compile(r"\b(?:my|our|mine)\b")
