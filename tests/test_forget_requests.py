@@ -301,3 +301,39 @@ def test_kinds_find_amounts_spaced_ids_recovery_phrases_birth_dates_and_medicati
             "Can you not hold on to what I told you about my meds?"]
     assert [post_messages(tenant.http, cube, ("user", ask))["forgotten"] for ask in asks] == [[i] for i in ids[:5]]
     assert memory(tenant.http, ids[5])["status"] == "active"
+
+
+def test_my_address_leaves_data_of_the_same_kind_that_is_someone_elses(tenant: TenantCtx, cube: str) -> None:
+    stored = add_memories(tenant, cube, "Our flat is at 7 Ropewalk Lane.",
+                          "My grandparents live at 30 Heather Close, their card goes there.",
+                          "Her office is at 2 Market Square.", "My brother and I live at 7 Ropewalk Lane too.")
+    out = post_messages(tenant.http, cube, ("user", "Forget my address."))
+    assert sorted(out["forgotten"]) == sorted([stored[0]["id"], stored[3]["id"]])
+    assert [memory(tenant.http, m["id"])["status"] for m in stored[1:3]] == ["active", "active"]
+
+
+def test_a_memory_that_says_more_loses_only_the_data_and_gets_it_back_on_revert(tenant: TenantCtx,
+                                                                                  cube: str) -> None:
+    http = tenant.http
+    mixed = "I'm Oskar, I coach the under-12s in Bergen. Reach me at oskar.lind@fjordmail.no any evening."
+    stored = add_memories(tenant, cube, mixed, "Email is oskar.l@work.no")
+    out = post_messages(http, cube, ("user", "Please forget my email address."))
+    assert sorted(out["forgotten"]) == sorted(m["id"] for m in stored)
+    kept, gone = memory(http, stored[0]["id"]), memory(http, stored[1]["id"])
+    assert (kept["status"], kept["version"], kept["content"]) == (
+        "active", 2, "I'm Oskar, I coach the under-12s in Bergen. Reach me at [forgotten] any evening.")
+    assert (gone["status"], gone["version"]) == ("archived", 2)
+    request = http.get(f"/v1/cubes/{cube}/forget-requests").json()["forget_requests"][0]
+    assert request["details"]["redacted"] == {stored[0]["id"]: 2}
+    wait_enriched(tenant, cube)
+    for mode in ("fast", "fine"):
+        r = http.post("/v1/search", json={"query": "who coaches the under-12s in Bergen", "cube_ids": [cube],
+                                          "top_k": 5, "mode": mode})
+        assert r.status_code == 200, r.text
+        hits = [h["memory"] for h in r.json()["results"]]
+        assert hits[0]["id"] == stored[0]["id"]
+        assert [h["content"] for h in hits if "@" in h["content"]] == []
+    assert http.post(f"/v1/forget-requests/{request['id']}/revert").status_code == 200
+    back = memory(http, stored[0]["id"])
+    assert (back["status"], back["version"], back["content"]) == ("active", 3, mixed)
+    assert memory(http, stored[1]["id"])["status"] == "active"
