@@ -197,7 +197,7 @@ def test_the_llm_classifier_decides_when_configured(llm_server: tuple[str, Any, 
         fake.requests.clear()
         # The rules do not know this phrasing; the (fake) LLM does.
         out = post_messages(http, cube, ("user", "Please make my phone number vanish from your records."))
-        assert (out["forgotten"], out["memories"][0]["content"]) == ([phone], "[forget request: phone number]")
+        assert (out["forgotten"], out["memories"][0]["content"]) == ([phone], "[forget request: phone]")
         listed = http.get(f"/v1/cubes/{cube}/forget-requests").json()["forget_requests"]
         assert [(r["detector"], r["subject"]) for r in listed] == [("llm", "phone number")]
         assert len(fake.requests) == 1
@@ -245,7 +245,7 @@ def test_a_request_forgets_the_earlier_messages_of_its_own_call(tenant: TenantCt
     first, _, request, after = out["memories"]
     assert out["forgotten"] == [first["id"]]
     assert [m["status"] for m in out["memories"]] == ["archived", "active", "active", "active"]
-    assert request["content"] == "[forget request: passport number]"
+    assert request["content"] == "[forget request: identity]"
     assert memory(tenant.http, after["id"])["status"] == "active"  # said after the request: kept
     wait_enriched(tenant, cube)
     assert "K4471932" not in texts(tenant, cube, "what is my passport number")

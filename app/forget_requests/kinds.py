@@ -21,7 +21,11 @@ from app.textscan import SCAN_CHARS, head
 
 # Every pattern is linear: alternations of literals, bounded classes, no quantified groups inside quantifiers.
 _STREET = (r"\m\d{1,5}[a-z]?\s+(?:[a-z]+\s+){0,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|"
-           r"court|ct|way|place|pl|terrace|crescent|close|square|sq|strasse|straße)\M")
+           r"court|ct|way|place|pl|terrace|crescent|close|square|sq|strasse|straße|hill|row|walk|mews|gardens|grove|rise|"
+           r"quay|wharf|parade|green|park|circus|gate|alley|highway|hwy|parkway|pkwy|plaza)\M")
+# Streets named after their type: "3 Rue des Lilas", "12 Via Roma", "7 Calle Mayor".
+_STREET_FIRST = (r"\m\d{1,5}[a-z]?,?\s+(?:rue|via|calle|avenida|rua|chemin|avenue|boulevard|piazza|plaza)\s+"
+                 r"(?:[a-z']+\s+){0,2}[a-z]+\M")
 _DIGITS7 = r"\d[\d ().-]{5,18}\d"
 _AMOUNTS = (r"[$€£]\s?\d[\d,.]*k?", r"\m\d[\d,.]*\s?(?:k|dollars|euros|pounds|usd|eur)\M", r"\m\d{1,3}(?:,\d{3})+\M",
             r"\m\d[\d,.]*k?\s+(?:a|per)\s+(?:year|month|week|hour)\M")
@@ -48,8 +52,8 @@ class Kind:
 
 KINDS = (
     Kind("address", frozenset({"address", "addresses", "street", "apartment", "flat", "home", "postcode", "zip"}),
-         (_STREET, r"\mi\s+(?:live|am living|reside|moved)\s+(?:at|on)\M", r"\m(?:my|our)\s+(?:home\s+)?address\M",
-          r"\m(?:zip|postal)\s*code\M"), (_STREET,)),
+         (_STREET, _STREET_FIRST, r"\mi\s+(?:live|am living|reside|moved)\s+(?:at|on)\M",
+          r"\m(?:my|our)\s+(?:home\s+)?address\M", r"\m(?:zip|postal)\s*code\M"), (_STREET, _STREET_FIRST)),
     Kind("phone", frozenset({"phone", "cell", "mobile", "telephone", "landline"}),
          (r"\m(?:phone|cell|mobile|telephone|landline|number)\M.{0,40}" + _DIGITS7,
           _DIGITS7 + r".{0,30}\m(?:phone|cell|mobile|number)\M", r"\m(?:call|text|reach)\s+me\M.{0,30}\d{3}"),
@@ -67,7 +71,7 @@ KINDS = (
           r"seed phrase|recovery words)\M",)),
     Kind("health", frozenset({"health", "medical", "medication", "medications", "diagnosis", "condition", "illness",
                               "therapy", "doctor", "prescription", "disease", "mental", "meds", "medicine",
-                              "pregnancy", "pregnant", "therapist", "surgery", "diagnosed"}),
+                              "pregnancy", "pregnant", "diagnosed"}),
          (r"\m(?:diagnos\w*|medication|medicine|prescri\w*|therapy|therapist|surgery|disease|disorder|"
           r"diabetes|asthma|cancer|depress\w*|anxiety|adhd|allerg\w*|pregnan\w*|hiv|illness|doctor|clinic|"
           r"hospital|symptom\w*|chemo\w*|insulin|antidepressant\w*|meds|pills|tablets)\M", r"\m\d+ ?mg\M",

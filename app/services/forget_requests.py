@@ -1,7 +1,8 @@
 """Forget requests: a user tells the agent "forget my address" in a message; the cube's memories about the
 subject are archived (restorable by reverting the request) or, under the cube's ``purge`` forget policy,
 destroyed. The request itself is kept with its subject only; the message is stored with the request sentence
-replaced by ``[forget request: <subject>]``, so the conversation still shows that the user asked.
+replaced by ``[forget request: <kind>]`` (``address``, ``health``; no subject, since the subject may be what is
+forgotten), so the conversation still shows that the user asked.
 
 Which memories are "about" the subject: those containing every content word of it (lexical), those holding
 data of its sensitive kind ("my address" → "I live at 42 Elm Street", ``app.forget_requests.kinds``), and those
@@ -66,7 +67,10 @@ MARKER_KEY = "forget_request_id"  # in the metadata of a stored request message:
 
 
 def marker(subject: str) -> str:
-    return f"[forget request: {subject}]"
+    """What the stored message says in place of the request: the kind of data asked about, never the subject
+    itself ("forget about Callum" must not leave "Callum" behind)."""
+    kind = kind_of(subject)
+    return f"[forget request: {kind.name}]" if kind is not None else "[forget request]"
 
 
 def llm_verdict(settings: Settings, text: str) -> Detection | None:
