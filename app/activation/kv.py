@@ -140,6 +140,85 @@ _ST_DTYPES = {
 }
 
 
+_HEADER_LIMIT = 16 * 1024 * 1024
+_ST_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
+
+
+class HeaderError(ValueError):
+    """A safetensors file whose header does not describe its bytes; ``tensor`` names the entry at fault."""
+
+    def __init__(self, message: str, tensor: str | None = None) -> None:
+        super().__init__(message)
+        self.tensor = tensor
+
+
+def parse_header(data: bytes) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict[str, str]]:
+    """Name → (dtype, shape) and the metadata of a safetensors file held in memory, every entry's offsets and
+    byte count checked against the data, without reading a tensor. Uploaded adapters and imported KV caches
+    are both checked through it before anything of them is kept."""
+    if len(data) < 8:
+        raise HeaderError("too short")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > min(_HEADER_LIMIT, len(data) - 8):
+        raise HeaderError("header length out of range")
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeaderError("header is not JSON") from exc
+    if not isinstance(header, dict):
+        raise HeaderError("header is not an object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise HeaderError("__metadata__ is not a map of strings")
+    body = len(data) - 8 - size
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
+            raise HeaderError(f"entry {name!r} has no shape", name)
+        dtype, shape, offsets = entry.get("dtype"), tuple(entry["shape"]), entry.get("data_offsets")
+        if dtype not in _ST_DTYPES:
+            raise HeaderError(f"entry {name!r} has an unknown dtype {dtype!r}", name)
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise HeaderError(f"entry {name!r} has a bad shape", name)
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= body):
+            raise HeaderError(f"entry {name!r} has offsets outside the file", name)
+        count = 1
+        for d in shape:
+            count *= d
+        if offsets[1] - offsets[0] != count * torch.empty((), dtype=_ST_DTYPES[dtype]).element_size():
+            raise HeaderError(f"entry {name!r} has {offsets[1] - offsets[0]} bytes for shape {list(shape)}", name)
+        out[name] = (dtype, shape)
+    if not out:
+        raise HeaderError("it holds no tensors")
+    return out, meta
+
+
+def check_file(data: bytes, *, fingerprint: str, tokens: int, layers: int, kv_heads: int, head_dim: int) -> None:
+    """A stored cache file (``save``'s format) that ``load`` can read for a model of this shape and exactly
+    ``tokens`` positions: its fingerprint, precision, and every tensor's name, dtype and shape. ``HeaderError``
+    names the first defect; the file's size then follows from the model and the token count."""
+    entries, meta = parse_header(data)
+    precision = meta.get("precision")
+    if precision not in _ST_NAMES:
+        raise HeaderError(f"precision {precision!r} is not one of {sorted(_ST_NAMES)}")
+    if meta.get("fingerprint") != fingerprint:
+        raise HeaderError("the file was computed by another model than its row says")
+    if meta.get("layers") != str(layers) or meta.get("tokens") != str(tokens):
+        raise HeaderError(f"the file holds {meta.get('layers')} layers x {meta.get('tokens')} tokens; the model "
+                          f"has {layers} layers and the token ids are {tokens}")
+    shape = (1, kv_heads, tokens, head_dim)
+    want: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for i in range(layers):
+        for part in ("k", "v"):
+            want[f"{part}.{i}"] = (_ST_NAMES[precision], shape)
+            if precision == "int8":
+                want[f"{part}s.{i}"] = ("F16", (*shape[:3], 1))
+    for name in sorted(set(want) | set(entries)):
+        if entries.get(name) != want.get(name):
+            raise HeaderError(f"tensor {name!r} is {entries.get(name)}; the model needs {want.get(name)}", name)
+
+
 def _header(fh: BinaryIO) -> tuple[int, dict[str, Any]]:
     (size,) = struct.unpack("<Q", fh.read(8))
     return 8 + size, json.loads(fh.read(size))

@@ -43,6 +43,7 @@ class CausalLM(Protocol):
     layers: int
     kv_heads: int
     head_dim: int
+    vocab_size: int
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -84,6 +85,7 @@ class HFCausalLM:
         self.layers = int(cfg.num_hidden_layers)
         self.kv_heads = int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
         self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        self.vocab_size = int(cfg.vocab_size)
         eos: set[int] = set()
         for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
             if isinstance(source, int):

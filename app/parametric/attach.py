@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from app.activation.model import BUILTIN, HFCausalLM
-from app.errors import Conflict
+from app.errors import Conflict, MemcubedError
 from app.parametric.files import AdapterFiles
-from app.parametric.validate import PEFT_PREFIX, BaseModelInfo, LoraSpec
+from app.parametric.validate import PEFT_PREFIX, BaseModelInfo, LoraSpec, check_fits
 
 
 def effective_fingerprint(base_key: str, adapter_shas: Sequence[str]) -> str:
@@ -99,6 +99,7 @@ class AdapterSlots:
 
     def _ensure(self, lm: HFCausalLM, sha256: str, spec: LoraSpec) -> None:
         from peft import inject_adapter_in_model
+        from safetensors import SafetensorError
         from safetensors.torch import load
 
         name = self.slot(sha256)
@@ -108,20 +109,37 @@ class AdapterSlots:
         if not self.files.exists(sha256):
             raise Conflict(f"the file of adapter {sha256[:12]} is missing from the data dir; upload it again",
                            {"sha256": sha256})
+        # The file is read and checked against the row and the model before anything is injected: a row with a
+        # rank or targets its file does not have (an archive of an older server) must not allocate that LoRA.
+        try:
+            tensors = load(self.files.read(sha256))
+            check_fits(spec, {k: (str(v.dtype), tuple(v.shape)) for k, v in tensors.items()}, base_info(lm))
+        except (SafetensorError, MemcubedError) as exc:
+            reason = exc.message if isinstance(exc, MemcubedError) else str(exc)
+            raise Conflict(f"adapter {sha256[:12]} cannot be attached: {reason}", {"sha256": sha256}) from exc
         while len(self._loaded) >= self.capacity:
             old, _ = self._loaded.popitem(last=False)
-            for layer in tuner_layers(lm.model):
-                if old in layer.lora_A:
-                    layer.delete_adapter(old)
-            getattr(lm.model, "peft_config", {}).pop(old, None)
-        with warnings.catch_warnings():
-            # peft warns that the model already holds adapters: side by side is exactly the intent here.
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            inject_adapter_in_model(lora_config(spec), lm.model, adapter_name=name)
-        load_weights(lm.model, name, load(self.files.read(sha256)))
+            self._remove(lm, old)
+        try:
+            with warnings.catch_warnings():
+                # peft warns that the model already holds adapters: side by side is exactly the intent here.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                inject_adapter_in_model(lora_config(spec), lm.model, adapter_name=name)
+            load_weights(lm.model, name, tensors)
+        except BaseException:
+            self._remove(lm, name)  # half-injected layers would stay in every later forward pass
+            raise
         lm.model.eval()
         self._loaded[name] = None
         self.loads += 1
+
+    @staticmethod
+    def _remove(lm: HFCausalLM, name: str) -> None:
+        """Take adapter ``name`` out of every layer it was injected into, and out of the model's peft config."""
+        for layer in tuner_layers(lm.model):
+            if name in layer.lora_A:
+                layer.delete_adapter(name)
+        getattr(lm.model, "peft_config", {}).pop(name, None)
 
     @contextmanager
     def active(self, lm: HFCausalLM, adapters: Sequence[tuple[str, LoraSpec]]) -> Iterator[None]:

@@ -19,8 +19,9 @@ class AdapterFiles:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` atomically and return its SHA-256."""
+    def put(self, data: bytes, written: list[Path] | None = None) -> str:
+        """Store ``data`` atomically and return its SHA-256; a file this call created is appended to
+        ``written``, so a caller whose transaction then fails removes it (a file that was there is kept)."""
         sha = hashlib.sha256(data).hexdigest()
         target = self.path(sha)
         if not target.exists():
@@ -29,6 +30,8 @@ class AdapterFiles:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, target)
+            if written is not None:
+                written.append(target)
         return sha
 
     def read(self, sha256: str) -> bytes:

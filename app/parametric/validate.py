@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.errors import Conflict, InvalidInput
+from app.activation.kv import HeaderError, parse_header
+from app.errors import Conflict, InvalidInput, PayloadTooLarge
 
 PEFT_PREFIX = "base_model.model."
 _LORA_NAME = re.compile(r"^base_model\.model\.(?P<module>[\w.]+)\.lora_(?P<part>[AB])\.weight$")
 _DTYPES = frozenset({"F32", "F16", "BF16"})
-_HEADER_LIMIT = 16 * 1024 * 1024
 
 
 class AdapterRow(Protocol):
@@ -115,47 +114,33 @@ def parse_config(raw: bytes | Mapping[str, Any]) -> LoraSpec:
 
 def safetensors_header(data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Name → (dtype, shape) from a safetensors file's header, with its offsets checked against the data."""
-
-    def bad(message: str) -> InvalidInput:
-        return InvalidInput(f"adapter_model is not a valid safetensors file: {message}",
-                            {"field": "adapter_model"})
-
-    if len(data) < 8:
-        raise bad("too short")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size > min(_HEADER_LIMIT, len(data) - 8):
-        raise bad("header length out of range")
     try:
-        header = json.loads(data[8 : 8 + size])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad("header is not JSON") from exc
-    if not isinstance(header, dict):
-        raise bad("header is not an object")
-    body = len(data) - 8 - size
-    out: dict[str, tuple[str, tuple[int, ...]]] = {}
-    width = {"F32": 4, "F16": 2, "BF16": 2}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        if not isinstance(meta, dict) or not isinstance(meta.get("shape"), list):
-            raise bad(f"entry {name!r} has no shape")
-        dtype, shape, offsets = meta.get("dtype"), tuple(meta["shape"]), meta.get("data_offsets")
+        entries, _ = parse_header(data)
+    except HeaderError as exc:
+        raise InvalidInput(f"adapter_model is not a valid safetensors file: {exc}", {"field": "adapter_model"}) from exc
+    for name, (dtype, _) in entries.items():
         if dtype not in _DTYPES:
             raise InvalidInput(f"tensor {name!r} has dtype {dtype}; use F32, F16 or BF16",
                                {"field": "adapter_model", "tensor": name})
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise bad(f"entry {name!r} has a bad shape")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1] <= body):
-            raise bad(f"entry {name!r} has offsets outside the file")
-        count = 1
-        for d in shape:
-            count *= d
-        if offsets[1] - offsets[0] != count * width[dtype]:
-            raise bad(f"entry {name!r} has {offsets[1] - offsets[0]} bytes for shape {list(shape)}")
-        out[name] = (dtype, shape)
-    if not out:
-        raise bad("it holds no tensors")
-    return out
+    return entries
+
+
+def validate_adapter(config: bytes | Mapping[str, Any], tensors: bytes, base: BaseModelInfo | None,
+                     max_bytes: int) -> LoraSpec:
+    """Everything an adapter is checked for before any of it is kept, for an upload, a distillation and an
+    archive import alike: size (413), config, the file parsed, and its tensors against the base model (422;
+    409 when it names another base model). Without ``base`` (an archived adapter of a model this server does
+    not run, which generation refuses anyway) the tensors are checked against the config alone."""
+    if len(tensors) > max_bytes:
+        raise PayloadTooLarge(f"the adapter is {len(tensors)} bytes; the limit is {max_bytes}",
+                              {"bytes": len(tensors), "limit": max_bytes})
+    spec = parse_config(config)
+    header = safetensors_header(tensors)
+    if base is None:
+        check_tensors(spec, header, None)
+    else:
+        check_fits(spec, header, base)
+    return spec
 
 
 def check_fits(spec: LoraSpec, tensors: Mapping[str, tuple[str, tuple[int, ...]]], base: BaseModelInfo) -> None:
@@ -170,6 +155,13 @@ def check_fits(spec: LoraSpec, tensors: Mapping[str, tuple[str, tuple[int, ...]]
     if unknown:
         raise InvalidInput(f"target_modules {unknown} are not Linear modules of {base.model_id}",
                            {"field": "adapter_config", "target_modules": unknown})
+    check_tensors(spec, tensors, base)
+
+
+def check_tensors(spec: LoraSpec, tensors: Mapping[str, tuple[str, tuple[int, ...]]],
+                  base: BaseModelInfo | None) -> None:
+    """Every tensor a LoRA weight of a target module, of the config's rank, A and B in pairs; with ``base``,
+    of a Linear module the base model has, in exactly its shape."""
     parts: dict[str, set[str]] = {}
     for name, (_, shape) in tensors.items():
         m = _LORA_NAME.match(name)
@@ -177,14 +169,18 @@ def check_fits(spec: LoraSpec, tensors: Mapping[str, tuple[str, tuple[int, ...]]
             raise InvalidInput(f"tensor {name!r} is not a LoRA weight ('{PEFT_PREFIX}<module>.lora_A|B.weight')",
                                {"field": "adapter_model", "tensor": name})
         module, part = m["module"], m["part"]
-        if module not in base.linear:
+        if base is not None and module not in base.linear:
             raise InvalidInput(f"tensor {name!r}: the base model has no Linear module {module!r}",
                                {"field": "adapter_model", "tensor": name})
         if module.rsplit(".", 1)[-1] not in spec.target_modules:
             raise InvalidInput(f"tensor {name!r} is for a module outside target_modules",
                                {"field": "adapter_model", "tensor": name})
-        fan_in, fan_out = base.linear[module]
-        want = (spec.rank, fan_in) if part == "A" else (fan_out, spec.rank)
+        if base is not None:
+            fan_in, fan_out = base.linear[module]
+            want = (spec.rank, fan_in) if part == "A" else (fan_out, spec.rank)
+        else:  # the rank side only: the other is the base model's, unknown here
+            want = (spec.rank, shape[1] if len(shape) == 2 else -1) if part == "A" else (
+                shape[0] if len(shape) == 2 else -1, spec.rank)
         if shape != want:
             raise InvalidInput(f"tensor {name!r} has shape {list(shape)}; the base model needs {list(want)}",
                                {"field": "adapter_model", "tensor": name, "shape": list(shape),

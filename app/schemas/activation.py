@@ -7,13 +7,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+PREFIX_MAX_CHARS = 256 * 1024
+"""Longest prefix text an activation is made from (and imported with)."""
+
 
 class ActivationCreate(BaseModel):
     """Exactly one source: raw ``text``, the cube's chosen ``memory_ids``, or top memories for ``query``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(default=None, min_length=1, max_length=256 * 1024)
+    text: str | None = Field(default=None, min_length=1, max_length=PREFIX_MAX_CHARS)
     memory_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=500)
     query: str | None = Field(default=None, min_length=1, max_length=8192)
     top_k: int | None = Field(default=None, ge=1, le=100, description="Memories rendered for a query.")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.schemas.activation import PREFIX_MAX_CHARS
 from app.schemas.adapters import DistillRequest
 from app.schemas.common import Text, UtcDatetime
 from app.schemas.cubes import CubeOut
@@ -195,7 +196,7 @@ class ActivationLine(BaseModel):
     tokens: int = Field(ge=1, le=INT32)
     token_ids: str = Field(description="base64 of little-endian int32 ids")
     source: Text = Field(max_length=16)
-    prefix_text: Text
+    prefix_text: Text = Field(max_length=PREFIX_MAX_CHARS)
     precision: Text = Field(max_length=16)
     hits: int = Field(ge=0, le=INT32)
     created_at: UtcDatetime

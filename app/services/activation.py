@@ -224,6 +224,22 @@ class ActivationService:
             raise InvalidInput("no memory of this cube matches the query", {"field": "query"})
         return "query", model.chat_context(render_memories([h.memory.content for h in hits.results]))
 
+    def check_tokens(self, ids: Sequence[int], model: CausalLM | None) -> None:
+        """The token ids of a prefix, built here or imported: some, at most the limit (and the model's context,
+        when they are for ``model``), and ids of its vocabulary."""
+        if not ids:
+            raise InvalidInput("the prefix renders to no tokens", {"field": "text"})
+        limit = self.settings.activation_max_tokens
+        if model is not None:
+            limit = min(limit, model.max_positions - 1)
+        if len(ids) > limit:
+            raise PayloadTooLarge(
+                f"the prefix is {len(ids)} tokens; the limit is {limit}", {"tokens": len(ids), "limit": limit}
+            )
+        top = model.vocab_size if model is not None else 2**31
+        if min(ids) < 0 or max(ids) >= top:
+            raise InvalidInput(f"token ids must be from 0 to {top - 1}", {"field": "token_ids"})
+
     def create(self, principal: Principal, cube_id: uuid.UUID, body: ActivationCreate) -> ActivationOut:
         tenant_id = principal.require_cube(cube_id, "write")
         self.reconcile()
@@ -233,13 +249,7 @@ class ActivationService:
         model = engine.model
         source, text = self._prefix_text(principal, tenant_id, cube_id, body, model)
         ids = model.encode(text)
-        if not ids:
-            raise InvalidInput("the prefix renders to no tokens", {"field": "text"})
-        limit = min(self.settings.activation_max_tokens, model.max_positions - 1)
-        if len(ids) > limit:
-            raise PayloadTooLarge(
-                f"the prefix is {len(ids)} tokens; the limit is {limit}", {"tokens": len(ids), "limit": limit}
-            )
+        self.check_tokens(ids, model)
         fingerprint = model.fingerprint
         digest = token_hash(ids)
         # Under the engine lock: one build at a time, so two identical requests cannot both insert a row.

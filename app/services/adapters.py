@@ -7,13 +7,14 @@ written once the adapter passed every check, so a rejected upload leaves nothing
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.activation.model import HFCausalLM, load_model
 from app.config import Settings
-from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound, PayloadTooLarge
+from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound
 from app.memory.access import require_cube
 from app.memory.filters import memory_filter
 from app.models import Adapter
@@ -21,13 +22,7 @@ from app.models.base import utcnow
 from app.parametric import distill
 from app.parametric.attach import base_info
 from app.parametric.files import AdapterFiles
-from app.parametric.validate import (
-    BaseModelInfo,
-    adapter_config,
-    check_fits,
-    parse_config,
-    safetensors_header,
-)
+from app.parametric.validate import BaseModelInfo, adapter_config, validate_adapter
 from app.principal import Principal
 from app.repositories import adapters as repo
 from app.repositories import audit
@@ -54,22 +49,26 @@ def adapter_out(row: Adapter) -> AdapterOut:
 
 def register_adapter(s: Session, files: AdapterFiles, base: BaseModelInfo, max_bytes: int, *,
                      tenant_id: uuid.UUID, cube_id: uuid.UUID, name: str, config: bytes | dict[str, Any],
-                     tensors: bytes, source: str, created_by: str | None, job_id: uuid.UUID | None = None,
-                     metrics: dict[str, Any] | None = None) -> Adapter:
-    """Validate an adapter completely (413, 422, then 409 for another base model), then store its file and add
-    its row as the next version of ``name``. The caller owns the transaction and audits."""
-    if len(tensors) > max_bytes:
-        raise PayloadTooLarge(f"the adapter is {len(tensors)} bytes; the limit is {max_bytes}",
-                              {"bytes": len(tensors), "limit": max_bytes})
-    spec = parse_config(config)
-    check_fits(spec, safetensors_header(tensors), base)
-    sha = files.put(tensors)
+                     tensors: bytes, source: str, created_by: str | None, written: list[Path],
+                     job_id: uuid.UUID | None = None, metrics: dict[str, Any] | None = None) -> Adapter:
+    """Validate an adapter completely (413, 422, then 409 for another base model), then store its file (added
+    to ``written`` when new: the caller removes it if its transaction fails) and add its row as the next
+    version of ``name``. The caller owns the transaction and audits."""
+    spec = validate_adapter(config, tensors, base, max_bytes)
+    sha = files.put(tensors, written)
     return repo.add(s, Adapter(
         tenant_id=tenant_id, cube_id=cube_id, name=name, version=repo.next_version(s, cube_id, name),
         base_fingerprint=base.fingerprint, base_model=base.model_id, rank=spec.rank, alpha=spec.alpha,
         target_modules=spec.target_modules, sha256=sha, size_bytes=len(tensors), source=source, status="active",
         created_by=created_by, job_id=job_id, metrics=metrics or {}, created_at=utcnow(),
     ))
+
+
+def remove(written: list[Path]) -> None:
+    """Adapter files written for a transaction that did not commit (emptied once one commits)."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    written.clear()
 
 
 def distill_memories(s: Session, cube_id: uuid.UUID, body: DistillRequest) -> list[str]:
@@ -103,19 +102,24 @@ class AdapterService:
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
         creator = str(principal.key_id)
+        written: list[Path] = []
 
         def work(tx: Tx) -> AdapterOut:
             require_cube(tx.session, tenant_id, cube_id)
+            tx.after_commit.append(written.clear)  # committed: the row owns the file now
             row = register_adapter(tx.session, self.files, self.base(), self.settings.adapter_max_bytes,
                                    tenant_id=tenant_id, cube_id=cube_id, name=name, config=config, tensors=tensors,
-                                   source="upload", created_by=creator)
+                                   source="upload", created_by=creator, written=written)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="adapter.upload",
                          object_type="adapter", object_id=row.id,
                          details={"cube_id": str(cube_id), "name": name, "version": row.version,
                                   "sha256": row.sha256})
             return adapter_out(row)
 
-        return self.tx.run(principal, None, AdapterOut, work)
+        try:
+            return self.tx.run(principal, None, AdapterOut, work)
+        finally:
+            remove(written)
 
     def list(self, principal: Principal, cube_id: uuid.UUID, include_deleted: bool) -> AdapterList:
         tenant_id = principal.require_cube(cube_id, "read")
@@ -209,6 +213,16 @@ class DistillJob:
         from safetensors.torch import save
 
         data = save(result.tensors)
+        written: list[Path] = []
+        try:
+            return self._register(run, body, base, adapter_config(result.spec), data, metrics, written)
+        finally:
+            remove(written)
+
+    def _register(self, run: JobRun, body: DistillRequest, base: BaseModelInfo, config: dict[str, Any],
+                  data: bytes, metrics: dict[str, Any], written: list[Path]) -> dict[str, Any]:
+        """The adapter's file and row, under the job's row lock."""
+        s_ = self.settings
         with run.sessions.begin() as s:
             # Under the job's row lock: a cancel either lands before (no adapter) or finds the job done.
             job = jobs_repo.get_job(s, run.job_id, lock=True)
@@ -216,8 +230,8 @@ class DistillJob:
                 raise JobCancelled()
             row = register_adapter(
                 s, self.files, base, s_.adapter_max_bytes, tenant_id=run.tenant_id, cube_id=run.cube_id,
-                name=body.name, config=adapter_config(result.spec), tensors=data, source="distill",
-                created_by=f"job:{run.job_id}", job_id=run.job_id, metrics=metrics)
+                name=body.name, config=config, tensors=data, source="distill",
+                created_by=f"job:{run.job_id}", written=written, job_id=run.job_id, metrics=metrics)
             audit.record(s, tenant_id=run.tenant_id, key_id=None, action="adapter.distill", object_type="adapter",
                          object_id=row.id, details={"cube_id": str(run.cube_id), "job_id": str(run.job_id),
                                                     "version": row.version})
@@ -225,5 +239,6 @@ class DistillJob:
                    "size_bytes": row.size_bytes, "metrics": metrics}
             job.status, job.result, job.progress = "done", out, 1.0
             job.finished_at = job.updated_at = utcnow()
+        written.clear()  # committed: the row owns the file now
         return out
 

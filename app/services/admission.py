@@ -9,7 +9,9 @@
   cube's active set and search results do not grow with duplicates.
 - admitted: stored active and indexed, as before.
 
-One FAISS search per write (all items at once) plus one matrix product among the items: the write stays fast.
+One FAISS search per write against the cube (all items at once); among the items themselves, a search in chunks
+of ``CHUNK`` items (``WriteTwins``), so a write of N items (a merge of a 100k-memory cube is one) needs memory
+O(N·k + CHUNK²), never an N x N similarity matrix.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import faiss
 import numpy as np
 from sqlalchemy.orm import Session
 
@@ -34,6 +38,8 @@ FILLER = frozenset({
 })
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
 NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+CHUNK = 1024  # items of one write compared as one block (a CHUNK x CHUNK matrix)
+NEIGHBOURS = 16  # first k of a FAISS search among earlier admitted items; grown while the k-th still qualifies
 
 
 def numbers(content: str) -> frozenset[str]:
@@ -74,7 +80,7 @@ class AdmissionService:
         threshold = self.settings.admission_similarity
         existing = memories_repo.active_by_hashes(s, cube_id, [it.content_hash for it in items])
         near = self._nearest(s, cube_id, items, vecs)
-        within = vecs @ vecs.T if len(items) > 1 else np.zeros((1, 1), dtype=np.float32)
+        twins = WriteTwins(vecs, [it.scope for it in items], [numbers(it.content) for it in items], threshold)
         first_of_hash: dict[tuple[str, tuple[str | None, str | None, str]], int] = {}
         for i, item in enumerate(items):
             if meaningful_chars(item.content) < self.settings.admission_min_chars:
@@ -94,27 +100,19 @@ class AdmissionService:
                                               reason=f"exact duplicate of item {earlier} of this write"), earlier))
                 continue
             best = near.get(i)
-            if best is not None and best[1] >= threshold and best[2] == numbers(item.content):
+            if best is not None and best[1] >= threshold and best[2] == twins.nums[i]:
                 out.append(Decision(Admission(status="merged", merged_into=best[0], similarity=round(best[1], 4),
                                               reason="near duplicate of an active memory")))
                 continue
-            twin = self._earlier_twin(i, items, within, out, threshold)
+            twin = twins.earliest(i)
             if twin is not None:
-                out.append(Decision(Admission(status="merged", similarity=round(float(within[i, twin]), 4),
-                                              reason=f"near duplicate of item {twin} of this write"), twin))
+                out.append(Decision(Admission(status="merged", similarity=round(twin[1], 4),
+                                              reason=f"near duplicate of item {twin[0]} of this write"), twin[0]))
                 continue
             first_of_hash[(item.content_hash, item.scope)] = i
+            twins.admit(i)
             out.append(Decision(Admission(status="admitted")))
         return out
-
-    @staticmethod
-    def _earlier_twin(i: int, items: Sequence[Candidate], within: np.ndarray, decided: list[Decision],
-                      threshold: float) -> int | None:
-        for j in range(i):
-            if (decided[j].admission.status == "admitted" and items[j].scope == items[i].scope
-                    and within[i, j] >= threshold and numbers(items[j].content) == numbers(items[i].content)):
-                return j
-        return None
 
     def _nearest(self, s: Session, cube_id: uuid.UUID, items: Sequence[Candidate],
                  vecs: np.ndarray) -> dict[int, tuple[uuid.UUID, float, frozenset[str]]]:
@@ -139,4 +137,75 @@ class AdmissionService:
                 if m is not None and (m.user_id, m.agent_id, m.memory_type) == items[i].scope:
                     out[i] = (m.id, float(sc), numbers(m.content))
                     break
+        return out
+
+
+@dataclass
+class WriteTwins:
+    """Near duplicates among the items of one write: for item i, the earliest admitted item j < i of the same
+    scope and numbers with cosine ≥ ``threshold``. Items are asked about in order (``earliest``, then ``admit``
+    when i is admitted). Admitted items of earlier chunks live in a FAISS inner-product index searched once per
+    chunk; the items of the current chunk are compared by one CHUNK x CHUNK product."""
+
+    vecs: np.ndarray
+    scopes: Sequence[tuple[str | None, str | None, str]]
+    nums: Sequence[frozenset[str]]
+    threshold: float
+    _index: Any = None
+    _positions: list[int] = field(default_factory=list)  # index position -> item
+    _start: int = 0
+    _before: list[list[tuple[int, float]]] = field(default_factory=list)
+    _within: np.ndarray | None = None
+    _pending: list[int] = field(default_factory=list)  # admitted items of the current chunk, in order
+
+    def __post_init__(self) -> None:
+        self.vecs = np.ascontiguousarray(self.vecs, dtype=np.float32)
+        self._index = faiss.IndexFlatIP(self.vecs.shape[1])
+
+    def earliest(self, i: int) -> tuple[int, float] | None:
+        if self._within is None or not self._start <= i < self._start + CHUNK:
+            self._next_chunk(i - i % CHUNK)
+        assert self._within is not None
+        # Earlier chunks' admitted items all come before this chunk's: their smallest passing item wins.
+        for j, sim in sorted(self._before[i - self._start]):
+            if self._same(i, j):
+                return j, sim
+        for j in self._pending:
+            sim = float(self._within[i - self._start, j - self._start])
+            if sim >= self.threshold and self._same(i, j):
+                return j, sim
+        return None
+
+    def admit(self, i: int) -> None:
+        self._pending.append(i)
+
+    def _same(self, i: int, j: int) -> bool:
+        return self.scopes[i] == self.scopes[j] and self.nums[i] == self.nums[j]
+
+    def _next_chunk(self, start: int) -> None:
+        if self._pending:
+            self._index.add(self.vecs[self._pending])
+            self._positions += self._pending
+            self._pending = []
+        block = self.vecs[start:start + CHUNK]
+        self._start, self._within = start, block @ block.T
+        self._before = self._above(block)
+
+    def _above(self, queries: np.ndarray) -> list[list[tuple[int, float]]]:
+        """Every indexed item with similarity ≥ threshold, per query: top-k searches, k grown (for the queries
+        that need it) while the k-th neighbour still qualifies, so nothing is missed and k stays small."""
+        out: list[list[tuple[int, float]]] = [[] for _ in range(len(queries))]
+        total, k = int(self._index.ntotal), NEIGHBOURS
+        todo = np.arange(len(queries))
+        while total and len(todo):
+            k = min(k, total)
+            scores, found = self._index.search(queries[todo], k)
+            again = []
+            for row, q in enumerate(todo):
+                if k < total and scores[row, -1] >= self.threshold:
+                    again.append(q)
+                    continue
+                out[q] = [(self._positions[p], float(sc)) for p, sc in zip(found[row], scores[row])
+                          if p >= 0 and sc >= self.threshold]
+            todo, k = np.asarray(again, dtype=np.int64), k * 4
         return out

@@ -38,6 +38,7 @@ from app.services.jobs import IDS_CAP, JobRun
 log = logging.getLogger(__name__)
 
 BATCH = 50  # changes per transaction
+SEARCH_CHUNK = 256  # memories whose near duplicates are searched (and held) at once
 @dataclass
 class Change:
     memory_id: uuid.UUID
@@ -82,7 +83,6 @@ class ConsolidationService:
         vecs = np.ascontiguousarray(np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in mems]))
         index: Any = faiss.IndexFlatIP(vecs.shape[1])
         index.add(vecs)
-        lims, dists, labels = index.range_search(vecs, float(st.consolidation_merge_similarity))
         parent = list(range(len(mems)))
 
         def find(x: int) -> int:
@@ -94,12 +94,17 @@ class ConsolidationService:
         scope = [(m.user_id, m.agent_id, m.memory_type, str((m.meta or {}).get("speaker") or "")) for m in mems]
         keys = [fact_key(m) for m in mems]
         nums = [numbers(m.content) for m in mems]
-        for i in range(len(mems)):
-            for p in range(lims[i], lims[i + 1]):
-                j, sim = int(labels[p]), float(dists[p])
-                if j > i and scope[i] == scope[j] and sim >= st.consolidation_merge_similarity \
-                        and not self._differs(keys[i], keys[j]) and nums[i] == nums[j]:
-                    parent[find(j)] = find(i)
+        # Range searches in chunks of queries: the pairs held at once are those of one chunk, not of the cube.
+        for start in range(0, len(mems), SEARCH_CHUNK):
+            lims, dists, labels = index.range_search(vecs[start:start + SEARCH_CHUNK],
+                                                     float(st.consolidation_merge_similarity))
+            for row in range(len(lims) - 1):
+                i = start + row
+                for p in range(lims[row], lims[row + 1]):
+                    j, sim = int(labels[p]), float(dists[p])
+                    if j > i and scope[i] == scope[j] and sim >= st.consolidation_merge_similarity \
+                            and not self._differs(keys[i], keys[j]) and nums[i] == nums[j]:
+                        parent[find(j)] = find(i)
         # Statements of one subject and relation ("my favourite colour is …", "Alice lives in …"): the newest
         # value supersedes older, different values. Similar enough to be about the same thing, too.
         by_subject: dict[tuple[Any, ...], list[int]] = defaultdict(list)

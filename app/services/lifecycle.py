@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.activation.fingerprint import pack_tokens, token_hash, unpack_tokens
+from app.activation.model import HFCausalLM
 from app.activation.store import disk_path
 from app.config import Settings
 from app.errors import Conflict
@@ -32,6 +33,7 @@ from app.memory.records import memory_out
 from app.memory.text import indexed_text
 from app.models import Activation, Adapter, Cube, Memory
 from app.models.base import utcnow
+from app.parametric.attach import base_info
 from app.parametric.files import AdapterFiles
 from app.principal import Principal
 from app.repositories import audit, cubes
@@ -52,6 +54,7 @@ from app.schemas.lifecycle import (
 )
 from app.schemas.memories import ArchivedOut, MemoryVersionOut
 from app.services.activation import ActivationService
+from app.services.archive_checks import check_activations, check_adapters, check_embeddings
 from app.services.base import Idempotency, Transactor, Tx
 from app.services.cubes import cube_out
 from app.services.derived import DerivedIndexes
@@ -224,6 +227,11 @@ class LifecycleService:
             data = archive.files.get(f"adapters/{ad.sha256}.safetensors")
             if data is None or sha256_hex(data) != ad.sha256:
                 raise bad(f"adapter {ad.name!r} v{ad.version} has no file of its SHA-256", member=ADAPTERS)
+        # Caches and adapters are checked as a create or an upload would: against the model, loaded only then.
+        model = self.activation.engine().model if adapters or any(a.file for a in activations) else None
+        check_activations(self.activation, activations, archive.files, model, ACTIVATIONS)
+        check_adapters(adapters, archive.files, base_info(model) if isinstance(model, HFCausalLM) else None,
+                       self.settings.adapter_max_bytes, ADAPTERS)
         plan = Plan(archive.manifest, header, lines, *self._vectors(archive.manifest, lines), edges, entities,
                     activations, adapters, archive.files)
         if archive.manifest.get("counts") != plan.counts.model_dump():
@@ -250,7 +258,9 @@ class LifecycleService:
             except binascii.Error as exc:
                 raise bad(f"{MEMORIES} holds an unreadable embedding", member=MEMORIES) from exc
             if all(len(r) == 4 * embedder.dim for r in raw):
-                return np.stack([np.frombuffer(r, dtype=np.float32) for r in raw]), True
+                vecs = np.stack([np.frombuffer(r, dtype=np.float32) for r in raw])
+                check_embeddings(vecs, embedder.dim, MEMORIES)
+                return vecs, True
             raise bad(f"{MEMORIES} holds embeddings of the wrong size", member=MEMORIES)
         if not lines:
             return np.zeros((0, embedder.dim), dtype=np.float32), True
@@ -303,7 +313,7 @@ class LifecycleService:
                 jobs_repo.put_policy(s, tenant_id, cube.id, header.policy.model_dump())
             rows = self._write_memories(tx, tenant_id, cube.id, plan)
             stale = self._write_activations(tx, tenant_id, cube.id, plan, server_fp, written)
-            self._write_adapters(s, tenant_id, cube.id, plan, principal)
+            self._write_adapters(s, tenant_id, cube.id, plan, principal, written)
             audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action=action, object_type="cube",
                          object_id=cube.id, details={**plan.counts.model_dump(), "provenance": provenance})
             s.flush()
@@ -316,7 +326,7 @@ class LifecycleService:
         try:
             return self.tx.run(principal, idem, ArchiveImportResult, work)
         except BaseException:
-            for path in written:  # KV files of a transaction that did not commit (or of its retried try)
+            for path in written:  # KV and adapter files of a transaction that did not commit (or of a retried try)
                 path.unlink(missing_ok=True)
             raise
 
@@ -433,12 +443,12 @@ class LifecycleService:
         return stale
 
     def _write_adapters(self, s: Session, tenant_id: uuid.UUID, cube_id: uuid.UUID, plan: Plan,
-                        principal: Principal) -> None:
-        """Adapter rows and their content-addressed files (the same bytes are stored once, so a file written
-        for a transaction that then fails is harmless)."""
+                        principal: Principal, written: list[Path]) -> None:
+        """Adapter rows and their content-addressed files (a file that was not there yet goes to ``written``,
+        removed if the transaction fails)."""
         rows: list[Activation | Adapter] = []
         for ad in plan.adapters:
-            self.adapter_files.put(plan.files[f"adapters/{ad.sha256}.safetensors"])
+            self.adapter_files.put(plan.files[f"adapters/{ad.sha256}.safetensors"], written)
             rows.append(Adapter(
                 tenant_id=tenant_id, cube_id=cube_id, name=ad.name, version=ad.version,
                 base_fingerprint=ad.base_fingerprint, base_model=ad.base_model, rank=ad.rank, alpha=ad.alpha,

@@ -152,13 +152,14 @@ class MemoryService:
             require_cube(tx.session, tenant_id, cube_id)
             decisions = self._admit(tx.session, cube_id, items, vecs)
             planned: list[tuple[int, Memory]] = []
+            ids: dict[int, uuid.UUID] = {}
             for i, (it, v, d) in enumerate(zip(items, vecs, decisions)):
                 if d.admission.status == "rejected":
                     continue
                 row = self._row(tenant_id, cube_id, it, v)
-                row.id = uuid.uuid4()
+                row.id = ids[i] = uuid.uuid4()
                 if d.merge_with_item is not None:
-                    d.admission.merged_into = next(r.id for j, r in planned if j == d.merge_with_item)
+                    d.admission.merged_into = ids[d.merge_with_item]
                 if d.admission.status == "merged":
                     row.status, row.merged_into = "archived", d.admission.merged_into
                 planned.append((i, row))

@@ -11,7 +11,8 @@ from safetensors.torch import save
 
 from app.activation.model import HFCausalLM
 from app.errors import Conflict
-from app.parametric.attach import AdapterSlots, effective_fingerprint
+from app.parametric import attach
+from app.parametric.attach import AdapterSlots, effective_fingerprint, tuner_layers
 from app.parametric.files import AdapterFiles
 from app.parametric.validate import LoraSpec
 from tests.parametric.conftest import lora_tensors
@@ -69,3 +70,63 @@ def test_a_missing_file_is_a_conflict_and_leaves_the_base_exact(lm: HFCausalLM, 
     assert caught.value.details == {"sha256": "0" * 64}
     assert slots.loaded() == [AdapterSlots.slot(present)]
     assert torch.equal(_logits(lm), base)
+
+
+def _injected(lm: HFCausalLM) -> int:
+    return sum(len(layer.lora_A) for layer in tuner_layers(lm.model))
+
+
+@pytest.mark.parametrize("bad", ["giant_rank", "unknown_target", "fewer_targets", "corrupt_file", "wrong_base"])
+def test_a_row_its_file_does_not_fit_is_refused_before_anything_is_injected(lm: HFCausalLM, tmp_path: Path,
+                                                                           bad: str) -> None:
+    """What an older server's archive could have stored: the row is checked against its file and the model
+    before a LoRA of the row's rank is allocated."""
+    files = AdapterFiles(tmp_path)
+    good = files.put(save(lora_tensors(lm, seed=14)))
+    sha, spec = good, SPEC
+    if bad == "giant_rank":
+        spec = LoraSpec(rank=2**31 - 1, alpha=8, target_modules=SPEC.target_modules, base_model=SPEC.base_model)
+    elif bad == "unknown_target":
+        spec = LoraSpec(rank=4, alpha=8, target_modules=["q_proj", "v_proj", "nope"], base_model=SPEC.base_model)
+    elif bad == "fewer_targets":
+        spec = LoraSpec(rank=4, alpha=8, target_modules=["q_proj"], base_model=SPEC.base_model)
+    elif bad == "wrong_base":
+        spec = LoraSpec(rank=4, alpha=8, target_modules=SPEC.target_modules, base_model="meta-llama/Llama-3.2-1B")
+    else:
+        sha = files.put(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    base = _logits(lm)
+    before = _injected(lm)
+    slots = AdapterSlots(files, capacity=2)
+    with pytest.raises(Conflict) as caught, slots.active(lm, [(sha, spec)]):
+        pass
+    assert caught.value.message.startswith(f"adapter {sha[:12]} cannot be attached: ")
+    assert caught.value.details == {"sha256": sha}
+    assert slots.loaded() == [] and slots.loads == 0
+    assert _injected(lm) == before
+    assert torch.equal(_logits(lm), base)
+    with slots.active(lm, [(good, SPEC)]):  # and the slots still work
+        assert not torch.equal(_logits(lm), base)
+    assert slots.loaded() == [AdapterSlots.slot(good)]
+
+
+def test_a_load_that_fails_half_way_leaves_no_layer_behind(lm: HFCausalLM, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    files = AdapterFiles(tmp_path)
+    sha = files.put(save(lora_tensors(lm, seed=15)))
+    base = _logits(lm)
+    before = _injected(lm)
+    slots = AdapterSlots(files, capacity=2)
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("disk went away half-way")
+
+    monkeypatch.setattr(attach, "load_weights", fail)
+    with pytest.raises(RuntimeError), slots.active(lm, [(sha, SPEC)]):
+        pass
+    assert slots.loaded() == [] and _injected(lm) == before
+    assert AdapterSlots.slot(sha) not in getattr(lm.model, "peft_config", {})
+    assert torch.equal(_logits(lm), base)
+    monkeypatch.undo()
+    with slots.active(lm, [(sha, SPEC)]):  # injected again from scratch, cleanly
+        assert not torch.equal(_logits(lm), base)
+    assert slots.loads == 1

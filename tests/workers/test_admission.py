@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+from app.services import admission
+from app.services.admission import WriteTwins
 from tests.conftest import TenantCtx, list_all, search_ids
 from tests.workers.helpers import get, write
 
@@ -61,3 +66,46 @@ def test_messages_get_admission_too(tenant: TenantCtx, cube: str) -> None:
     body = r.json()
     assert [it["status"] for it in body["admission"]] == ["rejected", "admitted", "merged"]
     assert len(body["memories"]) == 2
+
+
+def _reference_twins(vecs: np.ndarray, scopes: list[str], nums: list[frozenset[str]], skipped: set[int],
+                     threshold: float) -> list[int | None]:
+    """The admission's behaviour before chunking: one N x N matrix, the earliest admitted item that qualifies."""
+    within = vecs @ vecs.T
+    admitted: list[int] = []
+    out: list[int | None] = []
+    for i in range(len(vecs)):
+        twin = None if i in skipped else next(
+            (j for j in admitted if within[i, j] >= threshold and scopes[j] == scopes[i] and nums[j] == nums[i]),
+            None)
+        out.append(twin)
+        if twin is None and i not in skipped:
+            admitted.append(i)
+    return out
+
+
+@pytest.mark.parametrize(("chunk", "neighbours"), [(7, 1), (64, 2), (1024, 16)])
+def test_chunked_twins_equal_the_full_matrix(monkeypatch: pytest.MonkeyPatch, chunk: int, neighbours: int) -> None:
+    """Clusters of near duplicates (several scopes and numbers in each) across many chunks: the chunked FAISS
+    search picks exactly the twins the full similarity matrix picked, also when one item has more qualifying
+    earlier items than the first k neighbours."""
+    monkeypatch.setattr(admission, "CHUNK", chunk)
+    monkeypatch.setattr(admission, "NEIGHBOURS", neighbours)
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((25, 32)).astype(np.float32)
+    vecs = centres[rng.integers(0, 25, 600)] + 0.12 * rng.standard_normal((600, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    scopes = [("u1" if x else "u2", None, "episodic") for x in rng.integers(0, 2, 600) < 1.7]
+    nums = [frozenset({str(x)}) if x else frozenset() for x in rng.integers(0, 3, 600)]
+    skipped = {i for i in range(600) if i % 11 == 5}  # rejected or exact duplicates: never asked, never admitted
+    twins = WriteTwins(vecs, scopes, nums, 0.95)
+    got: list[int | None] = []
+    for i in range(600):
+        found = None if i in skipped else twins.earliest(i)
+        got.append(found[0] if found else None)
+        if found is None and i not in skipped:
+            twins.admit(i)
+    want = _reference_twins(vecs, [str(s) for s in scopes], nums, skipped, 0.95)
+    assert got == want
+    assert sum(t is not None for t in want) > 200  # the fixture really has many near duplicates
+    assert len({t for t in want if t is not None}) > 20

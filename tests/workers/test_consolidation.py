@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.embedded import serve_in_thread
+from app.services import consolidation
 from tests.conftest import Databases, LiveServer, TenantCtx, make_settings, new_tenant, search_ids, sql
 from tests.workers.helpers import consolidate, get, patch_content, wait_job, write
 
@@ -32,8 +33,11 @@ def turns(n: int, day: int = 1) -> list[Json]:
              "content": facts[i % len(facts)], "timestamp": f"2023-05-{day:02d}T10:{i:02d}:00Z"} for i in range(n)]
 
 
-def test_merge_and_supersede_keep_versions_and_search_shows_the_current_fact(live_server: LiveServer,
-                                                                             tenant: TenantCtx, cube: str) -> None:
+@pytest.mark.parametrize("search_chunk", [256, 2])  # one range search, or three chunks of two memories
+def test_merge_and_supersede_keep_versions_and_search_shows_the_current_fact(
+        live_server: LiveServer, tenant: TenantCtx, cube: str, search_chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consolidation, "SEARCH_CHUNK", search_chunk)
     canon, one, two, other = (m["id"] for m in write(
         tenant, cube, "Carol prefers green tea over coffee", "A note about the quarterly budget review",
         "A reminder to renew the car insurance", "The standup meeting is every Monday morning")["memories"])
