@@ -40,6 +40,12 @@ from app.schemas.cubes import CubeCreate
 from app.schemas.lifecycle import MergeRequest
 from app.schemas.memories import MemoryIn
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.search_bench import provenance  # noqa: E402 - after the path fix, as a script
+
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS = Path(__file__).parent / "results" / "merge_bench.json"
 SEED_BATCH = 5000
@@ -164,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(rows[-1]), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "command": "python benchmarks/merge_bench.py --memories " + " ".join(map(str, args.memories)),
-        "cpu_count": os.cpu_count(), "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": rows,
+        **provenance("python benchmarks/merge_bench.py --memories " + " ".join(map(str, args.memories))),
+        "cpu_count": os.cpu_count(), "runs": rows,
     }, indent=1) + "\n")
 
 

@@ -133,7 +133,17 @@ def _metrics(m: Json) -> dict[str, Table]:
         f"≤ {m['goal_overhead_pct']:g} %"]]}}
 
 
+def _merge(m: Json) -> dict[str, Table]:
+    return {"merge": {
+        "columns": ["memories (both cubes)", "merged in", "admitted / merged", "RSS before", "peak RSS",
+                    "merge's share"],
+        "rows": [[f"{r['memories']:,}", f"{r['merge_seconds']:.1f} s", f"{r['admitted']:,} / {r['merged']:,}",
+                  f"{r['rss_before_merge_mb']:,} MB", f"{r['peak_rss_mb']:,} MB",
+                  f"{r['peak_rss_mb'] - r['rss_before_merge_mb']:,} MB"] for r in m["runs"]]}}
+
+
 VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
+    "merge_bench": _merge,
     "hygiene": _hygiene,
     "hygiene-before": _hygiene,
     "mcp_bench": _mcp,
