@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[errors.MemcubedError], int] = {
     errors.Unauthenticated: 401,
     errors.PermissionDenied: 403,
+    errors.QuotaExceeded: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
