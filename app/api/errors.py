@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import errors
+from app.api import metrics
 from app.redact import redact, redact_json
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, errors.RateLimited):
             headers = {"Retry-After": str(exc.retry_after)}
+        if isinstance(exc, errors.QuotaExceeded):
+            metrics.count_quota_refusal(str(exc.details["quota"]))
         return envelope(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
