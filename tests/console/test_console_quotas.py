@@ -18,6 +18,7 @@ def test_an_admin_sets_a_quota_and_the_tenant_sees_the_refusal(console: Page, li
     s = live_server.settings
     sign_in(page, live_server.admin_key)
     page.get_by_label("Quotas of tenant").select_option(tenant.id)
+    page.wait_for_load_state("networkidle")  # the panel is drawn again for the tenant picked: fill that one
     region = page.get_by_role("region", name="Quotas")
     rows = region.locator("tbody tr")
     expect(rows).to_have_count(5)

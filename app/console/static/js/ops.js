@@ -109,10 +109,13 @@ function quotaPanel(ctx, tenants) {
   const pick = tenants?.length ? select('quotas_of', tenants.map(t => [t.id, t.name]), tenants[0].id) : null;
   const box = h('div');
   const amount = (name, n) => name.endsWith('_bytes') ? bytes(n) : String(n);
+  let latest = 0;
   const load = async () => {
     const id = pick ? pick.value : ctx.who.tenant_id;
     if (!id) return;
+    const seq = ++latest;
     const q = await get(`/v1/tenants/${id}/quotas`);
+    if (seq !== latest) return;  // another tenant was picked meanwhile: its answer draws the panel
     const rows = q.quotas.map(x => [x.name, num(amount(x.name, x.used)), num(amount(x.name, x.limit)),
       h('meter', { min: 0, max: Math.max(x.limit, 1), value: Math.min(x.used, Math.max(x.limit, 1)),
         high: Math.max(x.limit, 1) * 0.9, 'aria-label': `${x.name}: ${x.used} of ${x.limit} used` }),
