@@ -123,7 +123,10 @@ async function manage(ctx, cube) {
       ctx.can('write') ? h('button', { type: 'button', class: 'danger', 'aria-label': `Delete snapshot ${s.label || s.id}`,
         onclick: async () => {
           if (!confirm(`Delete snapshot ${s.label || s.id}? It cannot be restored afterwards.`)) return;
-          if (await ctx.act(() => del(`/v1/cubes/${cube.id}/snapshots/${s.id}`), 'Snapshot deleted.')) ctx.refresh();
+          // A 204 answers null: act's result says only whether it failed.
+          if (await ctx.act(() => del(`/v1/cubes/${cube.id}/snapshots/${s.id}`).then(() => true), 'Snapshot deleted.')) {
+            ctx.refresh();
+          }
         } }, 'Delete') : null]]), `${snapshots.length} snapshot(s)`));
   return box;
 }
