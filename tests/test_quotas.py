@@ -314,3 +314,22 @@ def test_an_import_is_refused_before_its_body_is_read(tenant: TenantCtx, admin: 
             head = conn.recv(65536).decode(errors="replace")  # a timeout here: the server waited for the body
         assert head.startswith("HTTP/1.1 403"), head
         assert '"code":"permission_denied"' in head, head
+
+
+def test_a_restore_that_would_pass_the_memories_quota_changes_nothing(tenant: TenantCtx, admin: httpx.Client) -> None:
+    cube = make_cube(tenant)
+    first, second = (m["id"] for m in add_memories(tenant, cube, "The office is in Lyon", "Standup is at nine"))
+    snapshot = tenant.http.post(f"/v1/cubes/{cube}/snapshots", json={}).json()["id"]
+    for memory_id in (first, second):
+        assert tenant.http.delete(f"/v1/memories/{memory_id}").status_code == 200
+    add_memories(tenant, cube, "Lunch is at noon")
+    set_quotas(admin, tenant.id, memories=1)
+    # Afterwards the snapshot's two would be active and the new one archived: 1 active now, 1 more requested.
+    refused(tenant.http.post(f"/v1/cubes/{cube}/snapshots/{snapshot}/restore"), "memories", 1, 1, 1)
+    assert sorted(m["content"] for m in list_all(tenant, cube, status="active")) == ["Lunch is at noon"]
+    assert len(tenant.http.get(f"/v1/cubes/{cube}/snapshots").json()["snapshots"]) == 1  # no pre_restore left
+    set_quotas(admin, tenant.id, memories=2)  # exactly enough
+    r = tenant.http.post(f"/v1/cubes/{cube}/snapshots/{snapshot}/restore")
+    assert r.status_code == 200, r.text
+    assert sorted(m["content"] for m in list_all(tenant, cube, status="active")) == ["Standup is at nine",
+                                                                                  "The office is in Lyon"]
