@@ -71,6 +71,20 @@ class Settings(BaseSettings):
         default="100/second", description="Most requests of one tenant, all its keys together.")
     rate_limit_prefix: str = Field(
         default="memcubed:ratelimit", description="Redis key prefix of the rate windows (shared by all processes).")
+    # -- per-tenant quotas (issue 17); an admin overrides them per tenant (PUT /v1/tenants/{id}/quotas) ---------
+    quota_memories: int = Field(
+        default=1_000_000, ge=0, description="Most active memories of one tenant (in its live cubes).")
+    quota_cubes: int = Field(default=1000, ge=0, description="Most live cubes of one tenant.")
+    quota_snapshots: int = Field(
+        default=1000, ge=0, description="Most snapshots of one tenant, over its live cubes (restore's own "
+        "pre_restore snapshots included).")
+    quota_adapter_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Most bytes of live LoRA adapters of one tenant.")
+    quota_activation_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Most bytes of stored KV caches (activations) of one tenant.")
+    quota_context_tokens: int = Field(
+        default=32_768, ge=1, description="Largest max_tokens one /v1/context or /v1/answer request may ask for "
+        "(413 above it).")
     activation_model: str = Field(
         default="smollm2-135m-instruct",
         description="Causal LM for activation memory: a built-in name, a .gguf file or a transformers dir.",

@@ -41,6 +41,7 @@ from app.services.jobs import JobExecutor, JobService, Outcome
 from app.services.lifecycle import LifecycleService
 from app.services.memories import MemoryService
 from app.services.merge import MergeService
+from app.services.quotas import QuotaService
 from app.services.routing.service import RoutingService
 from app.services.search import SearchService
 from app.services.snapshots import SnapshotService
@@ -86,6 +87,7 @@ class Container:
     lifecycle: LifecycleService
     snapshots: SnapshotService
     merges: MergeService
+    quotas: QuotaService
     tracing: TracerProvider | None = None
     limiter: RateLimiter | None = None  # None: MEMCUBED_RATE_LIMIT_ENABLED is off
     admin_key_created: str | None = None
@@ -182,7 +184,8 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         settings=settings, database_url=url, engine=engine, sessions=sessions, embedder=embedder,
         vectors=vectors, fine=fine, flusher=flusher, enrichment=enrichment, enricher=enricher,
         graph=GraphService(sessions), auth=auth,
-        cubes=CubeService(sessions, tx, indexes),
+        cubes=CubeService(settings, sessions, tx, indexes),
+        quotas=QuotaService(settings, sessions, tx),
         memories=memories,
         forget_requests=forget_requests,
         search=search, indexing=indexing,

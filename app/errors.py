@@ -39,6 +39,17 @@ class PayloadTooLarge(MemcubedError):
     code = "payload_too_large"
 
 
+class QuotaExceeded(MemcubedError):
+    """A write would take a tenant past one of its stock quotas (memories, cubes, snapshots, adapter or
+    activation bytes); nothing was written. Per-request sizes are ``PayloadTooLarge`` instead."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, quota: str, limit: int, used: int, requested: int) -> None:
+        super().__init__(f"the tenant's {quota} quota is {limit}: {used} used, {requested} more requested",
+                         {"quota": quota, "limit": limit, "used": used, "requested": requested})
+
+
 class RateLimited(MemcubedError):
     """Over a key's or a tenant's request rate; ``retry_after`` is the whole seconds until a request is counted."""
 

@@ -64,6 +64,14 @@ class Principal:
             raise PermissionDenied("this route needs a tenant API key; admin keys manage tenants and keys only")
         return self.tenant_id
 
+    def require_tenant_admin(self, tenant_id: uuid.UUID | None) -> None:
+        """Admin keys manage every tenant; an unscoped admin-permission tenant key manages its own tenant (its
+        keys, reading its quotas). Another tenant is a 404."""
+        if self.scope == "admin":
+            return
+        if self.require_unscoped("admin") != tenant_id:
+            raise NotFound("tenant", tenant_id)
+
     def require_admin(self) -> None:
         if self.scope != "admin":
             raise PermissionDenied("this route needs an admin API key")

@@ -22,6 +22,7 @@ NOT_API = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/health
 UNSCOPED_ONLY = {
     ("GET", "/v1/tenants"), ("POST", "/v1/tenants"), ("POST", "/v1/tenants/{tenant_id}/keys"),
     ("GET", "/v1/tenants/{tenant_id}/keys"), ("DELETE", "/v1/keys/{key_id}"), ("POST", "/v1/cubes"),
+    ("GET", "/v1/tenants/{tenant_id}/quotas"), ("PUT", "/v1/tenants/{tenant_id}/quotas"),
     ("GET", "/v1/activations/stats"),
     ("GET", "/v1/routing/stats"),
     ("POST", "/v1/cubes/import-archive"), ("POST", "/v1/cubes/{cube_id}/fork"),
@@ -44,6 +45,7 @@ BODIES: dict[tuple[str, str], Callable[[Ids], Json]] = {
     # Over the server's max_new_tokens: a caller allowed to read gets a 422 without loading the model.
     ("POST", "/v1/generate"): lambda ids: {"prompt": "hi", "cube_id": ids["cube_id"], "max_new_tokens": 4096},
     ("POST", "/v1/tenants"): lambda ids: {"name": f"t-{uuid.uuid4().hex[:8]}"},
+    ("PUT", "/v1/tenants/{tenant_id}/quotas"): lambda ids: {"memories": 1},
     ("POST", "/v1/cubes"): lambda ids: {"name": f"c-{uuid.uuid4().hex[:8]}"},
     ("POST", "/v1/context"): lambda ids: {"query": "standup", "cube_ids": [ids["cube_id"]]},
     # Unrelated to every memory: the answer module abstains instead of running a model.

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import errors
+from app.api import metrics
 from app.redact import redact, redact_json
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[errors.MemcubedError], int] = {
     errors.Unauthenticated: 401,
     errors.PermissionDenied: 403,
+    errors.QuotaExceeded: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
@@ -55,6 +57,8 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, errors.RateLimited):
             headers = {"Retry-After": str(exc.retry_after)}
+        if isinstance(exc, errors.QuotaExceeded):
+            metrics.count_quota_refusal(str(exc.details["quota"]))
         return envelope(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

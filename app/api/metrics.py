@@ -1,7 +1,7 @@
 """Prometheus metrics at ``GET /metrics``, and the middleware that observes every request.
 
 Request latency is a histogram by method, route template and status (never the raw path, so ids do not
-multiply series); searches count by endpoint, mode and retrieval tier; refusals (429, 413) by kind. The
+multiply series); searches count by endpoint, mode and retrieval tier; refusals (429, 413, quotas) by kind. The
 enrichment backlog, jobs by kind and state and the dense index sizes are collected when Prometheus scrapes,
 from Postgres and the loaded indexes, so they are right whichever process did the work. Tenant ids appear only when
 ``MEMCUBED_METRICS_TENANTS`` allows, for that many tenants at most; keys and content never. The fine index
@@ -52,11 +52,18 @@ TENANT_REQUESTS = Counter("memcubed_tenant_requests_total",
                           "Requests by tenant, for the first MEMCUBED_METRICS_TENANTS tenants ('other' after).",
                           ["tenant"])
 
-REFUSALS = Counter("memcubed_refusals_total", "Requests refused for their rate or their size (429 and 413).",
-                   ["kind"])
+REFUSALS = Counter("memcubed_refusals_total", "Requests refused for their rate, their size or a tenant's quota "
+                   "(429, 413 and 403 quota_exceeded).", ["kind"])
 REFUSED = {429: "rate_limit", 413: "payload_too_large"}
-for _kind in REFUSED.values():
-    REFUSALS.labels(_kind)  # both series exist from the start, so a rate over them is 0, not empty
+QUOTA_REFUSALS = Counter("memcubed_quota_refusals_total", "Writes refused by a tenant quota, by quota.", ["quota"])
+for _kind in (*REFUSED.values(), "quota_exceeded"):
+    REFUSALS.labels(_kind)  # every series exists from the start, so a rate over them is 0, not empty
+
+
+def count_quota_refusal(quota: str) -> None:
+    """A 403 ``quota_exceeded`` (its status alone does not tell it from a permission refusal)."""
+    REFUSALS.labels("quota_exceeded").inc()
+    QUOTA_REFUSALS.labels(quota).inc()
 
 
 def count_search(endpoint: str, mode: str, routing: Routing | None) -> None:

@@ -35,6 +35,8 @@ class Tenant(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(TZ, default=utcnow)
+    # Quota overrides set by an admin (migration 0008): {quota name: limit}; a quota not named has the default.
+    quotas: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
 
 
 class ApiKey(Base):

@@ -32,6 +32,11 @@ def snapshot_in_cube(s: Session, cube_id: uuid.UUID, snapshot_id: uuid.UUID) -> 
     return s.scalar(select(Snapshot).where(Snapshot.id == snapshot_id, Snapshot.cube_id == cube_id))
 
 
+def delete_snapshot(s: Session, row: Snapshot) -> None:
+    s.delete(row)
+    s.flush()
+
+
 def edges_in_cube(s: Session, cube_id: uuid.UUID) -> list[Edge]:
     return list(s.scalars(select(Edge).where(Edge.cube_id == cube_id).order_by(Edge.id)))
 

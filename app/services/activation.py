@@ -40,6 +40,7 @@ from app.schemas.activation import (
 )
 from app.schemas.memories import SearchRequest
 from app.services.base import Transactor, Tx
+from app.services.quotas import reserve
 from app.services.search import SearchService
 
 MEMORY_PREAMBLE = "You are a helpful assistant. Here is what you remember, one memory per line:"
@@ -271,6 +272,7 @@ class ActivationService:
                     if old is not None:
                         old.status, old.tier = "evicted", None
                         tx.session.flush()
+                reserve(tx.session, self.settings, tenant_id, "activation_bytes", entry.nbytes)
                 now = utcnow()
                 row = repo.add(
                     tx.session,

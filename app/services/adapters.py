@@ -33,6 +33,7 @@ from app.schemas.jobs import JobOut
 from app.services.activation import ActivationService, model_spec
 from app.services.base import Transactor, Tx
 from app.services.jobs import JobCancelled, JobRun, JobService
+from app.services.quotas import reserve
 
 MIN_MEMORIES = 3
 
@@ -47,14 +48,15 @@ def adapter_out(row: Adapter) -> AdapterOut:
     )
 
 
-def register_adapter(s: Session, files: AdapterFiles, base: BaseModelInfo, max_bytes: int, *,
+def register_adapter(s: Session, files: AdapterFiles, base: BaseModelInfo, settings: Settings, *,
                      tenant_id: uuid.UUID, cube_id: uuid.UUID, name: str, config: bytes | dict[str, Any],
                      tensors: bytes, source: str, created_by: str | None, written: list[Path],
                      job_id: uuid.UUID | None = None, metrics: dict[str, Any] | None = None) -> Adapter:
     """Validate an adapter completely (413, 422, then 409 for another base model), then store its file (added
     to ``written`` when new: the caller removes it if its transaction fails) and add its row as the next
-    version of ``name``. The caller owns the transaction and audits."""
-    spec = validate_adapter(config, tensors, base, max_bytes)
+    version of ``name``, within the tenant's adapter quota (403). The caller owns the transaction and audits."""
+    spec = validate_adapter(config, tensors, base, settings.adapter_max_bytes)
+    reserve(s, settings, tenant_id, "adapter_bytes", len(tensors))
     sha = files.put(tensors, written)
     return repo.add(s, Adapter(
         tenant_id=tenant_id, cube_id=cube_id, name=name, version=repo.next_version(s, cube_id, name),
@@ -107,7 +109,7 @@ class AdapterService:
         def work(tx: Tx) -> AdapterOut:
             require_cube(tx.session, tenant_id, cube_id)
             tx.after_commit.append(written.clear)  # committed: the row owns the file now
-            row = register_adapter(tx.session, self.files, self.base(), self.settings.adapter_max_bytes,
+            row = register_adapter(tx.session, self.files, self.base(), self.settings,
                                    tenant_id=tenant_id, cube_id=cube_id, name=name, config=config, tensors=tensors,
                                    source="upload", created_by=creator, written=written)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="adapter.upload",
@@ -144,6 +146,8 @@ class AdapterService:
             row = self._visible(tx.session, principal, adapter_id, "write")
             if row.status == status:
                 raise Conflict(f"adapter {adapter_id} is already {status}", {"status": status})
+            if status == "active":
+                reserve(tx.session, self.settings, row.tenant_id, "adapter_bytes", row.size_bytes)
             row.status, row.deleted_at = status, (utcnow() if status == "deleted" else None)
             audit.record(tx.session, tenant_id=row.tenant_id, key_id=principal.key_id,
                          action="adapter.delete" if status == "deleted" else "adapter.restore",
@@ -229,7 +233,7 @@ class DistillJob:
             if job is None or job.status == "cancelled":
                 raise JobCancelled()
             row = register_adapter(
-                s, self.files, base, s_.adapter_max_bytes, tenant_id=run.tenant_id, cube_id=run.cube_id,
+                s, self.files, base, s_, tenant_id=run.tenant_id, cube_id=run.cube_id,
                 name=body.name, config=config, tensors=data, source="distill",
                 created_by=f"job:{run.job_id}", written=written, job_id=run.job_id, metrics=metrics)
             audit.record(s, tenant_id=run.tenant_id, key_id=None, action="adapter.distill", object_type="adapter",

@@ -90,17 +90,9 @@ class AuthService:
         with self.sessions() as s:
             return [TenantOut.model_validate(t, from_attributes=True) for t in tenants.list_tenants(s)]
 
-    def _require_key_manager(self, principal: Principal, tenant_id: uuid.UUID | None) -> None:
-        """Admin keys manage every tenant's keys; an unscoped admin-permission tenant key manages its own
-        tenant's (to share a cube with another agent without the operator). Another tenant is a 404."""
-        if principal.scope == "admin":
-            return
-        if principal.require_unscoped("admin") != tenant_id:
-            raise NotFound("tenant", tenant_id)
-
     def create_key(self, principal: Principal, tenant_id: uuid.UUID, body: KeyCreate,
                    idem: Idempotency | None = None) -> KeyCreated:
-        self._require_key_manager(principal, tenant_id)
+        principal.require_tenant_admin(tenant_id)
         cube_ids = list(dict.fromkeys(body.cube_ids)) if body.cube_ids is not None else None
 
         def work(tx: Tx) -> KeyCreated:
@@ -126,7 +118,7 @@ class AuthService:
 
     def list_keys(self, principal: Principal, tenant_id: uuid.UUID) -> list[KeyOut]:
         """The tenant's keys, revoked ones included (with when), oldest first."""
-        self._require_key_manager(principal, tenant_id)
+        principal.require_tenant_admin(tenant_id)
         with self.sessions() as s:
             if tenants.get_tenant(s, tenant_id) is None:
                 raise NotFound("tenant", tenant_id)

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import Settings
 from app.errors import Conflict
 from app.memory.access import require_cube
 from app.models import Cube
@@ -16,6 +17,7 @@ from app.repositories import memories as memories_repo
 from app.schemas.cubes import CubeCreate, CubeOut, CubePatch
 from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
+from app.services.quotas import reserve
 
 
 def cube_out(cube: Cube, memory_count: int, enrichment_pending: int = 0) -> CubeOut:
@@ -26,7 +28,9 @@ def cube_out(cube: Cube, memory_count: int, enrichment_pending: int = 0) -> Cube
 
 
 class CubeService:
-    def __init__(self, sessions: sessionmaker[Session], tx: Transactor, indexes: DerivedIndexes) -> None:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], tx: Transactor,
+                 indexes: DerivedIndexes) -> None:
+        self.settings = settings
         self.sessions = sessions
         self.tx = tx
         self.indexes = indexes
@@ -37,6 +41,7 @@ class CubeService:
         def work(tx: Tx) -> CubeOut:
             if cubes.live_cube_by_name(tx.session, tenant_id, body.name) is not None:
                 raise Conflict(f"a cube named {body.name!r} exists", {"name": body.name})
+            reserve(tx.session, self.settings, tenant_id, "cubes", 1)
             cube = cubes.add_cube(tx.session, tenant_id=tenant_id, name=body.name, description=body.description,
                                   owner_id=body.owner_id)
             audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="cube.create",

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, QuotaExceeded
 from app.memory.access import require_cube
 from app.models import Job
 from app.models.base import utcnow
@@ -174,7 +174,8 @@ class JobExecutor:
             return Outcome("cancelled")
         except Exception as exc:
             log.exception("job %s (%s) failed on try %d", job_id, run.kind, attempts)
-            retry = attempts < max_attempts
+            # A quota refusal (a distillation's adapter over the tenant's bytes) fails the same way on every try.
+            retry = attempts < max_attempts and not isinstance(exc, QuotaExceeded)
             with self.sessions.begin() as s:
                 job = jobs_repo.get_job(s, job_id, lock=True)
                 if job is not None and job.status == "cancelled":

@@ -61,6 +61,7 @@ from app.services.derived import DerivedIndexes
 from app.services.enrichment import window
 from app.services.forgetting import policy_of
 from app.services.memories import MemoryService
+from app.services.quotas import reserve
 from app.vector.fine import Window
 
 MEMORIES, EDGES, ENTITIES = "memories.jsonl", "edges.jsonl", "entities.jsonl"
@@ -303,6 +304,7 @@ class LifecycleService:
             tx.after_commit.append(written.clear)  # committed: the rows own the KV files now
             if cubes.live_cube_by_name(s, tenant_id, name) is not None:
                 raise Conflict(f"a cube named {name!r} exists; pass another name", {"name": name})
+            self._reserve(s, tenant_id, plan, server_fp)
             header = plan.header.cube
             cube = cubes.add_cube(s, tenant_id=tenant_id, name=name,
                                   description=description if description is not None else header.description,
@@ -329,6 +331,14 @@ class LifecycleService:
             for path in written:  # KV and adapter files of a transaction that did not commit (or of a retried try)
                 path.unlink(missing_ok=True)
             raise
+
+    def _reserve(self, s: Session, tenant_id: uuid.UUID, plan: Plan, server_fp: str | None) -> None:
+        """The new cube, its active memories, reusable KV files and adapters must fit the tenant's quotas."""
+        reserve(s, self.settings, tenant_id, "cubes", 1)
+        reserve(s, self.settings, tenant_id, "memories", sum(ln.memory.status == "active" for ln in plan.lines))
+        reserve(s, self.settings, tenant_id, "activation_bytes", sum(
+            len(plan.files[a.file]) for a in plan.activations if a.file is not None and a.fingerprint == server_fp))
+        reserve(s, self.settings, tenant_id, "adapter_bytes", sum(ad.size_bytes for ad in plan.adapters))
 
     def _server_fingerprint(self, plan: Plan) -> str | None:
         """The running activation model's fingerprint, only when a cache file could be reused: loading the model

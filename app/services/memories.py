@@ -45,6 +45,7 @@ from app.services.admission import AdmissionService, Candidate, Decision
 from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
 from app.services.forget_requests import ForgetRequestService
+from app.services.quotas import reserve
 from app.services.routing.extraction import extract
 from app.services.supersession import Supersession
 from app.vector.embedder import Embedder
@@ -163,6 +164,7 @@ class MemoryService:
                 if d.admission.status == "merged":
                     row.status, row.merged_into = "archived", d.admission.merged_into
                 planned.append((i, row))
+            reserve(tx.session, self.settings, tenant_id, "memories", sum(r.status == "active" for _, r in planned))
             rows = repo.add_memories(tx.session, [r for _, r in planned])
             replaced, dropped = self.supersession.apply(tx.session, principal.key_id, cube_id, rows,
                                                         vecs[[i for i, _ in planned]])
@@ -312,6 +314,9 @@ class MemoryService:
         def mutate(m: Memory) -> None:
             if m.status == "active":
                 raise Conflict("memory is already active", {"id": str(m.id)})
+            session = Session.object_session(m)
+            assert session is not None  # loaded by _change's transaction
+            reserve(session, self.settings, m.tenant_id, "memories", 1)
             m.status = "active"
             m.merged_into = m.superseded_by = None  # back on its own: no longer a duplicate or an old fact
 
@@ -387,6 +392,7 @@ class MemoryService:
         def work(tx: Tx) -> ImportResult:
             require_cube(tx.session, tenant_id, cube_id)
             rows = [self.imported_row(tenant_id, cube_id, item.memory, vec) for item, vec in zip(items, vecs)]
+            reserve(tx.session, self.settings, tenant_id, "memories", sum(r.status == "active" for r in rows))
             repo.add_memories(tx.session, rows)
             for item, row in zip(items, rows):
                 for v in item.versions:

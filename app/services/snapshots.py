@@ -5,6 +5,7 @@ format of ``app.services.lifecycle``."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
 from app.services.lifecycle import LifecycleService
 from app.services.memories import MemoryService
+from app.services.quotas import reserve
 
 # A memory's state that a restore puts back (everything a user or a job can change).
 RESTORED = ("content", "memory_type", "user_id", "agent_id", "session_id", "occurred_at", "tags", "metadata",
@@ -49,6 +51,12 @@ def line_state(line: ArchiveLine) -> dict[str, Any]:
     return {name: getattr(src, name) for name in RESTORED}
 
 
+def active_growth(current: dict[uuid.UUID, Memory], lines: Sequence[ArchiveLine]) -> int:
+    """How many more active memories the cube has once restored to ``lines`` (negative: fewer): afterwards,
+    exactly the snapshot's active memories are active."""
+    return sum(ln.memory.status == "active" for ln in lines) - sum(m.status == "active" for m in current.values())
+
+
 class SnapshotService:
     def __init__(self, sessions: sessionmaker[Session], tx: Transactor, memories: MemoryService,
                  indexes: DerivedIndexes, lifecycle: LifecycleService) -> None:
@@ -69,6 +77,7 @@ class SnapshotService:
         return self.tx.run(principal, idem, SnapshotOut, work)
 
     def _snapshot(self, s: Session, principal: Principal, cube: Cube, kind: str, label: str | None) -> Snapshot:
+        reserve(s, self.lifecycle.settings, cube.tenant_id, "snapshots", 1)
         writer, header = self.lifecycle.collect(s, cube, with_files=False)
         payload = writer.to_bytes(header)
         row = snap_repo.add_snapshot(s, Snapshot(
@@ -84,6 +93,24 @@ class SnapshotService:
         with self.sessions() as s:
             require_cube(s, tenant_id, cube_id)
             return SnapshotList(snapshots=[snapshot_out(r) for r in snap_repo.snapshots_of(s, cube_id)])
+
+    def delete_snapshot(self, principal: Principal, cube_id: uuid.UUID, snapshot_id: uuid.UUID) -> None:
+        """Destroy a snapshot (its archive goes with it), freeing its place in the tenant's snapshot quota."""
+        tenant_id = principal.require_cube(cube_id, "write")
+
+        def work(tx: Tx) -> SnapshotOut:
+            require_cube(tx.session, tenant_id, cube_id)
+            row = snap_repo.snapshot_in_cube(tx.session, cube_id, snapshot_id)
+            if row is None:
+                raise NotFound("snapshot", snapshot_id)
+            out = snapshot_out(row)
+            snap_repo.delete_snapshot(tx.session, row)
+            audit.record(tx.session, tenant_id=tenant_id, key_id=principal.key_id, action="snapshot.delete",
+                         object_type="snapshot", object_id=snapshot_id,
+                         details={"cube_id": str(cube_id), "kind": out.kind, "label": out.label})
+            return out
+
+        self.tx.run(principal, None, SnapshotOut, work)
 
     def restore(self, principal: Principal, cube_id: uuid.UUID, snapshot_id: uuid.UUID) -> RestoreResult:
         """Bring the cube back to a snapshot without destroying anything: a memory whose state differs gets a
@@ -109,6 +136,7 @@ class SnapshotService:
             result = RestoreResult(snapshot_id=snapshot_id, pre_restore_snapshot_id=pre.id, changed=0, recreated=0,
                                    archived=0, unchanged=0)
             current = {m.id: m for m in repo.all_in_cube(s, cube_id)}
+            reserve(s, self.lifecycle.settings, tenant_id, "memories", active_growth(current, plan.lines))
             reason = f"restore snapshot {snapshot_id}"
             index_add: list[tuple[int, np.ndarray]] = []
             index_remove: list[int] = []

@@ -253,6 +253,12 @@ def adapter_json(**overrides: Any) -> dict[str, Any]:
             "job_id": None, "metrics": {}, "created_at": NOW, "deleted_at": None, **overrides}
 
 
+def quotas_json() -> dict[str, Any]:
+    return {"tenant_id": TENANT_ID, "quotas": [{"name": "memories", "limit": 10, "used": 2, "default": 10,
+                                                "overridden": False}],
+            "request_limits": {"import_bytes": 1024, "context_tokens": 32768}}
+
+
 def canned_response(request: httpx.Request) -> httpx.Response:
     """A valid answer for every route of the API, chosen by method and path shape."""
     method, parts = request.method, request.url.path.strip("/").split("/")
@@ -282,6 +288,8 @@ def canned_response(request: httpx.Request) -> httpx.Response:
             {"id": KEY_ID, "name": "default", "cube_ids": None, "permission": "admin", "created_at": NOW,
              "revoked_at": None}]}),
         ("DELETE", "v1", "keys", "{}"): lambda: ok({"id": KEY_ID, "revoked_at": NOW}),
+        ("GET", "v1", "tenants", "{}", "quotas"): lambda: ok(quotas_json()),
+        ("PUT", "v1", "tenants", "{}", "quotas"): lambda: ok(quotas_json()),
         ("POST", "v1", "cubes"): lambda: ok(cube_json(), 201),
         ("GET", "v1", "cubes"): lambda: ok({"cubes": [cube_json()]}),
         ("GET", "v1", "cubes", "{}"): lambda: ok(cube_json()),
@@ -302,6 +310,7 @@ def canned_response(request: httpx.Request) -> httpx.Response:
         ("POST", "v1", "cubes", "{}", "fork"): lambda: ok(archive_import_json(), 201),
         ("POST", "v1", "cubes", "{}", "snapshots"): lambda: ok(snapshot_json(), 201),
         ("GET", "v1", "cubes", "{}", "snapshots"): lambda: ok({"snapshots": [snapshot_json()]}),
+        ("DELETE", "v1", "cubes", "{}", "snapshots", "{}"): lambda: httpx.Response(204, headers=headers),
         ("POST", "v1", "cubes", "{}", "snapshots", "{}", "restore"): lambda: ok(
             {"snapshot_id": SNAPSHOT_ID, "pre_restore_snapshot_id": KEY_ID, "changed": 1, "recreated": 0,
              "archived": 1, "unchanged": 1}

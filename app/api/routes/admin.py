@@ -1,4 +1,4 @@
-"""Admin routes: tenants and API keys."""
+"""Admin routes: tenants, their API keys and quotas."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from app.schemas.admin import (
     TenantCreated,
     TenantList,
 )
+from app.schemas.quotas import QuotaOverrides, TenantQuotas
 from app.services.base import Idempotency
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -46,3 +47,15 @@ def list_keys(tenant_id: uuid.UUID, c: C, p: P) -> KeyList:
 @router.delete("/keys/{key_id}", response_model=KeyRevoked)
 def revoke_key(key_id: uuid.UUID, c: C, p: P) -> KeyRevoked:
     return c.auth.revoke_key(p, key_id)
+
+
+@router.get("/tenants/{tenant_id}/quotas", response_model=TenantQuotas)
+def get_quotas(tenant_id: uuid.UUID, c: C, p: P) -> TenantQuotas:
+    """Limits and current usage: for an admin key, or the tenant's own unscoped admin-permission key."""
+    return c.quotas.get(p, tenant_id)
+
+
+@router.put("/tenants/{tenant_id}/quotas", response_model=TenantQuotas)
+def set_quotas(tenant_id: uuid.UUID, body: QuotaOverrides, c: C, p: P) -> TenantQuotas:
+    """Replace the tenant's overrides (admin key only); a quota left out goes back to its default."""
+    return c.quotas.set(p, tenant_id, body)

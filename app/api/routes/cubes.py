@@ -52,6 +52,7 @@ def export_cube(cube_id: uuid.UUID, c: C, p: P) -> StreamingResponse:
 @router.post("/{cube_id}/import", status_code=201, response_model=ImportResult,
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-ndjson": {}}}})
 async def import_cube(cube_id: uuid.UUID, request: Request, c: C, p: P, idem: IdemKey = None) -> ImportResult:
+    p.require_cube(cube_id, "write")  # before the body is read: a read key does not get to upload 256 MB
     body = await read_body(request, c.settings.max_import_bytes, "import body")
     idempotency = Idempotency.of(idem, "import", str(cube_id), body.decode(errors="replace"))
     return await run_in_threadpool(c.memories.import_, p, cube_id, body, idempotency)

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -42,6 +42,7 @@ async def import_archive(request: Request, c: C, p: P, idem: IdemKey = None,
                          name: Annotated[str | None, Query(min_length=1, max_length=200)] = None
                          ) -> ArchiveImportResult:
     """The raw tar as the body (``Content-Type: application/x-tar``); ``name`` renames the new cube."""
+    p.require_unscoped()  # before the body is read: a key that may not import does not get to upload it
     body = await read_body(request, c.settings.max_import_bytes, "archive")
     idempotency = Idempotency.of(idem, "import-archive", hashlib.sha256(body).hexdigest(), name)
     return await run_in_threadpool(c.lifecycle.import_archive, p, body, name, idempotency)
@@ -61,6 +62,12 @@ def create_snapshot(cube_id: uuid.UUID, body: SnapshotCreate, c: C, p: P, idem: 
 @router.get("/{cube_id}/snapshots", response_model=SnapshotList)
 def list_snapshots(cube_id: uuid.UUID, c: C, p: P) -> SnapshotList:
     return c.snapshots.list_snapshots(p, cube_id)
+
+
+@router.delete("/{cube_id}/snapshots/{snapshot_id}", status_code=204)
+def delete_snapshot(cube_id: uuid.UUID, snapshot_id: uuid.UUID, c: C, p: P) -> Response:
+    c.snapshots.delete_snapshot(p, cube_id, snapshot_id)
+    return Response(status_code=204)
 
 
 @router.post("/{cube_id}/snapshots/{snapshot_id}/restore", response_model=RestoreResult)

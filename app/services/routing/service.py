@@ -42,6 +42,7 @@ from app.schemas.memories import SearchRequest, SearchResponse
 from app.schemas.routing import (
     AnswerRequest,
     AnswerResponse,
+    BudgetLimits,
     CacheReport,
     ContextRequest,
     ContextResponse,
@@ -52,6 +53,7 @@ from app.schemas.routing import (
     RoutingStats,
 )
 from app.services.generation import GenerationService
+from app.services.quotas import check_context_tokens
 from app.services.routing.abstention import Floors, abstain_reason, evidence
 from app.services.routing.answer import Answerer
 from app.services.routing.context import Assembler, Fitted, piece
@@ -149,6 +151,7 @@ class RoutingService:
 
     # -- the context pipeline -------------------------------------------------------------------------------
     def _context(self, principal: Principal, req: ContextRequest, route: str) -> Response:
+        check_context_tokens(self.settings, req.budget.max_tokens if isinstance(req.budget, BudgetLimits) else None)
         r = self._start(principal, req.cube_ids, req.budget, route, req.top_k, {})
         cached = self._cached(r, req.query, None, req.use_cache)
         if cached is not None:

@@ -60,6 +60,7 @@ from ._models import (
     Snapshot,
     Tenant,
     TenantCreated,
+    TenantQuotas,
     WhoAmI,
     WriteResult,
 )
@@ -345,6 +346,15 @@ class Tenants(_Resource):
     async def list(self) -> builtins.list[Tenant]:
         return await self._client._send(_core.list_tenants())
 
+    async def quotas(self, tenant_id: Id) -> TenantQuotas:
+        """A tenant's quota limits and current usage (an admin key, or the tenant's own unscoped admin key)."""
+        return await self._client._send(_core.tenant_quotas(tenant_id))
+
+    async def set_quotas(self, tenant_id: Id, **limits: int | None) -> TenantQuotas:
+        """Replace a tenant's quota overrides (an admin key): ``memories``, ``cubes``, ``snapshots``,
+        ``adapter_bytes``, ``activation_bytes``; one left out (or None) goes back to the server's default."""
+        return await self._client._send(_core.set_tenant_quotas(tenant_id, limits))
+
 
 class Keys(_Resource):
     """Admin: API keys."""
@@ -591,6 +601,10 @@ class Snapshots(_Resource):
     async def list(self, cube_id: Id) -> builtins.list[Snapshot]:
         """Newest first."""
         return await self._client._send(_core.list_snapshots(cube_id))
+
+    async def delete(self, cube_id: Id, snapshot_id: Id) -> None:
+        """Destroy a snapshot, freeing its place in the tenant's snapshot quota (a write key)."""
+        await self._client._send(_core.delete_snapshot(cube_id, snapshot_id))
 
     async def restore(self, cube_id: Id, snapshot_id: Id) -> RestoreResult:
         """Put the snapshot's state back as new versions; later memories are archived, nothing is destroyed."""

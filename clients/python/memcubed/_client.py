@@ -59,6 +59,7 @@ from ._models import (
     Snapshot,
     Tenant,
     TenantCreated,
+    TenantQuotas,
     WhoAmI,
     WriteResult,
 )
@@ -342,6 +343,15 @@ class Tenants(_Resource):
     def list(self) -> builtins.list[Tenant]:
         return self._client._send(_core.list_tenants())
 
+    def quotas(self, tenant_id: Id) -> TenantQuotas:
+        """A tenant's quota limits and current usage (an admin key, or the tenant's own unscoped admin key)."""
+        return self._client._send(_core.tenant_quotas(tenant_id))
+
+    def set_quotas(self, tenant_id: Id, **limits: int | None) -> TenantQuotas:
+        """Replace a tenant's quota overrides (an admin key): ``memories``, ``cubes``, ``snapshots``,
+        ``adapter_bytes``, ``activation_bytes``; one left out (or None) goes back to the server's default."""
+        return self._client._send(_core.set_tenant_quotas(tenant_id, limits))
+
 
 class Keys(_Resource):
     """Admin: API keys."""
@@ -585,6 +595,10 @@ class Snapshots(_Resource):
     def list(self, cube_id: Id) -> builtins.list[Snapshot]:
         """Newest first."""
         return self._client._send(_core.list_snapshots(cube_id))
+
+    def delete(self, cube_id: Id, snapshot_id: Id) -> None:
+        """Destroy a snapshot, freeing its place in the tenant's snapshot quota (a write key)."""
+        self._client._send(_core.delete_snapshot(cube_id, snapshot_id))
 
     def restore(self, cube_id: Id, snapshot_id: Id) -> RestoreResult:
         """Put the snapshot's state back as new versions; later memories are archived, nothing is destroyed."""

@@ -58,6 +58,7 @@ from ._models import (
     Snapshot,
     Tenant,
     TenantCreated,
+    TenantQuotas,
     WhoAmI,
     WriteResult,
     _Request,
@@ -278,7 +279,7 @@ def error_from_response(response: httpx.Response) -> _errors.APIStatusError:
     if message is None:
         text = raw.decode(response.encoding or "utf-8", errors="replace").strip()
         message = text[:500] if text else (response.reason_phrase or f"HTTP {status}")
-    cls = _errors.error_class_for(status)
+    cls = _errors.error_class_for(status, code)
     kwargs: dict[str, Any] = {
         "status": status,
         "code": code or f"http_{status}",
@@ -353,6 +354,17 @@ def list_tenants() -> Call[list[Tenant]]:
     return Call(
         RequestSpec("GET", "/v1/tenants"),
         lambda data: [Tenant.model_validate(t) for t in data["tenants"]],
+    )
+
+
+def tenant_quotas(tenant_id: Id) -> Call[TenantQuotas]:
+    return Call(RequestSpec("GET", f"/v1/tenants/{_seg(tenant_id)}/quotas"), lambda data: _parse(TenantQuotas, data))
+
+
+def set_tenant_quotas(tenant_id: Id, limits: dict[str, int | None]) -> Call[TenantQuotas]:
+    return Call(
+        RequestSpec("PUT", f"/v1/tenants/{_seg(tenant_id)}/quotas", json=_drop_none(limits)),
+        lambda data: _parse(TenantQuotas, data),
     )
 
 
@@ -518,6 +530,10 @@ def list_snapshots(cube_id: Id) -> Call[list[Snapshot]]:
         RequestSpec("GET", f"/v1/cubes/{_seg(cube_id)}/snapshots"),
         lambda data: [Snapshot.model_validate(s) for s in data["snapshots"]],
     )
+
+
+def delete_snapshot(cube_id: Id, snapshot_id: Id) -> Call[None]:
+    return Call(RequestSpec("DELETE", f"/v1/cubes/{_seg(cube_id)}/snapshots/{_seg(snapshot_id)}"), lambda data: None)
 
 
 def restore_snapshot(cube_id: Id, snapshot_id: Id) -> Call[RestoreResult]:

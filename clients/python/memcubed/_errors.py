@@ -14,6 +14,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "ServerError",
     "ValidationError",
@@ -85,6 +86,11 @@ class PermissionDeniedError(APIStatusError):
     """403: the key is valid but its scope does not allow this route (e.g. admin routes)."""
 
 
+class QuotaExceededError(PermissionDeniedError):
+    """403 ``quota_exceeded``: the write would take the tenant past a quota; nothing was written.
+    ``details`` names it: ``{"quota", "limit", "used", "requested"}``."""
+
+
 class NotFoundError(APIStatusError):
     """404: unknown object, or one that belongs to another tenant."""
 
@@ -121,8 +127,10 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 
-def error_class_for(status: int) -> type[APIStatusError]:
-    """The exception class for an HTTP error status."""
+def error_class_for(status: int, code: str | None = None) -> type[APIStatusError]:
+    """The exception class for an HTTP error status (and the envelope's code, where one status means two)."""
     if status >= 500:
         return ServerError
+    if status == 403 and code == "quota_exceeded":
+        return QuotaExceededError
     return _BY_STATUS.get(status, APIStatusError)

@@ -109,6 +109,30 @@ class Tenant(_Response):
     created_at: ResponseDatetime
 
 
+class Quota(_Response):
+    """One quota of a tenant: ``limit`` (the override if an admin set one, else ``default``) and ``used``
+    (a count, or bytes for the ``*_bytes`` quotas)."""
+
+    name: str
+    limit: int
+    used: int
+    default: int
+    overridden: bool
+
+
+class TenantQuotas(_Response):
+    """A tenant's quotas, and the per-request limits every tenant shares (``import_bytes``,
+    ``context_tokens``)."""
+
+    tenant_id: str
+    quotas: list[Quota]
+    request_limits: dict[str, int]
+
+    def __getitem__(self, name: str) -> Quota:
+        """``quotas["memories"]``: the quota of that name."""
+        return next(q for q in self.quotas if q.name == name)
+
+
 class KeyCreated(_Response):
     """A new API key. ``api_key`` is shown only once; ``id`` is what ``keys.revoke`` takes."""
 

@@ -34,7 +34,8 @@ const ctx = {
   flash(message, kind = 'info') { flashBox.className = kind; flashBox.textContent = message; },
   error(err) {
     if (err instanceof ApiError) {
-      const prefix = err.status === 403 ? 'Not allowed' : err.status === 401 ? 'Not signed in' : `Error ${err.status}`;
+      const prefix = err.code === 'quota_exceeded' ? 'Quota exceeded' : err.status === 403 ? 'Not allowed'
+        : err.status === 401 ? 'Not signed in' : `Error ${err.status}`;
       ctx.flash(`${prefix}: ${err.message}`, 'error');
       if (err.status === 401) signOut();
     } else ctx.flash(String(err), 'error');

@@ -116,9 +116,17 @@ async function manage(ctx, cube) {
   const { snapshots } = await get(`/v1/cubes/${cube.id}/snapshots`);
   box.append(h('h2', null, 'Snapshots'), table(['Label', 'Kind', 'Memories#', 'Size#', 'Taken', ''],
     snapshots.map(s => [s.label || '', s.kind, num(s.memory_count), num(bytes(s.size_bytes)), when(s.created_at),
-      ctx.can('admin') ? h('button', { type: 'button', class: 'secondary', onclick: async () => {
+      [ctx.can('admin') ? h('button', { type: 'button', class: 'secondary', onclick: async () => {
         if (await ctx.act(() => post(`/v1/cubes/${cube.id}/snapshots/${s.id}/restore`),
           r => `Restored: ${r.changed} changed, ${r.recreated} recreated, ${r.archived} archived.`)) ctx.refresh();
-      } }, 'Restore') : '']), `${snapshots.length} snapshot(s)`));
+      } }, 'Restore') : null,
+      ctx.can('write') ? h('button', { type: 'button', class: 'danger', 'aria-label': `Delete snapshot ${s.label || s.id}`,
+        onclick: async () => {
+          if (!confirm(`Delete snapshot ${s.label || s.id}? It cannot be restored afterwards.`)) return;
+          // A 204 answers null: act's result says only whether it failed.
+          if (await ctx.act(() => del(`/v1/cubes/${cube.id}/snapshots/${s.id}`).then(() => true), 'Snapshot deleted.')) {
+            ctx.refresh();
+          }
+        } }, 'Delete') : null]]), `${snapshots.length} snapshot(s)`));
   return box;
 }

@@ -1,6 +1,6 @@
-// Operations: health, tenants and keys (list, create scoped keys, revoke), jobs, routing counters.
-import { cubes, del, get, post } from './api.js';
-import { clear, field, formData, h, input, num, select, table, when } from './dom.js';
+// Operations: health, tenants and keys (list, create scoped keys, revoke), quotas, jobs, routing counters.
+import { cubes, del, get, post, put } from './api.js';
+import { bytes, clear, field, formData, h, input, num, select, table, when } from './dom.js';
 
 export async function render(view, ctx) {
   view.append(h('h1', null, 'Operations'));
@@ -16,10 +16,16 @@ export async function render(view, ctx) {
       table(['Name', 'Id', 'Created'], tenants.map(t => [t.name, t.id, when(t.created_at)]), `${tenants.length} tenant(s)`),
       keyForm(ctx, secret, tenants, [], keys), keys.section);
     await keys.load();
+    const limits = quotaPanel(ctx, tenants);
+    view.append(h('h2', null, 'Quotas'), limits.section);
+    await limits.load();
   } else if (ctx.canTenant('admin')) {
     const keys = keyList(ctx, null);
     view.append(h('h2', null, 'Keys'), secret, keyForm(ctx, secret, null, await cubes(), keys), keys.section);
     await keys.load();
+    const limits = quotaPanel(ctx, null);
+    view.append(h('h2', null, 'Quotas'), limits.section);
+    await limits.load();
   }
   if (who.scope === 'tenant') await jobs(view, ctx);
   if (ctx.canTenant('read')) {
@@ -94,6 +100,47 @@ function keyList(ctx, tenants) {
   if (pick) pick.addEventListener('change', () => ctx.act(() => load()));
   const section = h('section', { class: 'card', 'aria-label': 'API keys' }, h('h3', null, 'Existing keys'),
     pick ? h('div', { class: 'row' }, field('Keys of tenant', pick)) : null, box);
+  return { section, load };
+}
+
+/** A tenant's quotas (for an admin key, of the tenant picked): use against limit with a bar each, and for an
+ * admin key a form of overrides (empty: the service default). */
+function quotaPanel(ctx, tenants) {
+  const pick = tenants?.length ? select('quotas_of', tenants.map(t => [t.id, t.name]), tenants[0].id) : null;
+  const box = h('div');
+  const amount = (name, n) => name.endsWith('_bytes') ? bytes(n) : String(n);
+  let latest = 0;
+  const load = async () => {
+    const id = pick ? pick.value : ctx.who.tenant_id;
+    if (!id) return;
+    const seq = ++latest;
+    const q = await get(`/v1/tenants/${id}/quotas`);
+    if (seq !== latest) return;  // another tenant was picked meanwhile: its answer draws the panel
+    const rows = q.quotas.map(x => [x.name, num(amount(x.name, x.used)), num(amount(x.name, x.limit)),
+      h('meter', { min: 0, max: Math.max(x.limit, 1), value: Math.min(x.used, Math.max(x.limit, 1)),
+        high: Math.max(x.limit, 1) * 0.9, 'aria-label': `${x.name}: ${x.used} of ${x.limit} used` }),
+      x.overridden ? 'override' : 'default']);
+    const perRequest = `Per request: imports up to ${bytes(q.request_limits.import_bytes)}, contexts up to ` +
+      `${q.request_limits.context_tokens} tokens.`;
+    clear(box, table(['Quota', 'Used#', 'Limit#', 'Use', 'Limit set by'], rows, `${q.quotas.length} quota(s)`),
+      h('p', { class: 'muted' }, perRequest), ctx.who.scope === 'admin' ? overrides(id, q) : null);
+  };
+  const overrides = (id, q) => {
+    const form = h('form', { class: 'card', 'aria-label': 'Quota overrides' },
+      h('p', null, 'Overrides for this tenant; leave a field empty for the default.'),
+      h('div', { class: 'row' }, q.quotas.map(x => field(`Limit: ${x.name}`, input(x.name, {
+        type: 'number', min: 0, step: 1, value: x.overridden ? String(x.limit) : '', placeholder: String(x.default) })))),
+      h('button', { type: 'submit' }, 'Save quotas'));
+    form.addEventListener('submit', async e => {
+      e.preventDefault();
+      const body = Object.fromEntries(Object.entries(formData(form)).filter(([, v]) => v !== '').map(([k, v]) => [k, Number(v)]));
+      if (await ctx.act(() => put(`/v1/tenants/${id}/quotas`, body), 'Quotas saved.')) await ctx.act(load);
+    });
+    return form;
+  };
+  if (pick) pick.addEventListener('change', () => ctx.act(load));
+  const section = h('section', { class: 'card', 'aria-label': 'Quotas' },
+    pick ? h('div', { class: 'row' }, field('Quotas of tenant', pick)) : null, box);
   return { section, load };
 }
 
