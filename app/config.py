@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     index_flush_seconds: float = Field(
         default=5.0, description="How often changed FAISS indexes are written to disk."
     )
+    change_poll_seconds: float = Field(
+        default=0.5, gt=0, le=1.0,
+        description="How often a process reads the change log when no notification woke it (the fallback).",
+    )
+    min_seq_wait_seconds: float = Field(
+        default=2.0, ge=0, description="Longest a request with X-Memcubed-Min-Seq waits before its 503.",
+    )
+    change_log_retention_hours: float = Field(
+        default=24.0, gt=0, description="How long applied changes stay in the change log (index_changes).",
+    )
     threads: int = Field(
         default=1, ge=1, le=256,
         description="torch and FAISS threads. 1 is fastest for single queries on small machines: on 2 busy cores "

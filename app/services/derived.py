@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from app.graph.traversal import GraphCache
-from app.vector.fine import FineStore
+from app.vector.fine import FineStore, Window
 from app.vector.index import VectorStore
 
 
@@ -44,6 +44,25 @@ class DerivedIndexes:
         self.fine.reset(cube_id)
         self.graphs.invalidate(cube_id)
         self.changed(cube_id)
+
+    def apply(self, cube_id: uuid.UUID, ids: Sequence[int], vecs: np.ndarray, gone: Sequence[int],
+              unenriched: Sequence[int], texts: Sequence[tuple[int, str]], windows: Sequence[Window]) -> None:
+        """Make this process's indexes hold what the rows now say (a change another process logged): ``ids``
+        are active with ``vecs``, ``gone`` are not searchable, ``unenriched`` wait for enrichment, ``texts``
+        and ``windows`` are the enriched ones' fine entries."""
+        if gone:
+            self.vectors.remove(cube_id, gone)
+        if ids:
+            self.vectors.add(cube_id, ids, vecs, replace=True)
+        stale = [*gone, *unenriched]
+        if stale and self.fine.holds(cube_id):
+            self.fine.remove(cube_id, stale)
+        if texts:
+            self.fine.upsert(cube_id, texts, windows)
+        self.graphs.invalidate(cube_id)
+        self.changed(cube_id)
+        if unenriched:
+            self.schedule_enrichment(cube_id)
 
     def defer(self, cube_id: uuid.UUID, count: int, work: Callable[[], None]) -> None:
         """Index work that need not hold up the response (the fine indexes of imported memories that arrive
