@@ -20,8 +20,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import psycopg
