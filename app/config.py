@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     index_flush_seconds: float = Field(
         default=5.0, description="How often changed FAISS indexes are written to disk."
     )
+    indexes_dir: Path | None = Field(
+        default=None, description="Where this process keeps its FAISS and fine index files; unset: data_dir. "
+                                  "Processes sharing a data dir need one each (serve --workers sets it).",
+    )
     change_poll_seconds: float = Field(
         default=0.5, gt=0, le=1.0,
         description="How often a process reads the change log when no notification woke it (the fallback).",
@@ -184,7 +188,11 @@ class Settings(BaseSettings):
 
     @cached_property
     def index_dir(self) -> Path:
-        return self.data_dir / "index"
+        return (self.indexes_dir or self.data_dir) / "index"
+
+    @cached_property
+    def fine_dir(self) -> Path:
+        return (self.indexes_dir or self.data_dir) / "fine"
 
     @cached_property
     def activation_dir(self) -> Path:

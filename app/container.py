@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -141,7 +142,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
                           settings.ivf_nprobe)
-    fine = FineStore(settings.data_dir / "fine", load_splade, embedder.encode, embedder.dim)
+    fine = FineStore(settings.fine_dir, load_splade, embedder.encode, embedder.dim)
     tx = Transactor(sessions, timedelta(hours=settings.idempotency_ttl_hours))
     changes = ChangeFollower(sessions, url, settings.change_poll_seconds,
                              timedelta(hours=settings.change_log_retention_hours))
@@ -184,10 +185,14 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # The same in-process runner as jobs: one thread, a queued cube is not queued twice.
     enricher = InProcessQueue(enrich)
     indexes = DerivedIndexes(vectors, fine, graphs, enricher.submit, results.invalidate)
-    for cube_id in indexing.heal_fine(fine):
+    applier = IndexApplier(sessions, indexes)
+    pending, stale = indexing.heal_fine(fine)
+    for cube_id, vec_ids in stale.items():  # on the enrichment thread: the start does not wait for it
+        indexes.defer(cube_id, len(vec_ids), partial(applier.cube, cube_id, vec_ids))
+    for cube_id in pending:
         enricher.submit(cube_id)
     enricher.start()
-    changes.start(IndexApplier(sessions, indexes))
+    changes.start(applier)
     auth = AuthService(sessions, tx)
     # The fuse_activation job builds its KV cache with the activation service defined below.
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes,

@@ -226,3 +226,34 @@ def test_a_killed_process_catches_up_and_loses_no_acknowledged_write(pair: Pair)
         with pair.a.client(pair.key) as a:
             (later,), _ = write(a, pair.cube, "The cinema club meets on Fridays at eight")
         visible_within(b, pair.cube, "when does the cinema club meet?", later, BOUND_SECONDS)
+
+
+def test_serve_with_two_workers_answers_from_two_processes(databases: Databases, tmp_path: Path) -> None:
+    server = ServerProcess(pg_sqlalchemy_url(databases.create()), tmp_path / "data",
+                           "mck_test_admin_" + secrets.token_hex(8), extra=("--workers", "2"))
+    server.start()
+    try:
+        server.wait_ready()
+        pids: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline:
+            r = httpx.get(f"{server.url}/readyz", timeout=10)  # a new connection each time
+            if r.status_code == 200:
+                pids.add(r.json()["process"]["pid"])
+            else:
+                time.sleep(0.2)  # the second process is still loading
+        assert len(pids) == 2
+        assert server.proc is not None and server.proc.pid not in pids  # the supervisor only supervises
+        # Each process keeps index files of its own in the shared data dir.
+        with server.client(server.admin_key) as http:
+            key = http.post("/v1/tenants", json={"name": "workers"}).json()["api_key"]
+            http.headers["Authorization"] = f"Bearer {key}"
+            cube = http.post("/v1/cubes", json={"name": "c"}).json()["id"]
+            (memory_id,), seq = write(http, cube, "The workshop opens at nine on Saturdays")
+        for _ in range(10):  # whichever process answers, with the write's number it finds the memory
+            with server.client(key) as http:
+                assert memory_id in found_ids(http, cube, "when does the workshop open?", min_seq=seq)
+    finally:
+        server.stop()
+    assert server.proc is None
+    assert sorted(p.name for p in (tmp_path / "data" / "processes").iterdir()) == ["0", "1"]
