@@ -78,7 +78,8 @@ class Client:
     POST carries a fresh ``Idempotency-Key`` (the same across its retries) so a retried write is applied
     once. ``read_your_writes``: every request names the last change this client wrote
     (``X-Memcubed-Min-Seq``), so that behind a load balancer any API process answers it as if it had taken
-    the writes itself (docs/scaling.md). ``transport`` replaces httpx's network transport (tests, proxies); ``sleep`` replaces
+    the writes itself (docs/scaling.md). ``transport`` replaces httpx's network transport (tests, proxies);
+    ``sleep`` replaces
     ``time.sleep`` between retries.
 
     Use it as a context manager, or call :meth:`close`, so pooled connections are released.
