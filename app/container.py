@@ -188,7 +188,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     applier = IndexApplier(sessions, indexes)
     pending, stale = indexing.heal_fine(fine)
     for cube_id, vec_ids in stale.items():  # on the enrichment thread: the start does not wait for it
-        indexes.defer(cube_id, len(vec_ids), partial(applier.cube, cube_id, vec_ids))
+        indexes.defer(cube_id, len(vec_ids), partial(applier.fine, cube_id, vec_ids))
     for cube_id in pending:
         enricher.submit(cube_id)
     enricher.start()

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,11 @@ class ChangeFollower:
 
 
 class IndexApplier:
-    """Applies changes read from the log to this process's derived indexes, from the rows as they are now."""
+    """Applies changes read from the log to this process's derived indexes, from the rows as they are now.
+
+    The dense index is updated on the follower's thread, so a change counts as applied as soon as its memories
+    are searchable. Fine indexes and the graph follow on the enrichment thread (the cube counts those memories
+    as pending enrichment meanwhile), one cube's work in order, each step re-reading the rows when it runs."""
 
     def __init__(self, sessions: sessionmaker[Session], indexes: DerivedIndexes) -> None:
         self.sessions = sessions
@@ -183,16 +188,24 @@ class IndexApplier:
                 self.indexes.drop(cube_id)
                 return
             states = repo.memory_states(s, cube_id, vec_ids) if vec_ids else []
+        active = [m for m in states if m.active]
+        vecs = (np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in active]) if active
+                else np.zeros((0, 0), dtype=np.float32))
+        self.indexes.apply_dense(cube_id, [m.vec_id for m in active], vecs,
+                                 gone=sorted(set(vec_ids) - {m.vec_id for m in active}))
+        self.indexes.defer(cube_id, sum(m.enriched for m in active), partial(self.fine, cube_id, vec_ids))
+
+    def fine(self, cube_id: uuid.UUID, vec_ids: list[int]) -> None:
+        """The fine indexes' and the graph's part of a change (also a whole cube's rebuild at start)."""
+        with self.sessions() as s:
+            if not repo.cube_is_live(s, cube_id):
+                return  # dropped meanwhile, by the follower
+            states = repo.memory_states(s, cube_id, vec_ids)
             enriched = repo.enriched_active(s, cube_id, [m.vec_id for m in states if m.active and m.enriched])
             texts = [(m.vec_id, indexed_text(m.content, m.meta)) for m in enriched]
             windows: dict[int, Window] = {}
             fresh = {m.id for m in enriched}
             for _, ordered, i in placed(s, cube_id, enriched):
                 windows.update((w.vec_id, w) for w in windows_around(ordered, i, fresh))
-        active = [m for m in states if m.active]
-        vecs = (np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in active]) if active
-                else np.zeros((0, 0), dtype=np.float32))
-        self.indexes.apply(cube_id, [m.vec_id for m in active], vecs,
-                           gone=sorted(set(vec_ids) - {m.vec_id for m in active}),
-                           unenriched=[m.vec_id for m in active if not m.enriched],
-                           texts=texts, windows=list(windows.values()))
+        indexed = {m.vec_id for m in enriched}
+        self.indexes.apply_fine(cube_id, [v for v in vec_ids if v not in indexed], texts, list(windows.values()))

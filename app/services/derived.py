@@ -45,24 +45,25 @@ class DerivedIndexes:
         self.graphs.invalidate(cube_id)
         self.changed(cube_id)
 
-    def apply(self, cube_id: uuid.UUID, ids: Sequence[int], vecs: np.ndarray, gone: Sequence[int],
-              unenriched: Sequence[int], texts: Sequence[tuple[int, str]], windows: Sequence[Window]) -> None:
-        """Make this process's indexes hold what the rows now say (a change another process logged): ``ids``
-        are active with ``vecs``, ``gone`` are not searchable, ``unenriched`` wait for enrichment, ``texts``
-        and ``windows`` are the enriched ones' fine entries."""
+    def apply_dense(self, cube_id: uuid.UUID, ids: Sequence[int], vecs: np.ndarray, gone: Sequence[int]) -> None:
+        """Make this process's dense index hold what the rows now say (a change another process logged):
+        ``ids`` are active with ``vecs``, ``gone`` are not searchable."""
         if gone:
             self.vectors.remove(cube_id, gone)
         if ids:
             self.vectors.add(cube_id, ids, vecs, replace=True)
-        stale = [*gone, *unenriched]
+        self.changed(cube_id)
+
+    def apply_fine(self, cube_id: uuid.UUID, stale: Sequence[int], texts: Sequence[tuple[int, str]],
+                   windows: Sequence[Window]) -> None:
+        """The same for the fine indexes and the graph: ``stale`` are not (or not yet) enriched, ``texts`` and
+        ``windows`` are the enriched ones' entries."""
         if stale and self.fine.holds(cube_id):
             self.fine.remove(cube_id, stale)
         if texts:
             self.fine.upsert(cube_id, texts, windows)
         self.graphs.invalidate(cube_id)
         self.changed(cube_id)
-        if unenriched:
-            self.schedule_enrichment(cube_id)
 
     def defer(self, cube_id: uuid.UUID, count: int, work: Callable[[], None]) -> None:
         """Index work that need not hold up the response (the fine indexes of imported memories that arrive
