@@ -148,12 +148,13 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
                              timedelta(hours=settings.change_log_retention_hours))
     changes.begin()  # before the indexes load: whatever commits meanwhile is read from the log afterwards
 
-    def committed(seq: int) -> None:
+    def committed(seqs: list[int]) -> None:
         """A write of this process: applied here by its own path; its number goes back to the client."""
-        changes.mark_applied(seq)
+        for seq in seqs:
+            changes.mark_applied(seq)
         request = observability.CURRENT.get()
         if request is not None:
-            request.seq = max(request.seq or 0, seq)
+            request.seq = max(request.seq or 0, *seqs)
 
     changes_repo.track_commits(sessions, committed)
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)

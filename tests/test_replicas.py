@@ -122,6 +122,18 @@ def pair(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iter
         b.stop()
 
 
+SILENT = """CREATE OR REPLACE FUNCTION memcubed_changed(seqs text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF seqs IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('memcubed.seqs',
+                       coalesce(nullif(current_setting('memcubed.seqs', true), '') || ',', '') || seqs, true);
+    -- NOTIFY
+END $$"""
+"""The migration's memcubed_changed, without its NOTIFY."""
+
+
 def write(http: httpx.Client, cube: str, *contents: str) -> tuple[list[str], int]:
     """Memory ids and the change number the write answered with."""
     r = http.post(f"/v1/cubes/{cube}/memories", json={"memories": [{"content": c} for c in contents]})
@@ -172,9 +184,7 @@ def test_a_write_on_one_process_is_found_on_the_other(pair: Pair) -> None:
 def test_a_lost_notification_heals_by_sequence(pair: Pair) -> None:
     """No NOTIFY at all, and B's listening connection killed: B still applies A's writes, from the log."""
     with psycopg.connect(pair.conninfo, autocommit=True) as conn:
-        conn.execute("""CREATE OR REPLACE FUNCTION memcubed_changed() RETURNS void LANGUAGE plpgsql AS $$
-            BEGIN PERFORM set_config('memcubed.seq',
-                currval(pg_get_serial_sequence('index_changes', 'seq'))::text, true); END $$""")
+        conn.execute(SILENT)
         killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                               "WHERE application_name = 'memcubed-changes' AND datname = current_database()").fetchone()
         assert killed is not None and killed[0] == 2  # one listener per process
@@ -186,10 +196,7 @@ def test_a_lost_notification_heals_by_sequence(pair: Pair) -> None:
                     visible_within(b, pair.cube, query, memory_id, BOUND_SECONDS)
                     assert memory_id in found_ids(b, pair.cube, query, min_seq=seq)
         finally:
-            conn.execute("""CREATE OR REPLACE FUNCTION memcubed_changed() RETURNS void LANGUAGE plpgsql AS $$
-                BEGIN PERFORM set_config('memcubed.seq',
-                    currval(pg_get_serial_sequence('index_changes', 'seq'))::text, true);
-                PERFORM pg_notify('memcubed_changes', ''); END $$""")
+            conn.execute(SILENT.replace("-- NOTIFY", "PERFORM pg_notify('memcubed_changes', '');"))
 
 
 def test_a_key_revoked_on_one_process_is_refused_on_the_other(pair: Pair) -> None:

@@ -35,10 +35,10 @@ class MemoryState:
     enriched: bool
 
 
-def transaction_seq(s: Session) -> int | None:
-    """The last change this transaction logged (set by the triggers), or None if it logged none."""
-    value = s.scalar(text("SELECT current_setting('memcubed.seq', true)"))
-    return int(value) if value else None
+def transaction_seqs(s: Session) -> list[int]:
+    """The changes this transaction logged so far (the triggers keep the list)."""
+    value = s.scalar(text("SELECT current_setting('memcubed.seqs', true)"))
+    return [int(v) for v in value.split(",")] if value else []
 
 
 def last_seq(s: Session) -> int:
@@ -92,24 +92,24 @@ def listener(database_url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def track_commits(sessions: sessionmaker[Session], committed: Callable[[int], None]) -> None:
-    """Call ``committed(seq)`` after each commit of these sessions that logged a change, with its last number.
+def track_commits(sessions: sessionmaker[Session], committed: Callable[[list[int]], None]) -> None:
+    """Call ``committed(seqs)`` after each commit of these sessions that logged changes, with their numbers.
 
-    The number is read just before the commit (pending rows flushed first, so their triggers have run)."""
+    The numbers are read just before the commit (pending rows flushed first, so their triggers have run)."""
 
     def before(session: Session) -> None:
         session.flush()
-        seq = transaction_seq(session)
-        if seq is not None:
-            session.info["memcubed_seq"] = seq
+        seqs = transaction_seqs(session)
+        if seqs:
+            session.info["memcubed_seqs"] = seqs
 
     def after(session: Session) -> None:
-        seq = session.info.pop("memcubed_seq", None)
-        if seq is not None:
-            committed(seq)
+        seqs = session.info.pop("memcubed_seqs", None)
+        if seqs:
+            committed(seqs)
 
     def rolled_back(session: Session) -> None:
-        session.info.pop("memcubed_seq", None)
+        session.info.pop("memcubed_seqs", None)
 
     event.listen(sessions, "before_commit", before)
     event.listen(sessions, "after_commit", after)

@@ -65,8 +65,12 @@ class ChangeFollower:
         with self._sessions() as s:
             self._done = repo.seq_before(s, utcnow() - REPLAY)
 
-    def start(self, apply: Callable[[list[Change]], None]) -> None:
+    def attach(self, apply: Callable[[list[Change]], None]) -> None:
+        """What applies the changes read (the thread's work; also ``catch_up`` called directly)."""
         self._apply = apply
+
+    def start(self, apply: Callable[[list[Change]], None]) -> None:
+        self.attach(apply)
         self._thread.start()
 
     @property

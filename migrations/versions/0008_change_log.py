@@ -2,7 +2,7 @@
 
 Statement-level triggers on memories (with transition tables: one row per cube and statement, not per memory)
 and a row trigger on cubes write ``index_changes`` in the writing transaction, set the transaction-local
-``memcubed.seq`` (the writer reads it to tell its client) and NOTIFY ``memcubed_changes`` for promptness.
+``memcubed.seqs`` (the writer reads it: its own changes, applied by itself, and the number for its client) and NOTIFY ``memcubed_changes`` for promptness.
 An UPDATE is logged only when it changes what an index holds (status, embedding, enrichment, text, session).
 
 Revision ID: 0008
@@ -24,42 +24,57 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 FUNCTIONS = """
-CREATE FUNCTION memcubed_changed() RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION memcubed_changed(seqs text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('memcubed.seq', currval(pg_get_serial_sequence('index_changes', 'seq'))::text, true);
+    IF seqs IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('memcubed.seqs',
+                       coalesce(nullif(current_setting('memcubed.seqs', true), '') || ',', '') || seqs, true);
     PERFORM pg_notify('memcubed_changes', '');
 END $$;
 
 CREATE FUNCTION memcubed_log_memories() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    seqs text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO index_changes (tenant_id, cube_id, op, vec_ids)
-        SELECT n.tenant_id, n.cube_id, 'add', array_agg(n.vec_id ORDER BY n.vec_id)
-        FROM new_rows n GROUP BY n.tenant_id, n.cube_id;
+        WITH logged AS (
+            INSERT INTO index_changes (tenant_id, cube_id, op, vec_ids)
+            SELECT n.tenant_id, n.cube_id, 'add', array_agg(n.vec_id ORDER BY n.vec_id)
+            FROM new_rows n GROUP BY n.tenant_id, n.cube_id
+            RETURNING seq)
+        SELECT string_agg(seq::text, ',') INTO seqs FROM logged;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO index_changes (tenant_id, cube_id, op, vec_ids)
-        SELECT n.tenant_id, n.cube_id, 'update', array_agg(n.vec_id ORDER BY n.vec_id)
-        FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE o.status IS DISTINCT FROM n.status OR o.embedding IS DISTINCT FROM n.embedding
-           OR o.enriched_at IS DISTINCT FROM n.enriched_at OR o.content IS DISTINCT FROM n.content
-           OR o.metadata IS DISTINCT FROM n.metadata OR o.session_id IS DISTINCT FROM n.session_id
-           OR o.occurred_at IS DISTINCT FROM n.occurred_at OR o.cube_id IS DISTINCT FROM n.cube_id
-        GROUP BY n.tenant_id, n.cube_id;
+        WITH logged AS (
+            INSERT INTO index_changes (tenant_id, cube_id, op, vec_ids)
+            SELECT n.tenant_id, n.cube_id, 'update', array_agg(n.vec_id ORDER BY n.vec_id)
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE o.status IS DISTINCT FROM n.status OR o.embedding IS DISTINCT FROM n.embedding
+               OR o.enriched_at IS DISTINCT FROM n.enriched_at OR o.content IS DISTINCT FROM n.content
+               OR o.metadata IS DISTINCT FROM n.metadata OR o.session_id IS DISTINCT FROM n.session_id
+               OR o.occurred_at IS DISTINCT FROM n.occurred_at OR o.cube_id IS DISTINCT FROM n.cube_id
+            GROUP BY n.tenant_id, n.cube_id
+            RETURNING seq)
+        SELECT string_agg(seq::text, ',') INTO seqs FROM logged;
     ELSE
-        INSERT INTO index_changes (tenant_id, cube_id, op, vec_ids)
-        SELECT o.tenant_id, o.cube_id, 'remove', array_agg(o.vec_id ORDER BY o.vec_id)
-        FROM old_rows o GROUP BY o.tenant_id, o.cube_id;
+        WITH logged AS (
+            INSERT INTO index_changes (tenant_id, cube_id, op, vec_ids)
+            SELECT o.tenant_id, o.cube_id, 'remove', array_agg(o.vec_id ORDER BY o.vec_id)
+            FROM old_rows o GROUP BY o.tenant_id, o.cube_id
+            RETURNING seq)
+        SELECT string_agg(seq::text, ',') INTO seqs FROM logged;
     END IF;
-    IF FOUND THEN
-        PERFORM memcubed_changed();
-    END IF;
+    PERFORM memcubed_changed(seqs);
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION memcubed_log_cube_drop() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    logged bigint;
 BEGIN
-    INSERT INTO index_changes (tenant_id, cube_id, op) VALUES (OLD.tenant_id, OLD.id, 'drop');
-    PERFORM memcubed_changed();
+    INSERT INTO index_changes (tenant_id, cube_id, op) VALUES (OLD.tenant_id, OLD.id, 'drop') RETURNING seq INTO logged;
+    PERFORM memcubed_changed(logged::text);
     RETURN NULL;
 END $$;
 
@@ -83,7 +98,7 @@ DROP TRIGGER IF EXISTS memories_log_update ON memories;
 DROP TRIGGER IF EXISTS memories_log_insert ON memories;
 DROP FUNCTION IF EXISTS memcubed_log_cube_drop();
 DROP FUNCTION IF EXISTS memcubed_log_memories();
-DROP FUNCTION IF EXISTS memcubed_changed();
+DROP FUNCTION IF EXISTS memcubed_changed(text);
 """
 
 
