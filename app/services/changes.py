@@ -43,6 +43,7 @@ REPLAY = timedelta(seconds=60)
 loaded its indexes is applied either way."""
 BATCH = 1000
 PRUNE_EVERY_SECONDS = 600.0
+MAX_BACKOFF_SECONDS = 10.0
 
 
 class ChangeFollower:
@@ -134,22 +135,27 @@ class ChangeFollower:
     def _loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         next_prune = time.monotonic()
+        failures = 0  # in a row: the database is down or gone; wait longer each time, log once
         while not self._stop.is_set():
             if conn is None:
                 try:
                     conn = repo.listener(self._url)
                 except psycopg.Error as exc:
-                    log.warning("cannot LISTEN for changes (%s); reading the log every %.1f s", exc, self._poll)
+                    if not failures:
+                        log.warning("cannot LISTEN for changes (%s); reading the log every %.1f s", exc, self._poll)
             try:
                 self.catch_up()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                     with self._sessions.begin() as s:
                         repo.prune(s, utcnow() - self._retention)
+                failures = 0
             except Exception:
-                log.exception("applying the change log failed; trying again")
-            if conn is None:
-                self._stop.wait(self._poll)
+                if not failures:
+                    log.exception("applying the change log failed; trying again until it works")
+                failures += 1
+            if conn is None or failures:
+                self._stop.wait(min(self._poll * 2 ** min(failures, 5), MAX_BACKOFF_SECONDS))
                 continue
             try:
                 for _ in conn.notifies(timeout=self._poll, stop_after=1):
