@@ -90,15 +90,10 @@ def _supervise(settings: Settings, host: str, port: int, workers: int) -> None:
     import subprocess
     import time
 
-    from app.container import bootstrap_admin_key
-    from app.db import open_database
-    from app.services.auth import AuthService
-    from app.services.base import Transactor
+    from app.container import prepare_database
 
     console.print(f"memcubed: data dir {settings.data_dir}; starting {workers} processes")
-    url, engine, sessions = open_database(settings)
-    created = bootstrap_admin_key(settings, AuthService(sessions, Transactor(sessions)))
-    engine.dispose()
+    url, created = prepare_database(settings)
     if created:
         console.print(f"[bold]Admin API key (shown once, also kept in {settings.data_dir / 'admin_key'}):[/bold]")
         console.print(created, soft_wrap=True)

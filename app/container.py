@@ -252,6 +252,16 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
     return JobMachinery(jobs=service, executor=executor, queue=inproc)
 
 
+def prepare_database(settings: Settings) -> tuple[str, str | None]:
+    """What several processes on one database must not race for, done once by their supervisor: reach (or
+    start) Postgres, migrate, register the admin key. Returns the database URL and the key if created now."""
+    url, engine, sessions = open_database(settings)
+    try:
+        return url, bootstrap_admin_key(settings, AuthService(sessions, Transactor(sessions)))
+    finally:
+        engine.dispose()
+
+
 def bootstrap_admin_key(settings: Settings, auth: AuthService) -> str | None:
     """Register the configured admin key (revoking any other: rotation), or create one on first start and keep it
     in the data dir.
