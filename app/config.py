@@ -44,6 +44,20 @@ class Settings(BaseSettings):
     index_flush_seconds: float = Field(
         default=5.0, description="How often changed FAISS indexes are written to disk."
     )
+    indexes_dir: Path | None = Field(
+        default=None, description="Where this process keeps its FAISS and fine index files; unset: data_dir. "
+                                  "Processes sharing a data dir need one each (serve --workers sets it).",
+    )
+    change_poll_seconds: float = Field(
+        default=0.5, gt=0, le=1.0,
+        description="How often a process reads the change log when no notification woke it (the fallback).",
+    )
+    min_seq_wait_seconds: float = Field(
+        default=2.0, ge=0, description="Longest a request with X-Memcubed-Min-Seq waits before its 503.",
+    )
+    change_log_retention_hours: float = Field(
+        default=24.0, gt=0, description="How long applied changes stay in the change log (index_changes).",
+    )
     threads: int = Field(
         default=1, ge=1, le=256,
         description="torch and FAISS threads. 1 is fastest for single queries on small machines: on 2 busy cores "
@@ -188,7 +202,11 @@ class Settings(BaseSettings):
 
     @cached_property
     def index_dir(self) -> Path:
-        return self.data_dir / "index"
+        return (self.indexes_dir or self.data_dir) / "index"
+
+    @cached_property
+    def fine_dir(self) -> Path:
+        return (self.indexes_dir or self.data_dir) / "fine"
 
     @cached_property
     def activation_dir(self) -> Path:

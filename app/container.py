@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,9 +20,11 @@ from app import __version__, observability
 from app.budget.cache import ResultCache
 from app.config import Settings
 from app.db import open_database, ping
+from app.errors import NotCaughtUp
 from app.graph.traversal import GraphCache
 from app.principal import Principal
 from app.ratelimit import RateLimiter
+from app.repositories import changes as changes_repo
 from app.repositories import graph as graph_repo
 from app.retrieval.fine import FineRetriever
 from app.services.activation import ActivationService
@@ -29,6 +32,7 @@ from app.services.adapters import AdapterService
 from app.services.admission import AdmissionService
 from app.services.auth import AuthService, new_key
 from app.services.base import Transactor
+from app.services.changes import ChangeFollower, IndexApplier
 from app.services.cubes import CubeService
 from app.services.derived import DerivedIndexes
 from app.services.enrichment import EnrichmentService
@@ -50,8 +54,8 @@ from app.vector.embedder import Embedder, load_embedder, set_compute_threads
 from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
 from app.vector.splade import load_splade
-from app.workers.queue import ArqQueue, IndexSubscriber, InProcessQueue
-from app.workers.runtime import JobMachinery, handlers, reconcile
+from app.workers.queue import ArqQueue, InProcessQueue
+from app.workers.runtime import JobMachinery, handlers
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ class Container:
     snapshots: SnapshotService
     merges: MergeService
     quotas: QuotaService
+    changes: ChangeFollower
     tracing: TracerProvider | None = None
     limiter: RateLimiter | None = None  # None: MEMCUBED_RATE_LIMIT_ENABLED is off
     admin_key_created: str | None = None
@@ -106,7 +111,14 @@ class Container:
                              "the result cache serves nothing meanwhile"}
         return {}
 
+    def caught_up(self, seq: int) -> None:
+        """Wait (bounded) until this process has applied change ``seq``: read-your-writes across processes."""
+        if not self.changes.wait_for(seq, self.settings.min_seq_wait_seconds):
+            raise NotCaughtUp(f"this process has not applied change {seq} yet; retry (another process may have)",
+                              {"min_seq": seq, "applied_through": self.changes.applied_through})
+
     def close(self) -> None:
+        self.changes.stop()
         self.jobs.close()
         self.enricher.stop()
         self.flusher.stop()
@@ -132,8 +144,21 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     embedder = load_embedder(settings.embedding_model)
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
                           settings.ivf_nprobe)
-    fine = FineStore(settings.data_dir / "fine", load_splade, embedder.encode, embedder.dim)
+    fine = FineStore(settings.fine_dir, load_splade, embedder.encode, embedder.dim)
     tx = Transactor(sessions, timedelta(hours=settings.idempotency_ttl_hours))
+    changes = ChangeFollower(sessions, url, settings.change_poll_seconds,
+                             timedelta(hours=settings.change_log_retention_hours))
+    changes.begin()  # before the indexes load: whatever commits meanwhile is read from the log afterwards
+
+    def committed(seqs: list[int]) -> None:
+        """A write of this process: applied here by its own path; its number goes back to the client."""
+        for seq in seqs:
+            changes.mark_applied(seq)
+        request = observability.CURRENT.get()
+        if request is not None:
+            request.seq = max(request.seq or 0, *seqs)
+
+    changes_repo.track_commits(sessions, committed)
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
     indexing.load_and_heal()
     flusher = Flusher([vectors.flush, fine.flush], settings.index_flush_seconds)
@@ -163,12 +188,17 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # The same in-process runner as jobs: one thread, a queued cube is not queued twice.
     enricher = InProcessQueue(enrich)
     indexes = DerivedIndexes(vectors, fine, graphs, enricher.submit, results.invalidate)
-    for cube_id in indexing.heal_fine(fine):
+    applier = IndexApplier(sessions, indexes)
+    pending, stale = indexing.heal_fine(fine)
+    for cube_id, vec_ids in stale.items():  # on the enrichment thread: the start does not wait for it
+        indexes.defer(cube_id, len(vec_ids), partial(applier.fine, cube_id, vec_ids))
+    for cube_id in pending:
         enricher.submit(cube_id)
     enricher.start()
+    changes.start(applier)
     auth = AuthService(sessions, tx)
     # The fuse_activation job builds its KV cache with the activation service defined below.
-    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes, vectors, fine, indexing, enricher.submit,
+    jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes,
                       lambda: activation, tracer)
     retriever = FineRetriever(vectors, fine, graphs, tracer)
     forget_requests = ForgetRequestService(settings, sessions, tx, embedder, indexes)
@@ -197,6 +227,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         lifecycle=lifecycle,
         snapshots=SnapshotService(sessions, tx, memories, indexes, lifecycle),
         merges=MergeService(settings, sessions, memories, jobs.jobs, adapters),
+        changes=changes,
         tracing=tracing,
         limiter=RateLimiter(settings) if settings.rate_limit_enabled else None,
     )
@@ -205,8 +236,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
 
 
 def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Session], tx: Transactor,
-               embedder: Embedder, indexes: DerivedIndexes, vectors: VectorStore, fine: FineStore,
-               indexing: IndexService, schedule_enrichment: Callable[[uuid.UUID], None],
+               embedder: Embedder, indexes: DerivedIndexes,
                activation: Callable[[], ActivationService] | None = None,
                tracer: trace.Tracer | None = None) -> JobMachinery:
     """Jobs run on the Redis queue (``memcubed worker``) when MEMCUBED_REDIS_URL is set, else in this process."""
@@ -214,12 +244,7 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
                            tracer)
     if settings.redis_url:
         queue: ArqQueue | InProcessQueue = ArqQueue(settings)
-        service = JobService(settings, sessions, tx, queue.submit)
-        subscriber = IndexSubscriber(
-            settings, sessions, indexes,
-            lambda: reconcile(sessions, vectors, fine, indexing, schedule_enrichment))
-        subscriber.start()
-        return JobMachinery(jobs=service, executor=executor, queue=queue, subscriber=subscriber)
+        return JobMachinery(jobs=JobService(settings, sessions, tx, queue.submit), executor=executor, queue=queue)
     holder: list[JobService] = []
     inproc = InProcessQueue(executor.run, settings.schedule_minutes * 60, lambda: holder[0].schedule_all())
     service = JobService(settings, sessions, tx, inproc.submit)
@@ -228,6 +253,16 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
     for job_id in service.unfinished():  # interrupted by a stop or crash: run again
         inproc.submit(job_id)
     return JobMachinery(jobs=service, executor=executor, queue=inproc)
+
+
+def prepare_database(settings: Settings) -> tuple[str, str | None]:
+    """What several processes on one database must not race for, done once by their supervisor: reach (or
+    start) Postgres, migrate, register the admin key. Returns the database URL and the key if created now."""
+    url, engine, sessions = open_database(settings)
+    try:
+        return url, bootstrap_admin_key(settings, AuthService(sessions, Transactor(sessions)))
+    finally:
+        engine.dispose()
 
 
 def bootstrap_admin_key(settings: Settings, auth: AuthService) -> str | None:

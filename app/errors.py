@@ -72,3 +72,11 @@ class ConfigurationError(MemcubedError):
 
 class NotReady(MemcubedError):
     code = "not_ready"
+
+
+class NotCaughtUp(MemcubedError):
+    """This process has not applied the change a request named (``X-Memcubed-Min-Seq``) within the wait allowed:
+    another process (or a retry a moment later) answers it."""
+
+    code = "not_caught_up"
+    retry_after = 1

@@ -36,7 +36,8 @@ from app.schemas.common import ErrorEnvelope
 
 
 class RequestLimits:
-    """Adds ``X-Request-ID`` to every response and refuses bodies over the configured size with a 413.
+    """Adds ``X-Request-ID`` to every response (and ``X-Memcubed-Seq`` to writes) and refuses bodies over the
+    configured size with a 413.
 
     Written as plain ASGI so that a chunked body is counted as it streams, not after it is buffered.
     """
@@ -51,7 +52,8 @@ class RequestLimits:
             return
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:100] or uuid.uuid4().hex
-        observability.CURRENT.set(observability.RequestContext(request_id))
+        context = observability.RequestContext(request_id)
+        observability.CURRENT.set(context)
         imports = scope["path"].endswith(("/import", "/import-archive"))
         limit = self.settings.max_import_bytes if imports else self.settings.max_body_bytes
         if scope["path"].endswith("/adapters") and scope["method"] == "POST":
@@ -62,6 +64,8 @@ class RequestLimits:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 message["headers"].append((b"x-request-id", request_id.encode()))
+                if context.seq is not None:  # a write: the change number a read elsewhere may ask to see
+                    message["headers"].append((b"x-memcubed-seq", str(context.seq).encode()))
             await send(message)
 
         declared = headers.get(b"content-length")

@@ -41,6 +41,7 @@ class RequestContext:
     request_id: str
     route: str | None = None
     tenant_id: str | None = None
+    seq: int | None = None  # the last change this request's writes logged (X-Memcubed-Seq)
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("memcubed_request", default=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from app.models import Base
 
@@ -25,6 +25,9 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
+            # Processes starting together on one database (serve --workers, replicas) migrate one at a time; the
+            # lock is the transaction's, so the others then find the schema at head and do nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('memcubed:migrate'))"))
             context.run_migrations()
     engine.dispose()
 

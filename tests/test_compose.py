@@ -31,11 +31,11 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def test_the_four_services_exist(compose: dict[str, Any]) -> None:
-    assert {"api", "worker", "postgres", "redis"} <= set(compose["services"])
+def test_the_services_exist(compose: dict[str, Any]) -> None:
+    assert {"lb", "api", "worker", "postgres", "redis"} <= set(compose["services"])
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "postgres", "redis"])
+@pytest.mark.parametrize("name", ["lb", "api", "worker", "postgres", "redis"])
 def test_every_service_has_a_healthcheck(compose: dict[str, Any], name: str) -> None:
     check = compose["services"][name].get("healthcheck")
     assert isinstance(check, dict), name
@@ -76,10 +76,31 @@ def test_postgres_keeps_its_data_in_a_volume(compose: dict[str, Any]) -> None:
     assert named <= set(compose.get("volumes") or {})
 
 
-def test_api_publishes_its_port_and_checks_readiness(compose: dict[str, Any]) -> None:
-    api = compose["services"]["api"]
-    assert any(str(p).endswith(":8080") or str(p) == "8080" for p in api.get("ports", []))
+def test_api_replicas_sit_behind_the_load_balancer(compose: dict[str, Any]) -> None:
+    """Two API replicas at least, none publishing a host port; the load balancer (the official nginx image)
+    publishes 8080, waits for healthy replicas, and proxies to every replica of ``api``."""
+    api, lb = compose["services"]["api"], compose["services"]["lb"]
+    assert api["deploy"]["replicas"] >= 2
+    assert "ports" not in api and [str(p) for p in api["expose"]] == ["8080"]
     assert "/readyz" in " ".join(str(part) for part in api["healthcheck"]["test"])
+    # Replicas share the data volume but each keeps its index files in its own container.
+    assert env_of(api)["MEMCUBED_INDEXES_DIR"] == "/srv/indexes"
+    assert "/srv/indexes" not in " ".join(str(v) for v in api.get("volumes", []))
+    assert str(lb["image"]).split(":")[0] == "nginx"
+    assert lb["ports"] == ["8080:8080"]
+    assert lb["depends_on"]["api"]["condition"] == "service_healthy"
+    [mount] = lb["volumes"]
+    source, target, mode = mount.split(":")
+    assert (target, mode) == ("/etc/nginx/nginx.conf", "ro")
+    conf = (COMPOSE.parent / source).read_text()
+    assert "server api:8080 resolve;" in conf and "proxy_pass http://memcubed_api;" in conf
+    assert "resolver 127.0.0.11" in conf  # Docker's DNS: replicas added by --scale are found
+
+
+def test_at_least_one_worker_runs_the_queue(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert worker.get("deploy", {}).get("replicas", 1) >= 1
+    assert list(worker["command"]) == ["memcubed", "worker"]
 
 
 @pytest.mark.parametrize("name", ["api", "worker"])

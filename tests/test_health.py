@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from tests.conftest import LiveServer
@@ -19,7 +21,11 @@ def test_readyz_reports_database_and_index(live_server: LiveServer) -> None:
     with live_server.client() as http:
         r = http.get("/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"database": True, "index": True}}
+    body = r.json()
+    process = body.pop("process")
+    assert body == {"status": "ready", "checks": {"database": True, "index": True}}
+    # Which process answered (the live server runs in this one), and how far it applied the change log.
+    assert process["pid"] == os.getpid() and process["applied_through"] >= 0
 
 
 def test_docs_page(live_server: LiveServer) -> None:

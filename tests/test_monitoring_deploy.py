@@ -26,7 +26,7 @@ def compose() -> dict[str, Any]:
 def test_monitoring_services_sit_behind_a_profile(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {name: s.get("profiles") for name, s in services.items()} == {
-        "api": None, "worker": None, "postgres": None, "redis": None,
+        "lb": None, "api": None, "worker": None, "postgres": None, "redis": None,
         "prometheus": ["monitoring"], "grafana": ["monitoring"]}
     for name in ("prometheus", "grafana"):
         assert services[name]["healthcheck"]["test"]
@@ -38,8 +38,9 @@ def test_monitoring_services_sit_behind_a_profile(compose: dict[str, Any]) -> No
 def test_prometheus_scrapes_the_api_metrics(compose: dict[str, Any]) -> None:
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     [job] = config["scrape_configs"]
-    assert (job["metrics_path"], job["static_configs"][0]["targets"]) == ("/metrics", ["api:8080"])
-    assert "8080:8080" in compose["services"]["api"]["ports"]
+    # Every replica, found through Docker's DNS, on the port each one exposes.
+    assert (job["metrics_path"], job["dns_sd_configs"]) == ("/metrics", [{"names": ["api"], "type": "A", "port": 8080}])
+    assert "8080" in [str(p) for p in compose["services"]["api"]["expose"]]
 
 
 def test_dashboard_queries_name_only_exported_metrics(tenant: TenantCtx) -> None:

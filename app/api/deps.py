@@ -9,8 +9,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app import observability
 from app.container import Container
-from app.errors import PayloadTooLarge, Unauthenticated
+from app.errors import InvalidInput, PayloadTooLarge, Unauthenticated
 from app.principal import Principal
+
+MIN_SEQ = "X-Memcubed-Min-Seq"
+"""Read-your-writes across processes: the request is answered once this process applied that change."""
 
 bearer = HTTPBearer(auto_error=False, description="An admin or tenant API key")
 
@@ -32,6 +35,11 @@ def principal(
     if c.limiter is not None:
         # Here, so that every authenticated route counts and nothing else does (health, metrics, console pages).
         c.limiter.check(found)
+    min_seq = request.headers.get(MIN_SEQ)
+    if min_seq is not None:
+        if not min_seq.isdigit() or len(min_seq) > 19:
+            raise InvalidInput(f"{MIN_SEQ} must be a change number (X-Memcubed-Seq of a write)", {"header": MIN_SEQ})
+        c.caught_up(int(min_seq))
     return found
 
 

@@ -26,6 +26,7 @@ STATUS: dict[type[errors.MemcubedError], int] = {
     errors.InvalidInput: 422,
     errors.RateLimited: 429,
     errors.NotReady: 503,
+    errors.NotCaughtUp: 503,
     errors.ConfigurationError: 503,
 }
 
@@ -55,7 +56,7 @@ def install(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: errors.MemcubedError) -> JSONResponse:
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, errors.RateLimited | errors.NotCaughtUp):
             headers = {"Retry-After": str(exc.retry_after)}
         if isinstance(exc, errors.QuotaExceeded):
             metrics.count_quota_refusal(str(exc.details["quota"]))

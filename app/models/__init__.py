@@ -2,6 +2,7 @@
 
 from app.models.activation import Activation
 from app.models.base import Base
+from app.models.changes import IndexChange
 from app.models.entities import (
     ApiKey,
     AuditLog,
@@ -18,5 +19,5 @@ from app.models.parametric import Adapter
 
 __all__ = [
     "Activation", "Adapter", "ApiKey", "AuditLog", "Base", "Cube", "CubePolicy", "Edge", "Entity", "ForgetRequest",
-    "IdempotencyRecord", "Job", "Memory", "MemoryEntity", "MemoryVersion", "Snapshot", "Tenant",
+    "IdempotencyRecord", "IndexChange", "Job", "Memory", "MemoryEntity", "MemoryVersion", "Snapshot", "Tenant",
 ]

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -131,7 +131,3 @@ def enriched_vec_ids(s: Session) -> dict[uuid.UUID, set[int]]:
     for cube_id, vec_id in s.execute(stmt):
         out.setdefault(cube_id, set()).add(int(vec_id))
     return out
-
-
-def mark_unenriched(s: Session, cube_id: uuid.UUID) -> None:
-    s.execute(update(Memory).where(Memory.cube_id == cube_id, Memory.status == "active").values(enriched_at=None))

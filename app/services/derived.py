@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from app.graph.traversal import GraphCache
-from app.vector.fine import FineStore
+from app.vector.fine import FineStore, Window
 from app.vector.index import VectorStore
 
 
@@ -42,6 +42,26 @@ class DerivedIndexes:
     def drop(self, cube_id: uuid.UUID) -> None:
         self.vectors.drop(cube_id)
         self.fine.reset(cube_id)
+        self.graphs.invalidate(cube_id)
+        self.changed(cube_id)
+
+    def apply_dense(self, cube_id: uuid.UUID, ids: Sequence[int], vecs: np.ndarray, gone: Sequence[int]) -> None:
+        """Make this process's dense index hold what the rows now say (a change another process logged):
+        ``ids`` are active with ``vecs``, ``gone`` are not searchable."""
+        if gone:
+            self.vectors.remove(cube_id, gone)
+        if ids:
+            self.vectors.add(cube_id, ids, vecs, replace=True)
+        self.changed(cube_id)
+
+    def apply_fine(self, cube_id: uuid.UUID, stale: Sequence[int], texts: Sequence[tuple[int, str]],
+                   windows: Sequence[Window]) -> None:
+        """The same for the fine indexes and the graph: ``stale`` are not (or not yet) enriched, ``texts`` and
+        ``windows`` are the enriched ones' entries."""
+        if stale and self.fine.holds(cube_id):
+            self.fine.remove(cube_id, stale)
+        if texts:
+            self.fine.upsert(cube_id, texts, windows)
         self.graphs.invalidate(cube_id)
         self.changed(cube_id)
 

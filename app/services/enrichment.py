@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,34 @@ def window(session: list[Memory], position: int) -> Window:
     return Window(m.vec_id, indexed_text(m.content, m.meta), near, near_ids, wide, wide_ids)
 
 
+def placed(s: Session, cube_id: uuid.UUID, members: Sequence[Memory]) -> Iterator[tuple[Memory, list[Memory], int]]:
+    """Each memory with its session's active memories in event order and its position there (a memory without
+    a session is a session of its own)."""
+    by_session: dict[str | None, list[Memory]] = defaultdict(list)
+    for m in members:
+        by_session[m.session_id].append(m)
+    for session_id, group in by_session.items():
+        if session_id is None:
+            for m in group:
+                yield m, [m], 0
+            continue
+        ordered = repo.session_neighbours(s, cube_id, session_id)
+        position = {o.id: i for i, o in enumerate(ordered)}
+        for m in group:
+            i = position.get(m.id)
+            if i is not None:
+                yield m, ordered, i
+
+
+def windows_around(ordered: list[Memory], i: int, fresh: set[uuid.UUID]) -> Iterator[Window]:
+    """The windows that include position ``i``: its own and its indexed neighbours' (``fresh``: memories being
+    indexed now, whose enrichment is not committed yet)."""
+    for j in range(max(0, i - 2), min(len(ordered), i + 3)):
+        other = ordered[j]
+        if other.enriched_at is not None or other.id in fresh:
+            yield window(ordered, j)
+
+
 class EnrichmentService:
     def __init__(self, sessions: sessionmaker[Session], vectors: VectorStore, fine: FineStore,
                  policy: LinkPolicy | None = None, tracer: trace.Tracer | None = None) -> None:
@@ -90,31 +118,15 @@ class EnrichmentService:
                 return 0
             now = utcnow()
             touched: dict[int, Window] = {}
-            by_session: dict[str | None, list[Memory]] = defaultdict(list)
-            for m in pending:
-                by_session[m.session_id].append(m)
-            for session_id, members in by_session.items():
-                if session_id is None:
-                    for m in members:
-                        touched[m.vec_id] = window([m], 0)
-                    continue
-                ordered = repo.session_neighbours(s, cube_id, session_id)
-                member_ids = {m.id for m in members}
-                position = {m.id: i for i, m in enumerate(ordered)}
-                for m in members:
-                    i = position.get(m.id)
-                    if i is None:
-                        continue
-                    # The new memory and its neighbours: their windows now include it.
-                    for j in range(max(0, i - 2), min(len(ordered), i + 3)):
-                        other = ordered[j]
-                        if other.enriched_at is not None or other.id in member_ids:
-                            touched[other.vec_id] = window(ordered, j)
-                    edges = []
-                    if i > 0:
-                        edges.append((ordered[i - 1].id, m.id, "next_in_session", 1.0))
-                    if i + 1 < len(ordered):
-                        edges.append((m.id, ordered[i + 1].id, "next_in_session", 1.0))
+            fresh = {m.id for m in pending}
+            for m, ordered, i in placed(s, cube_id, pending):
+                touched.update((w.vec_id, w) for w in windows_around(ordered, i, fresh))
+                edges = []
+                if i > 0:
+                    edges.append((ordered[i - 1].id, m.id, "next_in_session", 1.0))
+                if i + 1 < len(ordered):
+                    edges.append((m.id, ordered[i + 1].id, "next_in_session", 1.0))
+                if edges:
                     graph_repo.add_edges(s, cube_id, edges)
             for m in pending:
                 self._link(s, m)

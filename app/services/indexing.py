@@ -70,10 +70,12 @@ class IndexService:
             self.vectors.flush()
         return report
 
-    def heal_fine(self, fine: FineStore) -> list[uuid.UUID]:
-        """Cubes whose fine indexes disagree with Postgres are reset and queued for re-enrichment, which
-        rebuilds them; also returns cubes that simply have memories waiting for enrichment."""
-        with self.sessions.begin() as s:
+    def heal_fine(self, fine: FineStore) -> tuple[list[uuid.UUID], dict[uuid.UUID, list[int]]]:
+        """Check this process's fine indexes against Postgres, without changing Postgres (other processes share
+        it). Returns the cubes with memories waiting for enrichment, and the cubes whose fine indexes disagree
+        (reset here) with the enriched memories to rebuild them from."""
+        stale: dict[uuid.UUID, list[int]] = {}
+        with self.sessions() as s:
             live = set(cubes.all_live_cube_ids(s))
             for cube_id in fine.known_cubes():
                 if cube_id not in live:
@@ -81,10 +83,10 @@ class IndexService:
             for cube_id, want in graph_repo.enriched_vec_ids(s).items():
                 cube = fine.cube(cube_id)
                 if cube.ids() != want or cube.lexical.count() != len(want):
-                    log.warning("fine index of cube %s disagrees with Postgres; re-enriching it", cube_id)
+                    log.warning("fine index of cube %s disagrees with Postgres; rebuilding it from the rows", cube_id)
                     fine.reset(cube_id)
-                    graph_repo.mark_unenriched(s, cube_id)
-            return repo.cubes_with_unenriched(s)
+                    stale[cube_id] = sorted(want)
+            return repo.cubes_with_unenriched(s), stale
 
     def rebuild_all(self) -> HealReport:
         report = HealReport()

@@ -113,6 +113,14 @@ class FineStore:
         with self._lock:
             return list(self._cubes.values())
 
+    def holds(self, cube_id: uuid.UUID) -> bool:
+        """Whether the cube has fine indexes here (loaded or on disk): removing from one that has none would
+        load the SPLADE model for nothing."""
+        with self._lock:
+            if cube_id in self._cubes:
+                return True
+        return (self.directory / str(cube_id)).exists()
+
     def known_cubes(self) -> list[uuid.UUID]:
         """Cubes with index files on disk or loaded."""
         on_disk = set()

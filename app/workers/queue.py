@@ -6,9 +6,8 @@ again once its in-progress marker expires (``job_timeout + 10 s``). It has cron 
 delay (our exponential backoff), and de-duplicates enqueues by job id (our ``jobs.id``), so re-submitting an
 id is harmless. The queue carries only the job id; state lives in the ``jobs`` table.
 
-A separate worker process cannot touch the API process's FAISS and fine indexes, so a worker publishes each
-change as a notice on Redis (``<queue>:index``) and the API applies it through ``DerivedIndexes``; when the
-API (re)subscribes it re-checks every cube against Postgres, so a notice missed while it was down heals.
+A separate worker process cannot touch the API processes' FAISS and fine indexes: its writes reach them through
+the change log in Postgres (``app/services/changes.py``), like every other process's writes.
 
 The in-process queue remembers the span that was current when an id was submitted (the request that asked
 for the job or wrote the memories to enrich) and hands it to the run as a span link, so a trace backend leads
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import threading
 import time
@@ -28,13 +26,9 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 from opentelemetry import trace
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.repositories import memories as memories_repo
-from app.services.derived import DerivedIndexes
 from app.services.jobs import Outcome
 
 log = logging.getLogger(__name__)
@@ -44,10 +38,6 @@ MAX_LINKS = 16
 """Requests linked from one run at most (submits of an id already queued add theirs to its run)."""
 
 Run = Callable[[uuid.UUID, Sequence[trace.Link]], Outcome]
-
-
-def index_channel(settings: Settings) -> str:
-    return f"{settings.redis_queue}:index"
 
 
 class InProcessQueue:
@@ -225,77 +215,4 @@ class ArqQueue:
         except Exception:
             log.debug("arq queue shutdown failed", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-
-class RedisIndexNotifier:
-    """A worker's index sink: tells the API process which vectors to add or remove."""
-
-    def __init__(self, settings: Settings) -> None:
-        import redis
-
-        assert settings.redis_url is not None
-        self._redis = redis.Redis.from_url(settings.redis_url)
-        self._channel = index_channel(settings)
-
-    def add(self, cube_id: uuid.UUID, vec_ids: Sequence[int], vecs: np.ndarray) -> None:
-        self._publish({"cube_id": str(cube_id), "add": [int(v) for v in vec_ids]})
-
-    def remove(self, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> None:
-        self._publish({"cube_id": str(cube_id), "remove": [int(v) for v in vec_ids]})
-
-    def _publish(self, message: dict[str, Any]) -> None:
-        self._redis.publish(self._channel, json.dumps(message))
-
-
-class IndexSubscriber:
-    """In the API process (Redis mode): applies workers' index notices through ``DerivedIndexes``."""
-
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], indexes: DerivedIndexes,
-                 heal: Callable[[], object]) -> None:
-        import redis
-
-        assert settings.redis_url is not None
-        self._redis = redis.Redis.from_url(settings.redis_url)
-        self._channel = index_channel(settings)
-        self._sessions = sessions
-        self._indexes = indexes
-        self._heal = heal
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="memcubed-index-notices", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def apply(self, message: dict[str, Any]) -> None:
-        cube_id = uuid.UUID(message["cube_id"])
-        if message.get("remove"):
-            self._indexes.remove(cube_id, [int(v) for v in message["remove"]])
-        if message.get("add"):
-            with self._sessions() as s:
-                rows = memories_repo.embeddings_of(s, cube_id, [int(v) for v in message["add"]])
-            if rows:
-                self._indexes.add(cube_id, [int(v) for v, _ in rows],
-                                  np.stack([np.frombuffer(e, dtype=np.float32) for _, e in rows]))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self._channel)
-                self._heal()  # anything published while we were not listening
-                while not self._stop.is_set():
-                    msg = pubsub.get_message(timeout=0.5)
-                    if msg and msg.get("type") == "message":
-                        try:
-                            self.apply(json.loads(msg["data"]))
-                        except Exception:
-                            log.exception("could not apply index notice %r", msg.get("data"))
-                pubsub.close()
-            except Exception as exc:
-                log.warning("index notice subscription failed (%s); retrying", exc)
-                self._stop.wait(2)
-
-    def stop(self) -> None:
-        self._stop.set()
         self._thread.join(timeout=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,25 +13,20 @@ import numpy as np
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__, observability
 from app.config import Settings
 from app.db import open_database
 from app.memory.summaries import summariser_from
-from app.repositories import memories as repo
 from app.services.activation import ActivationService
 from app.services.adapters import DistillJob
 from app.services.base import Transactor
 from app.services.consolidation import ConsolidationService
 from app.services.forgetting import forget
-from app.services.indexing import IndexService
 from app.services.jobs import Handler, IndexSink, JobExecutor, JobService
 from app.services.merge import FuseActivation
 from app.vector.embedder import load_embedder
-from app.vector.fine import FineStore
-from app.vector.index import Fingerprint, VectorStore
-from app.workers.queue import ArqQueue, RedisIndexNotifier
+from app.workers.queue import ArqQueue
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +57,17 @@ class LazyEmbed:
         return self._encode(texts)
 
 
+class LoggedChanges:
+    """A worker's index sink: nothing to do here, the change log carries the worker's writes to every API
+    process (the triggers logged them in the job's own transaction)."""
+
+    def add(self, cube_id: uuid.UUID, vec_ids: Sequence[int], vecs: np.ndarray) -> None:
+        return None
+
+    def remove(self, cube_id: uuid.UUID, vec_ids: Sequence[int]) -> None:
+        return None
+
+
 @dataclass
 class WorkerRuntime:
     engine: Engine
@@ -77,7 +83,7 @@ class WorkerRuntime:
 
 def build_worker_runtime(settings: Settings) -> WorkerRuntime:
     _, engine, sessions = open_database(settings)
-    sink: IndexSink = RedisIndexNotifier(settings)
+    sink: IndexSink = LoggedChanges()
     tracing = observability.tracer_provider(settings)  # job spans, unlinked: arq carries only the job id
     executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings.embedding_model), handlers(settings),
                            trace.get_tracer("memcubed", __version__, tracer_provider=tracing))
@@ -94,37 +100,17 @@ def build_worker_runtime(settings: Settings) -> WorkerRuntime:
     return WorkerRuntime(engine=engine, executor=executor, jobs=jobs, tracing=tracing)
 
 
-def reconcile(sessions: sessionmaker[Session], vectors: VectorStore, fine: FineStore, indexing: IndexService,
-              schedule_enrichment: Callable[[uuid.UUID], None]) -> list[uuid.UUID]:
-    """Make every dense index match Postgres again (and the fine indexes, through re-enrichment)."""
-    rebuilt: list[uuid.UUID] = []
-    with sessions() as s:
-        want = repo.index_fingerprints(s)
-        for cube_id in set(want) | set(vectors.cube_ids()):
-            index = vectors.peek(cube_id)
-            have = index.fingerprint() if index is not None else Fingerprint(0, 0)
-            if have != Fingerprint(*want.get(cube_id, (0, 0))):
-                indexing._rebuild(s, cube_id)
-                rebuilt.append(cube_id)
-    for cube_id in indexing.heal_fine(fine):
-        schedule_enrichment(cube_id)
-    return rebuilt
-
-
 @dataclass
 class JobMachinery:
-    """What the API process holds: the job service, the queue, and (Redis mode) the index notice subscriber."""
+    """What the API process holds: the job service and the queue."""
 
     jobs: JobService
     executor: JobExecutor
     queue: Any
-    subscriber: Any = None
 
     def idle(self, timeout: float | None = None) -> bool:
         idle = getattr(self.queue, "idle", None)
         return bool(idle(timeout)) if idle is not None else True
 
     def close(self) -> None:
-        if self.subscriber is not None:
-            self.subscriber.stop()
         self.queue.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -25,7 +26,10 @@ def readyz(c: C) -> JSONResponse:
     if c.settings.redis_url:
         checks["redis"] = "redis" not in degraded
     ok = checks["database"] and checks["index"]
-    body: dict[str, Any] = {"status": "not_ready" if not ok else "degraded" if degraded else "ready", "checks": checks}
+    body: dict[str, Any] = {"status": "not_ready" if not ok else "degraded" if degraded else "ready", "checks": checks,
+                            # Which process answered (several serve one port) and how far it has applied the
+                            # change log: what a client's X-Memcubed-Min-Seq is compared with.
+                            "process": {"pid": os.getpid(), "applied_through": c.changes.applied_through}}
     if degraded:
         body["degraded"] = degraded
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -78,7 +78,10 @@ class AsyncClient:
     ``base_url`` and ``api_key`` default to ``MEMCUBED_URL`` and ``MEMCUBED_API_KEY``. Requests that are
     safe to repeat are retried ``max_retries`` times on connection errors, 429 and 502/503/504; every
     POST carries a fresh ``Idempotency-Key`` (the same across its retries) so a retried write is applied
-    once. ``transport`` replaces httpx's network transport (tests, proxies); ``sleep`` replaces
+    once. ``read_your_writes``: every request names the last change this client wrote
+    (``X-Memcubed-Min-Seq``), so that behind a load balancer any API process answers it as if it had taken
+    the writes itself (docs/scaling.md). ``transport`` replaces httpx's network transport (tests, proxies);
+    ``sleep`` replaces
     ``asyncio.sleep`` between retries.
 
     Use it as an async context manager, or await :meth:`aclose`, so pooled connections are released.
@@ -94,6 +97,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_keys: bool = True,
+        read_your_writes: bool = False,
         retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
     ) -> None:
@@ -113,6 +117,8 @@ class AsyncClient:
             transport=transport,
         )
         self._sleep: Callable[[float], Awaitable[Any]] = sleep or asyncio.sleep
+        self._read_your_writes = read_your_writes
+        self.last_seq = 0  # the highest X-Memcubed-Seq a write of this client answered with
         self.tenants = Tenants(self)
         self.keys = Keys(self)
         self.cubes = Cubes(self)
@@ -287,7 +293,7 @@ class AsyncClient:
         upload: Upload | None = None,
     ) -> httpx.Response:
         """Send with retries; return a successful response (unread when ``stream``) or raise."""
-        headers = _core.request_headers(self._config, spec)
+        headers = _core.request_headers(self._config, spec, self.last_seq if self._read_your_writes else 0)
         policy = self._config.retry
         retryable = spec.retry and is_retryable_request(spec.method, headers)
         attempts = 1 + (policy.max_retries if retryable else 0)
@@ -314,6 +320,7 @@ class AsyncClient:
             except httpx.RequestError as exc:  # e.g. an undecodable body: repeating would not help
                 raise _core.connection_error(exc, request) from exc
             if response.is_success:
+                self.last_seq = _core.later_seq(response, self.last_seq)
                 return response
             if stream:
                 try:

@@ -77,7 +77,10 @@ class Client:
     ``base_url`` and ``api_key`` default to ``MEMCUBED_URL`` and ``MEMCUBED_API_KEY``. Requests that are
     safe to repeat are retried ``max_retries`` times on connection errors, 429 and 502/503/504; every
     POST carries a fresh ``Idempotency-Key`` (the same across its retries) so a retried write is applied
-    once. ``transport`` replaces httpx's network transport (tests, proxies); ``sleep`` replaces
+    once. ``read_your_writes``: every request names the last change this client wrote
+    (``X-Memcubed-Min-Seq``), so that behind a load balancer any API process answers it as if it had taken
+    the writes itself (docs/scaling.md). ``transport`` replaces httpx's network transport (tests, proxies);
+    ``sleep`` replaces
     ``time.sleep`` between retries.
 
     Use it as a context manager, or call :meth:`close`, so pooled connections are released.
@@ -93,6 +96,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_keys: bool = True,
+        read_your_writes: bool = False,
         retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], Any] | None = None,
     ) -> None:
@@ -112,6 +116,8 @@ class Client:
             transport=transport,
         )
         self._sleep: Callable[[float], Any] = sleep or time.sleep
+        self._read_your_writes = read_your_writes
+        self.last_seq = 0  # the highest X-Memcubed-Seq a write of this client answered with
         self.tenants = Tenants(self)
         self.keys = Keys(self)
         self.cubes = Cubes(self)
@@ -286,7 +292,7 @@ class Client:
         upload: Upload | None = None,
     ) -> httpx.Response:
         """Send with retries; return a successful response (unread when ``stream``) or raise."""
-        headers = _core.request_headers(self._config, spec)
+        headers = _core.request_headers(self._config, spec, self.last_seq if self._read_your_writes else 0)
         policy = self._config.retry
         retryable = spec.retry and is_retryable_request(spec.method, headers)
         attempts = 1 + (policy.max_retries if retryable else 0)
@@ -313,6 +319,7 @@ class Client:
             except httpx.RequestError as exc:  # e.g. an undecodable body: repeating would not help
                 raise _core.connection_error(exc, request) from exc
             if response.is_success:
+                self.last_seq = _core.later_seq(response, self.last_seq)
                 return response
             if stream:
                 try:

@@ -181,9 +181,22 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
 
 
-def request_headers(config: ClientConfig, spec: RequestSpec) -> dict[str, str]:
-    """Per-call headers. Generated once per call, so every retry of a POST carries the same key."""
+SEQ_HEADER = "X-Memcubed-Seq"
+MIN_SEQ_HEADER = "X-Memcubed-Min-Seq"
+
+
+def later_seq(response: httpx.Response, seen: int) -> int:
+    """The highest change number seen: a write's ``X-Memcubed-Seq`` raises it."""
+    value = response.headers.get(SEQ_HEADER, "")
+    return max(seen, int(value)) if value.isdigit() else seen
+
+
+def request_headers(config: ClientConfig, spec: RequestSpec, min_seq: int = 0) -> dict[str, str]:
+    """Per-call headers. Generated once per call, so every retry of a POST carries the same key. ``min_seq``:
+    the process answering must have applied that change (read-your-writes behind a load balancer)."""
     headers = dict(spec.headers)
+    if min_seq:
+        headers[MIN_SEQ_HEADER] = str(min_seq)
     if spec.method.upper() == "POST":
         key = spec.idempotency_key
         if key is None and config.idempotency_keys:
