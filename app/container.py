@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import __version__, observability
+from app import __version__, llm, observability
 from app.budget.cache import ResultCache
 from app.config import Settings
 from app.db import open_database, ping
@@ -99,10 +99,14 @@ class Container:
 
     def degraded(self) -> dict[str, str]:
         """What works less than configured while the service still reads and writes."""
+        out: dict[str, str] = {}
         if self.settings.redis_url and not self.jobs.queue.reachable():
-            return {"redis": "unreachable: jobs stay queued in Postgres and go to the workers once it answers; "
-                             "the result cache serves nothing meanwhile"}
-        return {}
+            out["redis"] = ("unreachable: jobs stay queued in Postgres and go to the workers once it answers; "
+                            "the result cache serves nothing meanwhile")
+        llm_state = llm.degraded(self.settings)
+        if llm_state is not None:
+            out["llm"] = llm_state
+        return out
 
     def close(self) -> None:
         self.jobs.close()

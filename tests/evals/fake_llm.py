@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class FakeLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_first: list[int] = field(default_factory=list)  # status codes to answer before succeeding
     reject_json_mode: bool = False
+    delay: float = 0.0  # seconds to wait before each answer (a slow endpoint)
+    fail_always: int | None = None  # status code to answer every call with (a failing endpoint)
 
 
 @contextmanager
@@ -71,7 +74,10 @@ def fake_llm_server() -> Iterator[FakeLLM]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out (a slowed-down server)
+                pass
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -79,6 +85,11 @@ def fake_llm_server() -> Iterator[FakeLLM]:
             state.requests.append(body)
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": "not found"}})
+                return
+            if state.delay:
+                time.sleep(state.delay)
+            if state.fail_always is not None:
+                self._send(state.fail_always, {"error": {"message": "down"}})
                 return
             if state.fail_first:
                 self._send(state.fail_first.pop(0), {"error": {"message": "try again"}})
