@@ -109,7 +109,7 @@ def test_the_breaker_opens_after_repeated_failures_and_closes_after_the_cooldown
     for _ in range(FAILURES):
         assert forget(http, cube)[0]["llm"] == {"used": False, "fallback": "error"}
     before, sent = calls(http), len(fake.requests)
-    out, took = forget(http, cube)
+    out, _ = forget(http, cube)
     assert out["llm"] == {"used": False, "fallback": "circuit_open"} and out["forget_request_id"] is not None
     assert len(fake.requests) == sent and calls(http)["circuit_open"] == before["circuit_open"] + 1
     ready = http.get("/readyz")

@@ -5,6 +5,7 @@ The evaluation code talks to it over the network exactly as to a real endpoint; 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -74,10 +75,8 @@ def fake_llm_server() -> Iterator[FakeLLM]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client timed out (slowed down)
                 self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client timed out (a slowed-down server)
-                pass
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
