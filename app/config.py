@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     activation_gpu_bytes: int = Field(default=2 * 1024**3, description="Byte budget of the GPU tier.")
     activation_cpu_bytes: int = Field(default=1024**3, description="Byte budget of the CPU memory tier.")
     activation_disk_bytes: int = Field(default=16 * 1024**3, description="Byte budget of the disk tier.")
+    activation_tenant_share: float = Field(
+        default=1.0, gt=0, le=1.0, description="Most of each activation tier one tenant may hold (0.25: a quarter). "
+        "Whatever it is, a full tier demotes the largest tenant's entries first, never every other tenant's.")
     activation_max_tokens: int = Field(default=4096, description="Longest activation prefix, in tokens.")
     activation_max_new_tokens: int = Field(default=512, description="Most tokens one generate call makes.")
     activation_min_reuse_tokens: int = Field(

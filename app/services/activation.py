@@ -115,7 +115,8 @@ class ActivationService:
         store = TieredKVStore(
             root=s.activation_dir,
             fingerprint=model.fingerprint.key,
-            budgets=Budgets(s.activation_gpu_bytes, s.activation_cpu_bytes, s.activation_disk_bytes),
+            budgets=Budgets(s.activation_gpu_bytes, s.activation_cpu_bytes, s.activation_disk_bytes,
+                            s.activation_tenant_share),
             precision=precision,
             native=model.dtype,
             device=model.device,
