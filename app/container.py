@@ -222,7 +222,8 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
         subscriber.start()
         return JobMachinery(jobs=service, executor=executor, queue=queue, subscriber=subscriber)
     holder: list[JobService] = []
-    inproc = InProcessQueue(executor.run, settings.schedule_minutes * 60, lambda: holder[0].schedule_all())
+    inproc = InProcessQueue(executor.run, settings.schedule_minutes * 60, lambda: holder[0].schedule_all(),
+                            lambda job_id: holder[0].tenant_of(job_id))
     service = JobService(settings, sessions, tx, inproc.submit)
     holder.append(service)
     inproc.start()

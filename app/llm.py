@@ -219,7 +219,7 @@ def chat(settings: Settings, model: str, messages: list[dict[str, str]], max_tok
         b.failed()
         reason: Fallback = "timeout" if isinstance(err, httpx.TimeoutException) else "error"
         CALLS.labels(reason).inc()
-        exc = LLMUnavailable(reason, f"the LLM call failed: {type(err).__name__}")
+        exc = LLMUnavailable(reason, f"the LLM call failed ({type(err).__name__}): {err}")
         fell_back(exc)
         raise exc from err
     b.succeeded()
