@@ -37,7 +37,8 @@ def test_the_fair_lock_serves_waiting_tenants_in_turn() -> None:
         for name, tenant in (("a2", A), ("a3", A), ("a4", A), ("b1", B)):
             threads.append(threading.Thread(target=work, args=(tenant, name)))
             threads[-1].start()
-            wait_until(lambda n=len(threads): lock.waiting() == n)
+            queued = len(threads)
+            wait_until(lambda: lock.waiting() == queued)  # noqa: B023 - called before the next turn rebinds it
     for t in threads:
         t.join(timeout=10)
     assert served == ["a2", "b1", "a3", "a4"]  # B waits for one turn of A, not for A's backlog
