@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     activation_gpu_bytes: int = Field(default=2 * 1024**3, description="Byte budget of the GPU tier.")
     activation_cpu_bytes: int = Field(default=1024**3, description="Byte budget of the CPU memory tier.")
     activation_disk_bytes: int = Field(default=16 * 1024**3, description="Byte budget of the disk tier.")
+    activation_tenant_share: float = Field(
+        default=1.0, gt=0, le=1.0, description="Most of each activation tier one tenant may hold (0.25: a quarter). "
+        "Whatever it is, a full tier demotes the largest tenant's entries first, never every other tenant's.")
     activation_max_tokens: int = Field(default=4096, description="Longest activation prefix, in tokens.")
     activation_max_new_tokens: int = Field(default=512, description="Most tokens one generate call makes.")
     activation_min_reuse_tokens: int = Field(
@@ -166,7 +169,18 @@ class Settings(BaseSettings):
     )
     llm_api_key: str | None = Field(default=None, description="Bearer key of the LLM API, if it needs one.")
     llm_model: str = Field(default="gpt-4o-mini", description="Model name sent to the LLM API.")
-    llm_timeout_seconds: float = Field(default=60.0, description="Timeout of one LLM call.")
+    llm_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Longest wait for an LLM reply (read, write and pool time-outs); past it the "
+        "step takes its no-LLM path. Requests wait on it, so keep it short.")
+    llm_connect_timeout_seconds: float = Field(default=2.0, gt=0, description="Longest wait to connect to the LLM.")
+    llm_retries: int = Field(
+        default=1, ge=0, le=5, description="Retries of an LLM call after a transient error (connection error, 429, "
+        "5xx); a time-out is not retried.")
+    llm_breaker_failures: int = Field(
+        default=5, ge=1, description="Failed LLM calls in a row that open the circuit breaker: LLM steps then take "
+        "their no-LLM path at once.")
+    llm_breaker_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long the LLM circuit breaker stays open before one trial call.")
 
     # -- budget-tier routing (issue 10) ------------------------------------------------------------------
     llm_model_small: str | None = Field(default=None, description="Answer model of the mid tier; unset: llm_model.")

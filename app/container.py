@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import __version__, observability
+from app import __version__, llm, observability
 from app.budget.cache import ResultCache
 from app.config import Settings
 from app.db import open_database, ping
@@ -106,10 +106,14 @@ class Container:
 
     def degraded(self) -> dict[str, str]:
         """What works less than configured while the service still reads and writes."""
+        out: dict[str, str] = {}
         if self.settings.redis_url and not self.jobs.queue.reachable():
-            return {"redis": "unreachable: jobs stay queued in Postgres and go to the workers once it answers; "
-                             "the result cache serves nothing meanwhile"}
-        return {}
+            out["redis"] = ("unreachable: jobs stay queued in Postgres and go to the workers once it answers; "
+                            "the result cache serves nothing meanwhile")
+        llm_state = llm.degraded(self.settings)
+        if llm_state is not None:
+            out["llm"] = llm_state
+        return out
 
     def caught_up(self, seq: int) -> None:
         """Wait (bounded) until this process has applied change ``seq``: read-your-writes across processes."""
@@ -246,7 +250,8 @@ def build_jobs(settings: Settings, engine: Engine, sessions: sessionmaker[Sessio
         queue: ArqQueue | InProcessQueue = ArqQueue(settings)
         return JobMachinery(jobs=JobService(settings, sessions, tx, queue.submit), executor=executor, queue=queue)
     holder: list[JobService] = []
-    inproc = InProcessQueue(executor.run, settings.schedule_minutes * 60, lambda: holder[0].schedule_all())
+    inproc = InProcessQueue(executor.run, settings.schedule_minutes * 60, lambda: holder[0].schedule_all(),
+                            lambda job_id: holder[0].tenant_of(job_id))
     service = JobService(settings, sessions, tx, inproc.submit)
     holder.append(service)
     inproc.start()

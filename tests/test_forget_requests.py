@@ -210,7 +210,7 @@ def test_the_llm_classifier_decides_when_configured(llm_server: tuple[str, Any, 
         assert (declined["forgotten"], declined["memories"][0]["content"]) == ([], "Forget my favourite colour.")
         assert len(fake.requests) == 2
         # When the LLM fails, the rules decide (and the message stored verbatim above is about the colour too).
-        fake.fail_first.extend([500])
+        fake.fail_first.extend([500, 500])  # the call and its retry
         out = post_messages(http, cube, ("user", "Forget my favourite colour."))
         assert sorted(out["forgotten"]) == sorted([r.json()["memories"][0]["id"], declined["memories"][0]["id"]])
         listed = http.get(f"/v1/cubes/{cube}/forget-requests").json()["forget_requests"]

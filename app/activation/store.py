@@ -4,8 +4,11 @@ Policy, chosen to be simple to reason about:
 - Each tier has a byte budget. Memory tiers are exclusive (an entry is in the GPU *or* the CPU tier); the disk
   tier is write-through (every entry that fits is also written to disk when created), so a restart loses
   nothing and demoting from memory to disk costs no write.
-- Over budget, the least recently used entry of the tier is demoted to the next tier; off the end of the
-  disk tier it is evicted. Use promotes an entry back to the hottest tier.
+- Over budget, the least recently used entry of the tier's largest tenant (most bytes there) is demoted to the
+  next tier; off the end of the disk tier it is evicted. So one tenant filling a tier demotes its own entries once
+  it holds more than the others, never every other tenant's. A tenant may also be capped to a share of each
+  tier (``tenant_share``): past it, its own least recently used entries make room. Use promotes an entry back to
+  the hottest tier.
 - Stored blobs are immutable; a checkout returns views that the model copies before decoding.
 
 Not thread-hostile: one lock guards the whole structure. It knows nothing of the database; the service
@@ -40,6 +43,7 @@ class Budgets:
     gpu: int
     cpu: int
     disk: int
+    tenant_share: float = 1.0  # of each tier, the most one tenant may hold
 
     def of(self, tier: str) -> int:
         return int(getattr(self, tier))
@@ -196,21 +200,39 @@ class TieredKVStore:
 
     # -- placement -----------------------------------------------------------------------------------------
 
-    def _make_room(self, tier: str, need: int) -> bool:
-        """Demote least recently used entries of ``tier`` until ``need`` more bytes fit, else False."""
+    def _make_room(self, tier: str, need: int, tenant_id: uuid.UUID | None = None) -> bool:
+        """Demote entries of ``tier`` until ``need`` more bytes of ``tenant_id`` fit, else False: first the
+        tenant's own least recently used ones while it is over its share, then the least recently used of the
+        tenant that holds the most bytes in the tier."""
         budget = self.budgets.of(tier)
         if need > budget:
             return False
+        if tenant_id is not None and self.budgets.tenant_share < 1.0:
+            share = int(budget * self.budgets.tenant_share)
+            if need > share:
+                return False
+            while self.used(tier, tenant_id) + need > share:
+                own = [e for e in self._movable(tier) if e.tenant_id == tenant_id]
+                if not own:
+                    return False
+                self._demote(min(own, key=lambda e: e.last_used), tier)
         while self.used(tier) + need > budget:
-            victims = [e for e in self._entries.values() if e.bytes_in(tier) and e.id not in self._busy]
+            victims = self._movable(tier)
             if not victims:
                 return False
-            self._demote(min(victims, key=lambda e: e.last_used), tier)
+            held: dict[uuid.UUID, int] = defaultdict(int)
+            for e in victims:
+                held[e.tenant_id] += e.bytes_in(tier)
+            largest = max(held, key=lambda t: held[t])
+            self._demote(min((e for e in victims if e.tenant_id == largest), key=lambda e: e.last_used), tier)
         return True
+
+    def _movable(self, tier: str) -> list[Entry]:
+        return [e for e in self._entries.values() if e.bytes_in(tier) and e.id not in self._busy]
 
     def _write_disk(self, e: Entry, blob: KVBlob) -> bool:
         estimate = blob.nbytes + 64 * 1024  # tensors plus a generous header allowance
-        if estimate > self.budgets.disk or not self._make_room("disk", estimate):
+        if estimate > self.budgets.disk or not self._make_room("disk", estimate, e.tenant_id):
             return False
         e.disk_bytes = kv.save(blob, self.path(e.id), {"fingerprint": self.fingerprint, "id": str(e.id)})
         self._make_room("disk", 0)  # in case the real file overshoots the estimate
@@ -218,12 +240,12 @@ class TieredKVStore:
 
     def _place_memory(self, e: Entry, tier: str, blob: KVBlob) -> bool:
         """Put ``blob`` in a memory tier, falling to the CPU tier when it does not fit in the GPU one."""
-        if tier == "gpu" and not self._make_room("gpu", blob.nbytes):
+        if tier == "gpu" and not self._make_room("gpu", blob.nbytes, e.tenant_id):
             cpu = kv.encode(
                 blob.view(blob.tokens, self.native, blob.device), self.precision, "cpu", pin=self.cuda
             )
             return self._place_memory(e, "cpu", cpu)
-        if tier == "cpu" and not self._make_room("cpu", blob.nbytes):
+        if tier == "cpu" and not self._make_room("cpu", blob.nbytes, e.tenant_id):
             return False
         if tier == "gpu":
             e.gpu, e.cpu = blob, None

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.config import Settings
-from app.llm import chat_completion
+from app.llm import chat
 from app.memory.text import SENTENCE, content_words, indexed_text
 from app.models import Memory
 
@@ -15,12 +15,13 @@ from app.models import Memory
 class Summariser:
     """Session summaries: the most central turns (extractive), or an OpenAI-compatible chat model."""
 
-    def __init__(self, base_url: str | None, api_key: str | None, model: str, timeout: float, sentences: int) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.api_key = api_key
-        self.model = model
-        self.timeout = timeout
-        self.sentences = sentences
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sentences = settings.summary_sentences
+
+    @property
+    def configured(self) -> bool:
+        return self.settings.llm_base_url is not None
 
     def extractive(self, turns: Sequence[Memory]) -> str:
         vecs = np.stack([np.frombuffer(t.embedding, dtype=np.float32) for t in turns])
@@ -36,19 +37,17 @@ class Summariser:
         return " ".join(parts)
 
     def llm(self, turns: Sequence[Memory]) -> str:
-        assert self.base_url is not None
         transcript = "\n".join(indexed_text(t.content, t.meta) for t in turns)[:24_000]
-        text = chat_completion(self.base_url, self.api_key, self.model, self.timeout, [
+        text, _ = chat(self.settings, self.settings.llm_model, [
             {"role": "system", "content": "Summarise this conversation session in at most "
                                           f"{self.sentences} sentences of durable facts: who did what, when, "
                                           "preferences, plans. Name people. No preamble."},
             {"role": "user", "content": transcript},
-        ]).text
+        ])
         if not text:
             raise ValueError("the LLM returned an empty summary")
         return text[:4000]
 
 
 def summariser_from(settings: Settings) -> Summariser:
-    return Summariser(settings.llm_base_url, settings.llm_api_key, settings.llm_model, settings.llm_timeout_seconds,
-                      settings.summary_sentences)
+    return Summariser(settings)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.schemas.common import Text, UtcDatetime
 from app.schemas.forget_requests import StaleDerived
 from app.schemas.jobs import Admission, AdmissionItem
-from app.schemas.routing import BUDGET_DESCRIPTION, Budget, Routing
+from app.schemas.routing import BUDGET_DESCRIPTION, Budget, LLMReport, Routing
 
 MemoryType = Literal["episodic", "semantic", "procedural"]
 Channel = Literal["dense", "dense_window", "bm25", "bm25_window", "bm25_window2", "splade", "splade_window",
@@ -283,6 +283,9 @@ class MemoryBatch(BaseModel):
     forget_request_id: uuid.UUID | None = Field(
         default=None, description="messages: the forget request they made, if any (see /forget-requests).")
     routing: Routing | None = Field(default=None, description="The extraction tier and its cost, with a budget.")
+    llm: LLMReport | None = Field(
+        default=None, description="What the write's LLM steps did (forget-request classifier, supersession judge, "
+        "extraction).")
 
 
 class ExportedMemory(BaseModel):

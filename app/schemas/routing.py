@@ -52,6 +52,17 @@ class CacheReport(BaseModel):
     kind: Literal["exact", "semantic"] | None = None
 
 
+class LLMReport(BaseModel):
+    """What the request's LLM steps did (forget-request classifier, supersession judge, extraction, summaries,
+    answers): the same shape wherever a response reports it."""
+
+    used: bool = Field(default=False, description="At least one LLM call answered.")
+    fallback: Literal["timeout", "circuit_open", "error", "not_configured"] | None = Field(
+        default=None, description="Why a step took its no-LLM path (the first reason): the call timed out, the "
+        "circuit breaker is open after repeated failures, the call or its reply failed, or no LLM is configured; "
+        "null when none did.")
+
+
 class PolicyInfo(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -68,6 +79,7 @@ class Routing(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     cost: RoutingCost
     cache: CacheReport = Field(default_factory=lambda: CacheReport(hit=False))
+    llm: LLMReport = Field(default_factory=LLMReport, description="What the request's LLM steps did.")
     features: dict[str, Any] | None = Field(
         default=None, description="What the router saw of the query (app/budget/features.py); null on a cache hit.")
 

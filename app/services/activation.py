@@ -22,6 +22,7 @@ from app.activation.model import CausalLM, ModelSpec, load_model
 from app.activation.store import TIERS, Budgets, Change, Counters, TieredKVStore, disk_path
 from app.config import Settings
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
+from app.fairness import FairLock
 from app.memory.access import require_cube
 from app.models import Activation
 from app.models.base import utcnow
@@ -67,8 +68,8 @@ def model_spec(settings: Settings) -> ModelSpec:
 class Engine:
     model: CausalLM
     store: TieredKVStore
-    lock: threading.Lock
-    """One forward pass at a time: on a few CPU cores two at once only thrash."""
+    lock: FairLock
+    """One forward pass at a time (on a few CPU cores two at once only thrash), tenants served round-robin."""
 
 
 class ActivationService:
@@ -116,7 +117,8 @@ class ActivationService:
         store = TieredKVStore(
             root=s.activation_dir,
             fingerprint=model.fingerprint.key,
-            budgets=Budgets(s.activation_gpu_bytes, s.activation_cpu_bytes, s.activation_disk_bytes),
+            budgets=Budgets(s.activation_gpu_bytes, s.activation_cpu_bytes, s.activation_disk_bytes,
+                            s.activation_tenant_share),
             precision=precision,
             native=model.dtype,
             device=model.device,
@@ -131,7 +133,7 @@ class ActivationService:
                     row.status, row.tier = "evicted", None
         store.sweep()
         store.enforce()
-        engine = Engine(model, store, threading.Lock())
+        engine = Engine(model, store, FairLock())
         self.persist(engine, store.changes())
         return engine
 
@@ -254,7 +256,7 @@ class ActivationService:
         fingerprint = model.fingerprint
         digest = token_hash(ids)
         # Under the engine lock: one build at a time, so two identical requests cannot both insert a row.
-        with engine.lock:
+        with engine.lock.hold(tenant_id):
             with self.sessions() as s:
                 existing = repo.live_by_tokens(s, cube_id, fingerprint.key, digest)
                 if existing is not None and engine.store.get(existing.id) is not None:

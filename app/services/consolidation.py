@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any
 
 import faiss
-import httpx
 import numpy as np
 
+from app.llm import LLMUnavailable, fell_back, tracked
 from app.memory.changes import versioned_change
 from app.memory.facts import fact_key
 from app.memory.records import heat_of, when
@@ -65,7 +65,12 @@ class ConsolidationService:
         result["superseded"], result["superseded_ids"] = len(superseded), [str(i) for i in superseded[:IDS_CAP]]
         gone = {c.memory_id for c in merges + supersedes}
         live = [m for m in mems if m.id not in gone]
-        result["summaries"] = self._summaries(run, live) if run.params.get("summaries", True) else 0
+        if run.params.get("summaries", True):
+            with tracked() as usage:
+                result["summaries"] = self._summaries(run, live)
+            result["llm"] = usage.report()
+        else:
+            result["summaries"] = 0
         run.progress(0.6)
         result.update(self._tiers(run))
         run.progress(0.75)
@@ -210,12 +215,14 @@ class ConsolidationService:
             turns.sort(key=lambda t: (when(t), t.vec_id))
             method = "extractive"
             try:
-                if self.summariser.base_url:
+                if self.summariser.configured:
                     text, method = self.summariser.llm(turns), "llm"
                 else:
+                    fell_back("not_configured")
                     text = self.summariser.extractive(turns)
-            except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
+            except (LLMUnavailable, KeyError, ValueError, TypeError) as exc:
                 log.warning("LLM summary of session %s failed (%s); using the extractive summary", session_id, exc)
+                fell_back(exc)
                 text = self.summariser.extractive(turns)
                 method = "extractive-fallback"
             day = when(turns[-1]).date().isoformat() if turns[-1].occurred_at else None

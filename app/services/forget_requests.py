@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +40,7 @@ from app.forget_requests.kinds import (
     redact,
     values_in,
 )
-from app.llm import chat_completion
+from app.llm import LLMUnavailable, chat, fell_back
 from app.memory.access import require_cube
 from app.memory.changes import versioned_change
 from app.memory.text import content_hash, indexed_text
@@ -75,12 +74,10 @@ def marker(subject: str) -> str:
 
 def llm_verdict(settings: Settings, text: str) -> Detection | None:
     """The configured LLM's verdict on one message; raises when the call fails."""
-    assert settings.llm_base_url is not None
-    reply = chat_completion(settings.llm_base_url, settings.llm_api_key, settings.llm_model,
-                            settings.llm_timeout_seconds, [
-                                {"role": "system", "content": CLASSIFIER_PROMPT},
-                                {"role": "user", "content": f"Message to classify: {text[:4000]}"},
-                            ]).text
+    reply, _ = chat(settings, settings.llm_model, [
+        {"role": "system", "content": CLASSIFIER_PROMPT},
+        {"role": "user", "content": f"Message to classify: {text[:4000]}"},
+    ])
     return parse_classifier_reply(reply, text)
 
 
@@ -147,8 +144,11 @@ class ForgetRequestService:
                 return None, "llm"
             try:
                 return llm_verdict(s, text), "llm"
-            except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+            except (LLMUnavailable, KeyError, IndexError, TypeError, ValueError) as exc:
                 log.warning("forget-request classifier failed (%s); using the rules", exc)
+                fell_back(exc)
+        elif s.forget_llm and might_be_request(text):
+            fell_back("not_configured")
         return detect(text), "rules"
 
     def plan(self, messages: Sequence[MessageIn]) -> ForgetPlan | None:

@@ -121,7 +121,7 @@ class GenerationService:
             )
         used: uuid.UUID | None = None
         tier: str | None = None
-        with engine.lock:
+        with engine.lock.hold(tenant_id):
             started = time.perf_counter()
             reused = None
             reused_tokens = 0

@@ -288,6 +288,12 @@ class JobService:
             self.submit(job_id)
         return created
 
+    def tenant_of(self, job_id: uuid.UUID) -> uuid.UUID | None:
+        """Whose job it is (the in-process queue serves tenants in turn)."""
+        with self.sessions() as s:
+            job = jobs_repo.get_job(s, job_id)
+            return job.tenant_id if job is not None else None
+
     def unfinished(self) -> list[uuid.UUID]:
         with self.sessions() as s:
             return jobs_repo.unfinished_jobs(s)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, PayloadTooLarge
+from app.llm import tracked
 from app.memory.access import require_cube, require_memory
 from app.memory.changes import versioned_change
 from app.memory.filters import memory_filter
@@ -41,6 +42,7 @@ from app.schemas.memories import (
     MemoryVersionOut,
     MessagesCreate,
 )
+from app.schemas.routing import LLMReport
 from app.services.admission import AdmissionService, Candidate, Decision
 from app.services.base import Idempotency, Transactor, Tx
 from app.services.derived import DerivedIndexes
@@ -191,9 +193,11 @@ class MemoryService:
             batch = MemoryBatch(memories=outs, admission=report)
             if then is not None:
                 then(tx, batch)
+            batch.llm = LLMReport(**usage.report())
             return batch
 
-        return self.tx.run(principal, idem, MemoryBatch, work)
+        with tracked() as usage:
+            return self.tx.run(principal, idem, MemoryBatch, work)
 
     def _admit(self, s: Session, cube_id: uuid.UUID, items: Sequence[MemoryIn], vecs: np.ndarray) -> list[Decision]:
         candidates = [Candidate(it.content, content_hash(it.content), (it.user_id, it.agent_id, it.memory_type))
@@ -206,11 +210,14 @@ class MemoryService:
         ("forget my address") is stored redacted and applied in the same transaction (see forget_requests)."""
         # Sizes first: the forget-request detector and the extraction tiers read every message.
         self._check_batch([MemoryIn(content=msg.content) for msg in body.messages])
-        items, then = self._forget_requests_in(principal, cube_id, body)
-        if body.budget is None:
-            return self.add(principal, cube_id, items, idem, action="messages.create", then=then)
-        items, routing = extract(self.settings, body.budget, items)
-        batch = self.add(principal, cube_id, items, idem, action="messages.create", then=then)
+        with tracked():  # the classifier's and extraction's calls are reported with the write's
+            items, then = self._forget_requests_in(principal, cube_id, body)
+            if body.budget is None:
+                return self.add(principal, cube_id, items, idem, action="messages.create", then=then)
+            items, routing = extract(self.settings, body.budget, items)
+            batch = self.add(principal, cube_id, items, idem, action="messages.create", then=then)
+        if batch.llm is not None:
+            routing.llm = batch.llm
         batch.routing = routing
         return batch
 

@@ -18,12 +18,11 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 
-import httpx
 import numpy as np
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.llm import chat
+from app.llm import LLMUnavailable, chat, fell_back
 from app.memory.changes import versioned_change
 from app.memory.facts import Fact, correction_in, facts_in, speaker_of
 from app.memory.records import when
@@ -134,7 +133,12 @@ class Supersession:
         """The LLM's verdict on the speaker's close older memories; nothing without an LLM or when it fails."""
         st = self.settings
         index = self.indexes.vectors.peek(cube_id)
-        if not (st.llm_base_url and st.supersede_llm) or index is None:
+        if not st.supersede_llm:
+            return []
+        if not st.llm_base_url:
+            fell_back("not_configured")
+            return []
+        if index is None:
             return []
         scores, vec_ids = index.search(vec, JUDGE_CANDIDATES * 2)
         close = {int(v): float(sc) for sc, v in zip(scores.tolist(), vec_ids.tolist())
@@ -152,8 +156,9 @@ class Supersession:
                                             f"{olds}"}], max_tokens=100, json_mode=True)
             picked = json.loads(reply).get("replaces", [])
             return [shown[i] for i in picked if isinstance(i, int) and 0 <= i < len(shown)]
-        except (httpx.HTTPError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        except (LLMUnavailable, ValueError, TypeError, AttributeError, KeyError) as exc:
             log.warning("supersession judge failed (%s); nothing superseded by it", type(exc).__name__)
+            fell_back(exc)
             return []
 
     @staticmethod

@@ -22,13 +22,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from opentelemetry import trace
 
 from app.config import Settings
+from app.fairness import RoundRobin
 from app.services.jobs import Outcome
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,17 @@ Run = Callable[[uuid.UUID, Sequence[trace.Link]], Outcome]
 
 
 class InProcessQueue:
-    """The embedded default: one thread runs jobs in order of their due time; retries wait their backoff.
-    Writes never wait for it. A periodic timer asks for the scheduled jobs."""
+    """The embedded default: one thread runs the due jobs, tenants taking turns (``tenant_of`` names a job's
+    tenant; one tenant's backlog waits behind one job of each other tenant, not the other way round); retries wait
+    their backoff. Writes never wait for it. A periodic timer asks for the scheduled jobs."""
 
-    def __init__(self, executor: Run, every_seconds: float = 0, schedule: Callable[[], object] | None = None) -> None:
+    def __init__(self, executor: Run, every_seconds: float = 0, schedule: Callable[[], object] | None = None,
+                 tenant_of: Callable[[uuid.UUID], Hashable] | None = None) -> None:
         self._run = executor
-        self._heap: list[tuple[float, int, uuid.UUID]] = []
+        self._tenant_of = tenant_of
+        self._heap: list[tuple[float, int, uuid.UUID]] = []  # not due yet, by due time
+        self._ready: RoundRobin[uuid.UUID] = RoundRobin()  # due, by tenant
+        self._tenants: dict[uuid.UUID, Hashable] = {}
         self._queued: set[uuid.UUID] = set()
         self._links: dict[uuid.UUID, list[trace.Link]] = {}
         self._seq = 0
@@ -65,7 +71,10 @@ class InProcessQueue:
         if links is None:
             current = trace.get_current_span().get_span_context()
             links = [trace.Link(current)] if current.is_valid else []
+        tenant = self._tenant_of(job_id) if self._tenant_of is not None and job_id not in self._tenants else None
         with self._cond:
+            if tenant is not None:
+                self._tenants[job_id] = tenant
             known = self._links.setdefault(job_id, [])
             known.extend(links[: MAX_LINKS - len(known)])
             if job_id in self._queued:
@@ -82,7 +91,7 @@ class InProcessQueue:
 
     def idle(self, timeout: float | None = None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: not self._heap and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._heap and not len(self._ready) and not self._busy, timeout)
 
     def _loop(self) -> None:
         next_schedule = time.monotonic() + self._every if self._every > 0 else float("inf")
@@ -90,7 +99,10 @@ class InProcessQueue:
             with self._cond:
                 while not self._stopped:
                     now = time.monotonic()
-                    due = self._heap[0][0] if self._heap else float("inf")
+                    while self._heap and self._heap[0][0] <= now:
+                        _, _, due_id = heapq.heappop(self._heap)
+                        self._ready.push(self._tenants.get(due_id), due_id)
+                    due = now if len(self._ready) else self._heap[0][0] if self._heap else float("inf")
                     if due <= now or next_schedule <= now:
                         break
                     wake = min(due, next_schedule)
@@ -101,8 +113,9 @@ class InProcessQueue:
                 if next_schedule <= time.monotonic():
                     job_id = None
                 else:
-                    _, _, job_id = heapq.heappop(self._heap)
+                    job_id = self._ready.pop()
                     self._queued.discard(job_id)
+                    self._tenants.pop(job_id, None)
                     links = self._links.pop(job_id, [])
                 self._busy = True
             try:

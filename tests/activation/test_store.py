@@ -66,6 +66,36 @@ def test_lru_demotion_and_eviction_respect_every_budget(lm: HFCausalLM, tmp_path
     assert changes[ids[0]] is None and changes[ids[1]] == "cpu" and changes[ids[2]] == "disk"
 
 
+def test_a_tenant_filling_a_tier_does_not_demote_another_tenants_cache(lm: HFCausalLM, tmp_path: Path) -> None:
+    per_entry = int(kv.bytes_per_token(lm.layers, lm.kv_heads, lm.head_dim, "float32")) * 40
+    store = _store(lm, tmp_path, cpu=3 * per_entry + per_entry // 2)
+    other = uuid.uuid4()
+    kept = store.add(uuid.uuid4(), other, CUBE, _prefix(lm, 40), prefill(lm, _prefix(lm, 40)))
+    flood = [uuid.uuid4() for _ in range(4)]
+    for i, entry_id in enumerate(flood):  # the 3rd and 4th do not fit beside the others: TENANT's own make room
+        store.add(entry_id, TENANT, CUBE, _prefix(lm, 39 - i), prefill(lm, _prefix(lm, 39 - i)))
+        assert store.used("cpu") <= store.budgets.cpu
+    assert store.get(kept.id).tier == "cpu"  # type: ignore[union-attr]
+    assert [store.get(i).tier for i in flood] == ["disk", "disk", "cpu", "cpu"]  # type: ignore[union-attr]
+    assert store.counters[TENANT].demotions == 2 and store.counters[other].demotions == 0
+    # The other tenant's next entry takes room from the largest holder, TENANT, not from itself.
+    second = store.add(uuid.uuid4(), other, CUBE, _prefix(lm, 35), prefill(lm, _prefix(lm, 35)))
+    assert (store.get(kept.id).tier, second.tier) == ("cpu", "cpu")  # type: ignore[union-attr]
+    assert [store.get(i).tier for i in flood] == ["disk", "disk", "disk", "cpu"]  # type: ignore[union-attr]
+
+
+def test_a_tenant_share_caps_what_one_tenant_holds_in_a_tier(lm: HFCausalLM, tmp_path: Path) -> None:
+    per_entry = int(kv.bytes_per_token(lm.layers, lm.kv_heads, lm.head_dim, "float32")) * 40
+    store = TieredKVStore(root=tmp_path, fingerprint=lm.fingerprint.key,
+                          budgets=Budgets(0, 4 * per_entry + per_entry // 2, 10**9, tenant_share=0.5),
+                          precision=kv.resolve_precision("native", lm.dtype), native=lm.dtype, device=lm.device)
+    ids = [uuid.uuid4() for _ in range(3)]
+    for i, entry_id in enumerate(ids):  # the tier has room for four, the tenant for two
+        store.add(entry_id, TENANT, CUBE, _prefix(lm, 40 - i), prefill(lm, _prefix(lm, 40 - i)))
+    assert [store.get(i).tier for i in ids] == ["disk", "cpu", "cpu"]  # type: ignore[union-attr]
+    assert store.used("cpu", TENANT) <= store.budgets.cpu // 2
+
+
 def test_a_restart_keeps_the_disk_tier(lm: HFCausalLM, tmp_path: Path) -> None:
     ids = _prefix(lm, 30)
     entry_id = uuid.uuid4()

@@ -5,9 +5,11 @@ The evaluation code talks to it over the network exactly as to a real endpoint; 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +56,8 @@ class FakeLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_first: list[int] = field(default_factory=list)  # status codes to answer before succeeding
     reject_json_mode: bool = False
+    delay: float = 0.0  # seconds to wait before each answer (a slow endpoint)
+    fail_always: int | None = None  # status code to answer every call with (a failing endpoint)
 
 
 @contextmanager
@@ -71,7 +75,8 @@ def fake_llm_server() -> Iterator[FakeLLM]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client timed out (slowed down)
+                self.wfile.write(data)
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -79,6 +84,11 @@ def fake_llm_server() -> Iterator[FakeLLM]:
             state.requests.append(body)
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": "not found"}})
+                return
+            if state.delay:
+                time.sleep(state.delay)
+            if state.fail_always is not None:
+                self._send(state.fail_always, {"error": {"message": "down"}})
                 return
             if state.fail_first:
                 self._send(state.fail_first.pop(0), {"error": {"message": "try again"}})

@@ -25,6 +25,8 @@ def readyz(c: C) -> JSONResponse:
     degraded = c.degraded()
     if c.settings.redis_url:
         checks["redis"] = "redis" not in degraded
+    if c.settings.llm_base_url:
+        checks["llm"] = "llm" not in degraded
     ok = checks["database"] and checks["index"]
     body: dict[str, Any] = {"status": "not_ready" if not ok else "degraded" if degraded else "ready", "checks": checks,
                             # Which process answered (several serve one port) and how far it has applied the

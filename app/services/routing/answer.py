@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
 from app.config import Settings
 from app.errors import NotReady
-from app.llm import chat
+from app.llm import LLMUnavailable, chat, fell_back
 from app.principal import Principal
 from app.schemas.activation import GenerateRequest
 from app.services.generation import GenerationService
@@ -53,6 +51,9 @@ class Answerer:
             reply, used = chat(self.settings, model, [{"role": "system", "content": SYSTEM},
                                                       {"role": "user", "content": text}],
                                self.settings.answer_max_new_tokens)
-        except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
-            raise NotReady(f"the answer model {model!r} failed: {exc}", {"model": model}) from exc
+        except (LLMUnavailable, KeyError, ValueError, TypeError) as exc:
+            fell_back(exc)
+            reason = exc.reason if isinstance(exc, LLMUnavailable) else "error"
+            raise NotReady(f"the answer model {model!r} failed: {exc}",
+                           {"model": model, "llm": {"used": False, "fallback": reason}}) from exc
         return Reply(reply, model, used, 1)

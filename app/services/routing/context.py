@@ -18,12 +18,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy.orm import Session
 
 from app.activation.tokens import TokenCounter
 from app.budget.tiers import Meter
 from app.graph.traversal import GraphCache, spread
+from app.llm import LLMUnavailable, fell_back
 from app.memory.summaries import Summariser
 from app.memory.text import indexed_text
 from app.models import Memory
@@ -160,12 +160,15 @@ class Assembler:
         return out
 
     def _write_summary(self, turns: Sequence[Memory], llm_calls_left: int | None, meter: Meter) -> str:
-        if self.summariser.base_url and (llm_calls_left is None or llm_calls_left > 0):
+        if self.summariser.configured and (llm_calls_left is None or llm_calls_left > 0):
             meter.llm_calls += 1
             try:
                 return self.summariser.llm(turns)
-            except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
+            except (LLMUnavailable, KeyError, ValueError, TypeError) as exc:
                 log.warning("LLM session summary failed (%s); using the extractive one", exc)
+                fell_back(exc)
+        elif not self.summariser.configured:
+            fell_back("not_configured")
         return self.summariser.extractive(turns)
 
     def _graph(self, s: Session, snippets: Sequence[tuple[Memory, float]], seen: set[uuid.UUID]) -> list[Piece]:

@@ -17,13 +17,11 @@ import logging
 import time
 from collections.abc import Sequence
 
-import httpx
-
 from app.budget.plan import plan
 from app.budget.tiers import Meter
 from app.config import Settings
 from app.graph.extract import entities
-from app.llm import chat
+from app.llm import LLMUnavailable, chat, fell_back
 from app.memory.facts import rule_facts
 from app.schemas.memories import MemoryIn
 from app.schemas.routing import Budget, CacheReport, Routing, RoutingCost
@@ -80,8 +78,9 @@ def extract(settings: Settings, budget: Budget, items: list[MemoryIn]) -> tuple[
             try:
                 facts, meter.tokens = llm_facts(settings, items)
                 out += [fact_memory(items[-1], f, "high") for f in facts]
-            except (httpx.HTTPError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            except (LLMUnavailable, KeyError, ValueError, TypeError, AttributeError) as exc:
                 log.warning("LLM extraction failed (%s); using the rule-based facts", exc)
+                fell_back(exc)
                 p.warnings.append(f"LLM extraction failed ({type(exc).__name__}); rule-based facts used")
                 out += [fact_memory(it, f, "mid") for it in items for f in rule_facts(it)]
     routing = Routing(

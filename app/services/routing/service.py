@@ -30,6 +30,7 @@ from app.budget.tiers import SPECS, Meter
 from app.config import Settings
 from app.errors import NotFound
 from app.graph.traversal import GraphCache
+from app.llm import current, tracked
 from app.memory.filters import memory_filter
 from app.memory.records import search_hits
 from app.memory.summaries import summariser_from
@@ -47,6 +48,7 @@ from app.schemas.routing import (
     ContextRequest,
     ContextResponse,
     Evidence,
+    LLMReport,
     PolicyInfo,
     Routing,
     RoutingCost,
@@ -136,12 +138,14 @@ class RoutingService:
         return out
 
     def context(self, principal: Principal, req: ContextRequest) -> ContextResponse:
-        out = self._context(principal, req, "context")
+        with tracked():
+            out = self._context(principal, req, "context")
         assert isinstance(out, ContextResponse)
         return out
 
     def answer(self, principal: Principal, req: AnswerRequest) -> AnswerResponse:
-        out = self._context(principal, req, "answer")
+        with tracked():
+            out = self._context(principal, req, "answer")
         assert isinstance(out, AnswerResponse)
         return out
 
@@ -296,6 +300,7 @@ class RoutingService:
             warnings=warnings,
             cost=RoutingCost(ms=meter.report(took), tokens=context_tokens + meter.tokens, llm_calls=meter.llm_calls),
             cache=CacheReport(hit=False),
+            llm=LLMReport(**current().report()),  # context and answer collect it
             features=features.as_json(),
         )
 

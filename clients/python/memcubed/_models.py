@@ -266,6 +266,7 @@ class WriteResult(_Response):
     forget_request_id: str | None = None
     forget_flagged: StaleDerived | None = None
     routing: Routing | None = None
+    llm: LLMReport | None = None
 
 
 class ForgetRequest(_Response):
@@ -326,6 +327,14 @@ class RoutingCache(_Response):
     kind: str | None = None
 
 
+class LLMReport(_Response):
+    """What a request's LLM steps did: ``used`` (a call answered) and ``fallback`` (why a step took its no-LLM
+    path: ``timeout``, ``circuit_open``, ``error``, ``not_configured``; ``None`` when none did)."""
+
+    used: bool = False
+    fallback: str | None = None
+
+
 class Routing(_Response):
     """Which tier each module ran at (``tiers``), why (``reasons``: ``forced``, ``rule: ...``,
     ``policy vN: score ...``, ``cache hit``), the policy used, warnings, the measured cost, and the query
@@ -337,6 +346,7 @@ class Routing(_Response):
     warnings: list[str] = Field(default_factory=list)
     cost: RoutingCost
     cache: RoutingCache
+    llm: LLMReport = Field(default_factory=LLMReport)
     features: dict[str, Any] | None = None
 
 
