@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     )
     threads: int = Field(
         default=1, ge=1, le=256,
-        description="torch and FAISS threads. 1 is fastest for single queries on small machines: on 2 busy cores "
-        "OpenMP barriers made a query embedding 10x slower with 2 threads (docs/benchmarks.md).",
+        description="torch, FAISS and ONNX Runtime threads. 1 is fastest for single queries on small machines: on 2 "
+        "busy cores OpenMP barriers made a query embedding 10x slower with 2 threads (docs/benchmarks.md).",
     )
     log_level: str = Field(default="info", description="Log level of the service.")
     # -- observability (issue 20) ---------------------------------------------------------------------------

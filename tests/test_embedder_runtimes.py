@@ -61,37 +61,38 @@ def test_every_runtime_matches_the_reference_on_the_fixed_set(runtime: str, embe
     assert ((alone * got[:8]).sum(1) >= 0.9999).all()
 
 
-def _locomo() -> tuple[list[str], list[str]]:
-    """500 turns (speaker: text) of the first conversations and the questions about them."""
-    samples = json.loads(LOCOMO.read_text())
+@pytest.fixture(scope="module")
+def locomo(reference: Any) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """500 turns (speaker: text) of the first conversations and the questions about them, with their reference
+    embeddings."""
+    if not LOCOMO.exists():
+        pytest.skip(f"LoCoMo is not in {LOCOMO} (the shared data set)")
     turns: list[str] = []
     questions: list[str] = []
-    for sample in samples:
+    for sample in json.loads(LOCOMO.read_text()):
         conv, n = sample["conversation"], 1
         while f"session_{n}" in conv:
             turns += [f"{t['speaker']}: {t['text']}" for t in conv[f"session_{n}"]]
             n += 1
         questions += [str(q["question"]) for q in sample["qa"]]
         if len(turns) >= 500:
-            return turns[:500], questions
-    raise AssertionError("locomo10.json has fewer than 500 turns")
+            break
+    turns = turns[:500]
+    assert len(turns) == 500 and len(questions) > 150
+    return turns, reference(turns), questions, reference(questions)
 
 
-@pytest.mark.skipif(not LOCOMO.exists(), reason=f"LoCoMo is not in {LOCOMO} (the shared data set)")
 @pytest.mark.parametrize("runtime", ["onnx", "onnx-int8"])
-def test_runtime_keeps_locomo_neighbours(runtime: str, embedders: dict[str, Embedder], reference: Any) -> None:
-    turns, questions = _locomo()
-    got_t, want_t = embedders[runtime].encode(turns), reference(turns)
-    cosines = (got_t * want_t).sum(1)
-    assert cosines.min() >= FLOOR[runtime], float(cosines.min())
-
-    got_q, want_q = embedders[runtime].encode(questions), reference(questions)
-    assert ((got_q * want_q).sum(1) >= FLOOR[runtime]).all()
+def test_runtime_keeps_locomo_neighbours(runtime: str, embedders: dict[str, Embedder],
+                                         locomo: tuple[list[str], np.ndarray, list[str], np.ndarray]) -> None:
+    turns, want_t, questions, want_q = locomo
+    got_t, got_q = embedders[runtime].encode(turns), embedders[runtime].encode(questions)
+    assert float((got_t * want_t).sum(1).min()) >= FLOOR[runtime]
+    assert float((got_q * want_q).sum(1).min()) >= FLOOR[runtime]
     top_got = np.argsort(-(got_q @ got_t.T), axis=1)[:, :10]
     top_want = np.argsort(-(want_q @ want_t.T), axis=1)[:, :10]
     overlap = np.array([len(set(a) & set(b)) / 10 for a, b in zip(top_got, top_want)])
-    assert len(questions) > 150
-    assert overlap.mean() >= 0.9 if runtime == "onnx-int8" else overlap.mean() >= 0.99, float(overlap.mean())
+    assert overlap.mean() >= (0.9 if runtime == "onnx-int8" else 0.99), float(overlap.mean())
 
 
 def _sha(path: Path) -> str:
