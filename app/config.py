@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     embedder_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx-int8", description="How embeddings are computed from the packaged weights: torch (eager), "
         "onnx (ONNX Runtime, fp32) or onnx-int8 (8-bit weights in blocks of 32). The ONNX files are built from the "
-        "weights at service start (~10 s the first time) and cached; all three agree within 0.999 cosine.")
+        "weights at service start (the first time) and cached (tests/test_embedder_runtimes.py is the gate).")
     embedder_cache_dir: Path | None = Field(
         default=None, description="Where built ONNX files are kept, shared by all data dirs; unset: "
         "$XDG_CACHE_HOME/memcubed or ~/.cache/memcubed.")

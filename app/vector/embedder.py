@@ -3,11 +3,11 @@
 Three runtimes compute the same embedding (tokenise, transformer, pool, normalise):
 
 * ``torch``: the packaged weights in eager torch, called directly (no sentence-transformers per-call overhead).
-* ``onnx``: the same graph exported once to ONNX from those weights and run by ONNX Runtime (half the CPU time:
-  no per-operator Python dispatch).
+* ``onnx``: the same graph exported once to ONNX from those weights and run by ONNX Runtime (no per-operator
+  Python dispatch; figures in docs/benchmarks.md).
 * ``onnx-int8``: that export with its weight matrices quantised to 8 bits in blocks of 32 (MatMulNBits), the
-  activations quantised per block too; block-wise scales keep it within 0.999 cosine of the fp32 model, where
-  ONNX Runtime's per-tensor dynamic quantisation fell to 0.97 on LoCoMo turns (tests/test_embedder_runtimes.py).
+  activations quantised per block too; block-wise scales keep it within the equivalence gate of
+  tests/test_embedder_runtimes.py, which ONNX Runtime's per-tensor dynamic quantisation failed on LoCoMo turns.
 
 The exported files are built from the installed weights at service start and kept in a cache directory, named
 by a hash of the weights, the runtime and the library versions, so every process and data dir reuses them.
@@ -347,7 +347,7 @@ def set_compute_threads(n: int) -> None:
 @lru_cache(maxsize=4)
 def load_embedder(name: str, runtime: Runtime = "onnx-int8", cache_dir: Path | None = None, threads: int = 1,
                   batch_max: int = _BATCH, batch_wait_s: float = 0.0) -> Embedder:
-    """Loading takes seconds (and building an ONNX file, the first time, ~10 s); every app in a process shares
+    """Loading takes seconds (more when the ONNX file is built, the first time); every app in a process shares
     one read-only model."""
     return Embedder(name, runtime, cache_dir, threads, batch_max, batch_wait_s)
 
