@@ -158,8 +158,8 @@ def _weights_key(spec: ModelSpec, runtime: str) -> str:
 def _export_fp32(spec: ModelSpec, input_names: list[str], target: Path) -> None:
     """Trace the model with its pooling into one graph whose output is the normalised embedding.
 
-    Eager attention exports as plain MatMul/Softmax ops that ONNX Runtime fuses; the TorchScript exporter is
-    deterministic and needs no onnxscript.
+    Eager attention exports as plain MatMul/Softmax ops, whose weight MatMuls the 8-bit quantiser finds; the
+    TorchScript exporter is deterministic (tests/test_embedder_runtimes.py) and needs no onnxscript.
     """
     import torch
 
