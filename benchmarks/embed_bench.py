@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.vector.embedder import RUNTIMES, Embedder, _packaged_model_path, set_compute_threads  # noqa: E402
-from benchmarks.search_bench import machine  # noqa: E402 - after the path fix, as a script
+from benchmarks.search_bench import machine, provenance  # noqa: E402 - after the path fix, as a script
 
 MODEL = "all-MiniLM-L6-v2"
 FIXED = ROOT / "tests" / "fixtures" / "embedder_sentences.txt"
@@ -49,6 +49,19 @@ def texts(locomo: Path) -> tuple[list[str], list[str], str]:
 
 def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2)
+
+
+def tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table docs/benchmarks.md renders (benchmarks/render.py)."""
+    return {"runtimes": {
+        "columns": ["runtime", "single query p50 ms", "p95 ms", "CPU p50 ms (1 thread)", "batch 64: sentences/s",
+                    "sentences per CPU-second", "least cosine to before"],
+        "formats": [None, "{:.2f}", "{:.2f}", "{:.2f}", "{:.1f}", "{:.1f}", "{:.5f}"],
+        "rows": [[r["runtime"], r["single_query_p50_ms"], r["single_query_p95_ms"],
+                  r["single_query_cpu_p50_ms"] if r["single_query_cpu_p50_ms"] is not None else "",
+                  r["batch64_sentences_per_s"],
+                  r["batch64_sentences_per_cpu_s"] if r["batch64_sentences_per_cpu_s"] is not None else "",
+                  r["min_cosine_to_before"]] for r in rows]}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,11 +135,11 @@ def main(argv: list[str] | None = None) -> None:
                      "batch64_sentences_per_cpu_s": cpu_throughput[name] if "2 threads" not in name else None,
                      "min_cosine_to_before": round(float(cos.min()), 5)})
     report = {
-        "command": "python benchmarks/embed_bench.py" + (" " + " ".join(argv) if argv else ""),
+        **provenance("python benchmarks/embed_bench.py" + (" " + " ".join(argv) if argv else "")),
         "machine": machine(), "model": MODEL, "texts": source, "queries": len(queries),
         "batch_texts": len(batch_texts), "first_load_s": load_s,
         "loadavg": {"before": load_before, "after_single_queries": load_single, "after_batches": os.getloadavg()},
-        "results": rows,
+        "results": rows, "tables": tables(rows),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -9,7 +9,9 @@ With ``--locomo PATH`` the rules also run over every LoCoMo turn (casual chats w
 every detection there is a false positive a consolidation benchmark would act on).
 
     python benchmarks/forget_detector_bench.py [--corpus tests/fixtures/forget_requests.jsonl] [--show-errors] \
-        [--locomo /work/shared/data/locomo/locomo10.json]
+        [--locomo /work/shared/data/locomo/locomo10.json] [--out benchmarks/results/forget-detector.json]
+
+``--out`` keeps the two tables as a results file for ``benchmarks/render.py``.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
-from app.forget_requests.detector import Detection, content_words, detect, might_be_request
-from app.services.forget_requests import llm_verdict
-from app.vector.embedder import load_embedder
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-CORPUS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "forget_requests.jsonl"
+from app.config import Settings  # noqa: E402 - after the path fix, as a script
+from app.forget_requests.detector import Detection, content_words, detect, might_be_request  # noqa: E402
+from app.services.forget_requests import llm_verdict  # noqa: E402
+from app.vector.embedder import load_embedder  # noqa: E402
+from benchmarks.search_bench import provenance  # noqa: E402
+
+CORPUS = ROOT / "tests" / "fixtures" / "forget_requests.jsonl"
 
 
 # Subject → memories about it (True) and not (False): what a user who says "forget my <subject>" means.
@@ -102,14 +110,16 @@ def score(rows: list[dict[str, Any]], classify: Callable[[str], Detection | None
             "errors": errors}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--show-errors", action="store_true")
     parser.add_argument("--locomo", type=Path, help="locomo10.json: count rule detections over its turns")
     parser.add_argument("--thresholds", type=lambda v: [float(x) for x in v.split(",")],
                         default=[0.3, 0.4, 0.5, 0.6, 0.7])
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="write the tables as a results file (JSON) here")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     rows = [json.loads(line) for line in args.corpus.read_text().splitlines() if line.strip()]
     positives = sum(r["forget"] for r in rows)
     print(f"corpus: {len(rows)} messages, {positives} forget requests, {len(rows) - positives} other")
@@ -142,8 +152,28 @@ def main() -> None:
           f"{sum(a for m in MATCHING.values() for _, a in m)} about the subject")
     print("| lexical or dense ≥ | TP | FP | precision | recall |")
     print("|---|---|---|---|---|")
-    for row in matching(args.thresholds):
+    matched = matching(args.thresholds)
+    for row in matched:
         print(f"| {row['threshold']} | {row['tp']} | {row['fp']} | {row['precision']:.3f} | {row['recall']:.3f} |")
+    if args.out:
+        three = ["{:.3f}"] * 3
+        detection = {"columns": ["detector", "TP", "FP", "FN", "TN", "precision", "recall", "F1", "subject accuracy",
+                                 "ms / message"], "formats": [None] * 5 + three + ["{:.3f}", "{:.3f}"],
+                     "rows": [[name, r["tp"], r["fp"], r["fn"], r["tn"], r["precision"], r["recall"], r["f1"],
+                               r["subject_accuracy"], r["ms_per_message"]] for name, r in results.items()]}
+        subjects = {"columns": ["lexical or dense ≥", "TP", "FP", "precision", "recall"],
+                    "formats": [None, None, None, "{:.3f}", "{:.3f}"],
+                    "rows": [[row["threshold"], row["tp"], row["fp"], row["precision"], row["recall"]]
+                             for row in matched]}
+        report = {**provenance(" ".join(["python benchmarks/forget_detector_bench.py", *argv])),
+                  "corpus": {"messages": len(rows), "forget_requests": positives},
+                  "tables": {"detection": detection, "subjects": subjects}}
+        if args.locomo:
+            report["tables"]["locomo"] = {"columns": ["LoCoMo turns", "detected as forget requests"],
+                                          "formats": ["{:,}", "{:,}"], "rows": [[len(turns), len(flagged)]]}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from benchmarks.search_bench import (  # noqa: E402 - after the path fix, as a s
     _check,
     _client,
     bench_database,
+    git_commit,
     machine,
     server_process,
     tenant_key,
@@ -413,16 +413,6 @@ def run(url: str, api_key: str, items: Sequence[Json], *, enrich_timeout_s: floa
 # --------------------------------------------------------------------------------------------------
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 @contextlib.contextmanager
 def _server(args: argparse.Namespace) -> Iterator[tuple[str, str, str]]:
     """(url, key, backend): the given server, or a ``memcubed serve`` subprocess stopped at the end."""
@@ -464,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--api-key" in shown[:-1]:
         shown[shown.index("--api-key") + 1] = "KEY"
     report = {"command": "python benchmarks/hygiene_bench.py " + " ".join(shown),
-              "commit": _commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+              "commit": git_commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
               "loadavg": [round(x, 2) for x in os.getloadavg()], "machine": machine(), "backend": backend,
               "items": len(items), "goals": GOALS, **outcome}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,14 @@
 """Exact vs IVF dense search: per-query time at 100k vectors, and IVF's recall@10 against exact on real
 MiniLM embeddings of LoCoMo turns and questions (read in place, never copied).
 
-    python benchmarks/ivf_bench.py [--locomo PATH] [--nprobe 32]
+    python benchmarks/ivf_bench.py [--locomo PATH] [--nprobe 32] [--out benchmarks/results/ivf.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 import uuid
@@ -15,9 +17,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from app.vector.embedder import load_embedder
-from app.vector.index import CubeIndex, VectorStore
-from evals.datasets import load_locomo
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app.vector.embedder import load_embedder  # noqa: E402 - after the path fix, as a script
+from app.vector.index import CubeIndex, VectorStore  # noqa: E402
+from benchmarks.search_bench import provenance  # noqa: E402
+from evals.datasets import load_locomo  # noqa: E402
 
 
 def per_query_ms(index: CubeIndex, queries: np.ndarray) -> float:
@@ -27,11 +34,13 @@ def per_query_ms(index: CubeIndex, queries: np.ndarray) -> float:
     return (time.perf_counter() - start) * 1000 / len(queries)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locomo", type=Path, default=Path("../shared/data/locomo/locomo10.json"))
     parser.add_argument("--nprobe", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="write the figures as a results file (JSON) here")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     faiss.omp_set_num_threads(1)
 
     # Timing: 100k unit vectors (the scan cost does not depend on what the vectors mean).
@@ -45,8 +54,8 @@ def main() -> None:
     assert index is not None
     exact_ms = per_query_ms(index, vecs[:200])
     store.flush()
-    print(f"100k vectors, 1 thread: exact {exact_ms:.2f} ms/query, IVF (nprobe {args.nprobe}) "
-          f"{per_query_ms(index, vecs[:200]):.2f} ms/query")
+    ivf_ms = per_query_ms(index, vecs[:200])
+    print(f"100k vectors, 1 thread: exact {exact_ms:.2f} ms/query, IVF (nprobe {args.nprobe}) {ivf_ms:.2f} ms/query")
 
     # Quality: real embeddings, where IVF's clustering assumption holds.
     data = load_locomo(args.locomo)
@@ -62,6 +71,17 @@ def main() -> None:
     approx = [set(index.search(q, 10)[1].tolist()) for q in questions]
     recall = float(np.mean([len(a & e) / 10 for a, e in zip(approx, exact)]))
     print(f"LoCoMo: {len(turns)} turns, {len(questions)} questions: IVF recall@10 against exact {recall:.3f}")
+    if args.out:
+        table = {"columns": ["dense search, 1 thread", "ms per query", "recall@10 against exact"],
+                 "formats": [None, "{:.2f}", "{:.3f}"],
+                 "rows": [["exact (flat), 100k random unit vectors", exact_ms, "-"],
+                          [f"IVF (nprobe {args.nprobe}), same vectors", ivf_ms, "-"],
+                          [f"IVF (nprobe {args.nprobe}), MiniLM: {len(turns):,} LoCoMo turns, "
+                           f"{len(questions):,} questions", "-", recall]]}
+        report = {**provenance(" ".join(["python benchmarks/ivf_bench.py", *argv])), "tables": {"ivf": table}}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

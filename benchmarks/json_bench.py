@@ -8,7 +8,6 @@ with 10 hits. Decides whether a custom response class is worth it (it is not: se
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -25,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.schemas.memories import MemoryOut, SearchHit, SearchResponse  # noqa: E402
-from benchmarks.search_bench import machine  # noqa: E402 - after the path fix, as a script
+from benchmarks.search_bench import machine, provenance  # noqa: E402 - after the path fix, as a script
 
 
 def response() -> SearchResponse:
@@ -61,8 +60,11 @@ def main() -> None:
             encode()
         rows.append({"encoder": name, "cpu_ms_per_response": round((time.thread_time() - start), 4),
                      "bytes": len(encode())})
-    report = {"command": "python benchmarks/json_bench.py", "machine": machine(),
-              "payload": "SearchResponse with 10 hits", "loadavg_after": os.getloadavg(), "results": rows}
+    report = {**provenance("python benchmarks/json_bench.py"), "machine": machine(),
+              "payload": "SearchResponse with 10 hits", "results": rows,
+              "tables": {"encoders": {"columns": ["encoder (search response, 10 hits)", "CPU ms per response", "bytes"],
+                                      "formats": [None, "{:.3f}", "{:,}"],
+                                      "rows": [[r["encoder"], r["cpu_ms_per_response"], r["bytes"]] for r in rows]}}}
     out = ROOT / "benchmarks" / "results" / "json_bench.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     for r in rows:

@@ -38,6 +38,7 @@ from benchmarks.search_bench import (  # noqa: E402 - after the path fix, as a s
     bench_database,
     latency_stats,
     machine,
+    provenance,
     server_process,
     tenant_key,
 )
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_process(Path(tmp), database_url, extra_env={"MEMCUBED_ROUTING_CACHE_SIZE": "0"}) as server:
         report = run(server.url, tenant_key(server.url, server.admin_key), size=args.size, queries=args.queries,
                      budget=args.budget)
-    report.update(command=" ".join(["python benchmarks/mcp_bench.py", *argv]), machine=machine())
+    report.update(provenance(" ".join(["python benchmarks/mcp_bench.py", *argv])), machine=machine())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("rest", "mcp", "p50_overhead_ms", "meets_goal")}, indent=2))

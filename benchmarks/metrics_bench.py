@@ -35,6 +35,7 @@ from benchmarks.search_bench import (  # noqa: E402
     bench_database,
     latency_stats,
     machine,
+    provenance,
     server_process,
     tenant_key,
 )
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Started after seeding: it builds the cube's dense index from the same Postgres rows.
             with server_process(Path(tmp) / "without", database_url, extra_env=off) as without_server:
                 report = run(without_server.url, with_server.url, key, cube_id, gen.questions(args.queries + 20))
-    report.update(size=args.size, command=" ".join(["python benchmarks/metrics_bench.py", *argv]),
+    report.update(provenance(" ".join(["python benchmarks/metrics_bench.py", *argv])), size=args.size,
                   machine=machine())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

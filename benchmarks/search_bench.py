@@ -649,6 +649,24 @@ def server_process(data_dir: Path, database_url: str | None, start_timeout: floa
 # --------------------------------------------------------------------------------------------------
 
 
+def git_commit() -> str:
+    """The checkout's commit, with ``-dirty`` when tracked files changed: the figures' code, to the line."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(command: str) -> dict[str, Any]:
+    """What ``benchmarks/render.py`` shows beside every figure: the command, commit, date and load average."""
+    return {"command": command, "commit": git_commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "load": [round(x, 2) for x in os.getloadavg()]}
+
+
 def machine() -> dict[str, Any]:
     """nproc, RAM, CPU model, load average: the context every figure needs on a shared machine."""
     info: dict[str, Any] = {"nproc": os.cpu_count(), "python": platform.python_version(),

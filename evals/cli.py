@@ -255,6 +255,64 @@ def ablation(
     console.print((out_dir / "ablation.md").read_text(), soft_wrap=True)
 
 
+@eval_app.command("tune")
+def tune(
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="LoCoMo file; not needed with --ranks.")] = None,
+    url: UrlOpt = None,
+    embedded: EmbeddedOpt = False,
+    api_key: ApiKeyOpt = None,
+    conversations: ConvOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    ranks: Annotated[Path | None, typer.Option(
+        "--ranks", help="A channel-ranks.jsonl from an earlier run: tune offline, no service needed.")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Seeded 2-way splits (5 gives 5 x 2 folds).")] = 5,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Weights the ascent starts from, e.g. 'dense=1,bm25_window=2' (default: every channel 1).")]
+        = None,
+    grid: Annotated[str, typer.Option("--grid", help="Weight values each channel may take.")] = "0,0.5,1,2,3",
+    k: Annotated[int, typer.Option("--k", min=1, max=200, help="Recall@k to maximise and report.")] = 10,
+) -> None:
+    """Fusion weights by conversation folds: tune on half the conversations, report recall on the other half."""
+    import json
+    import shlex
+    import sys
+
+    from evals.tuning import collect, cross_validate, load_ranks, results_file, weights_of
+
+    out_dir = out or Path("eval-out") / "tune"
+    if ranks is None:
+        if dataset is None or bool(url) == embedded:
+            raise typer.BadParameter("give --dataset and exactly one of --url URL or --embedded (or --ranks FILE)")
+        target_cm: AbstractContextManager[ServiceTarget]
+        if embedded:
+            target_cm = embedded_target(data_dir)
+        else:
+            key = api_key or os.environ.get("MEMCUBED_API_KEY")
+            if not key:
+                raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
+            target_cm = nullcontext(ServiceTarget(str(url).rstrip("/"), key))
+        try:
+            with target_cm as target:
+                ranks = collect(dataset, target, _split(conversations), out_dir / "channel-ranks.jsonl", console)
+        except ServerCommandError as exc:
+            _abort("server error", exc, 1)
+    try:
+        cv = cross_validate(load_ranks(ranks), weights_of(start), repeats=repeats,
+                            grid=[float(x) for x in grid.split(",")], k=k)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    shown = list(sys.argv[1:])
+    if "--api-key" in shown[:-1]:
+        shown[shown.index("--api-key") + 1] = "KEY"
+    report = results_file(cv, "memcubed-eval " + shlex.join(shown))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tune-fusion.json").write_text(json.dumps(report, indent=1) + "\n")
+    console.print(f"R@{k} out-of-sample (mean of {len(cv['folds'])} folds): {cv['out_of_sample']:.3f}; in-sample "
+                  f"{cv['in_sample_folds']:.3f}; agreed weights {cv['agreed']}")
+    console.print(f"wrote {out_dir / 'tune-fusion.json'} (copy it to benchmarks/results/ to render it in the docs)")
+
+
 def main() -> None:
     """The ``memcubed-eval`` console script."""
     eval_app()

@@ -63,6 +63,9 @@ PROCESSORS: dict[str, Callable[[str], Any]] = {
     "text.content_words": text.content_words,
     "kinds.kind_of": kinds.kind_of,
     "kinds.owned_by_another": lambda t: kinds.owned_by_another(t, ["birthday", "a"]),
+    **{f"kinds.kind_owned_by_another[{k.name}]": lambda t, k=k: kinds.kind_owned_by_another(t, k)
+       for k in kinds.KINDS},
+    **{f"kinds.redact[{k.name}]": lambda t, k=k: kinds.redact(t[:32 * 1024], k) for k in kinds.KINDS},
     "admission.numbers": admission.numbers,
     "admission.meaningful_chars": admission.meaningful_chars,
 }
@@ -151,5 +154,6 @@ def test_hostile_1mb_message_is_refused_fast_while_healthz_answers(live_server: 
     assert health, "no health check ran"
     # The median says it answers within 50 ms; the max allows one scheduling hiccup on shared CPUs, not a stall.
     took = sorted(health)
-    assert took[len(took) // 2] <= 0.050 and took[-1] <= 0.250, \
-        f"/healthz during the hostile messages: median {took[len(took) // 2] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms"
+    median, worst = took[len(took) // 2], took[-1]
+    assert median <= 0.050 and worst <= 0.250, \
+        f"/healthz during the hostile messages: median {median * 1000:.0f} ms, max {worst * 1000:.0f} ms"

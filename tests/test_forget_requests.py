@@ -42,17 +42,15 @@ def corpus() -> list[Json]:
 
 def test_detector_precision_and_recall_on_the_corpus() -> None:
     rows = corpus()
-    assert (len(rows), sum(r["forget"] for r in rows)) == (125, 65)
+    assert (len(rows), sum(r["forget"] for r in rows)) == (143, 75)
     found = [(r, detect(r["text"])) for r in rows]
     tp = [(r, d) for r, d in found if r["forget"] and d is not None]
     fp = [r["text"] for r, d in found if not r["forget"] and d is not None]
     fn = [r["text"] for r, d in found if r["forget"] and d is None]
-    assert (len(tp), len(fp), len(fn)) == (59, 0, 6)  # precision 1.0, recall 59/65 = 0.908
+    assert (len(tp), len(fp), len(fn)) == (73, 0, 2)  # precision 1.0, recall 73/75 = 0.973
     assert [r["text"] for r, d in tp if d is not None and d.subject != r["subject"]] == []
-    assert fn == ["I'd rather you didn't keep my phone number.", "Make sure you no longer know where I live.",
-                  "My salary is private, so let it go from your memory.",
-                  "Can my address be removed from what you know?", "Unlearn my ex's name.",
-                  "Lose the info about my surgery."]
+    assert fn == ["My salary is private, so let it go from your memory.",
+                  "Can my address be removed from what you know?"]
 
 
 def post_messages(http: httpx.Client, cube: str, *messages: tuple[str, str]) -> Json:
@@ -199,7 +197,7 @@ def test_the_llm_classifier_decides_when_configured(llm_server: tuple[str, Any, 
         fake.requests.clear()
         # The rules do not know this phrasing; the (fake) LLM does.
         out = post_messages(http, cube, ("user", "Please make my phone number vanish from your records."))
-        assert (out["forgotten"], out["memories"][0]["content"]) == ([phone], "[forget request: phone number]")
+        assert (out["forgotten"], out["memories"][0]["content"]) == ([phone], "[forget request: phone]")
         listed = http.get(f"/v1/cubes/{cube}/forget-requests").json()["forget_requests"]
         assert [(r["detector"], r["subject"]) for r in listed] == [("llm", "phone number")]
         assert len(fake.requests) == 1
@@ -247,7 +245,7 @@ def test_a_request_forgets_the_earlier_messages_of_its_own_call(tenant: TenantCt
     first, _, request, after = out["memories"]
     assert out["forgotten"] == [first["id"]]
     assert [m["status"] for m in out["memories"]] == ["archived", "active", "active", "active"]
-    assert request["content"] == "[forget request: passport number]"
+    assert request["content"] == "[forget request: identity]"
     assert memory(tenant.http, after["id"])["status"] == "active"  # said after the request: kept
     wait_enriched(tenant, cube)
     assert "K4471932" not in texts(tenant, cube, "what is my passport number")
@@ -286,3 +284,56 @@ def test_entities_of_forgotten_memories_are_not_listed(tenant: TenantCtx, cube: 
     assert "Marcus Webb" in names()
     assert len(post_messages(tenant.http, cube, ("user", "Forget everything about Marcus Webb."))["forgotten"]) == 1
     assert "Marcus Webb" not in names() and "Priya Raman" in names()
+
+
+def test_kinds_find_amounts_spaced_ids_recovery_phrases_birth_dates_and_medication(tenant: TenantCtx,
+                                                                                    cube: str) -> None:
+    """Each request names its data only by kind; the memory beside it of another kind stays."""
+    stored = add_memories(tenant, cube, "They offered me 58,500 a year at the new firm.",
+                          "The tax form asked for my NI number: AB 12 34 56 D.",
+                          "The wallet recovery phrase begins with harbor maple.",
+                          "I was born on 02/11/1988 in Cork.",
+                          "I take metformin every morning with breakfast.",
+                          "We adopted a tabby cat called Biscuit.")
+    ids = [m["id"] for m in stored]
+    asks = ["Could you forget what I said about my salary?", "Remove my national insurance number from your notes.",
+            "You shouldn't keep that recovery phrase, forget it.", "pls forgt my date of birth",
+            "Can you not hold on to what I told you about my meds?"]
+    assert [post_messages(tenant.http, cube, ("user", ask))["forgotten"] for ask in asks] == [[i] for i in ids[:5]]
+    assert memory(tenant.http, ids[5])["status"] == "active"
+
+
+def test_my_address_leaves_data_of_the_same_kind_that_is_someone_elses(tenant: TenantCtx, cube: str) -> None:
+    stored = add_memories(tenant, cube, "Our flat is at 7 Ropewalk Lane.",
+                          "My grandparents live at 30 Heather Close, their card goes there.",
+                          "Her office is at 2 Market Square.", "My brother and I live at 7 Ropewalk Lane too.")
+    out = post_messages(tenant.http, cube, ("user", "Forget my address."))
+    assert sorted(out["forgotten"]) == sorted([stored[0]["id"], stored[3]["id"]])
+    assert [memory(tenant.http, m["id"])["status"] for m in stored[1:3]] == ["active", "active"]
+
+
+def test_a_memory_that_says_more_loses_only_the_data_and_gets_it_back_on_revert(tenant: TenantCtx,
+                                                                                  cube: str) -> None:
+    http = tenant.http
+    mixed = "I'm Oskar, I coach the under-12s in Bergen. Reach me at oskar.lind@fjordmail.no any evening."
+    stored = add_memories(tenant, cube, mixed, "Email is oskar.l@work.no")
+    out = post_messages(http, cube, ("user", "Please forget my email address."))
+    assert sorted(out["forgotten"]) == sorted(m["id"] for m in stored)
+    kept, gone = memory(http, stored[0]["id"]), memory(http, stored[1]["id"])
+    assert (kept["status"], kept["version"], kept["content"]) == (
+        "active", 2, "I'm Oskar, I coach the under-12s in Bergen. Reach me at [forgotten] any evening.")
+    assert (gone["status"], gone["version"]) == ("archived", 2)
+    request = http.get(f"/v1/cubes/{cube}/forget-requests").json()["forget_requests"][0]
+    assert request["details"]["redacted"] == {stored[0]["id"]: 2}
+    wait_enriched(tenant, cube)
+    for mode in ("fast", "fine"):
+        r = http.post("/v1/search", json={"query": "who coaches the under-12s in Bergen", "cube_ids": [cube],
+                                          "top_k": 5, "mode": mode})
+        assert r.status_code == 200, r.text
+        hits = [h["memory"] for h in r.json()["results"]]
+        assert hits[0]["id"] == stored[0]["id"]
+        assert [h["content"] for h in hits if "@" in h["content"]] == []
+    assert http.post(f"/v1/forget-requests/{request['id']}/revert").status_code == 200
+    back = memory(http, stored[0]["id"])
+    assert (back["status"], back["version"], back["content"]) == ("active", 3, mixed)
+    assert memory(http, stored[1]["id"])["status"] == "active"

@@ -1,8 +1,8 @@
 """Which tier each memory module runs at for one query: documented rules, or a trained policy file.
 
 Rules (``RulePolicy``; used when no policy file exists or it cannot be read). They come from the LoCoMo
-retrieval ablation (docs/benchmarks.md): fine retrieval beats dense by 29 points on temporal and 19 on
-multi-hop questions, and by about 12 on plain single-hop ones, where BM25 + windows already get most of it.
+retrieval ablation (docs/benchmarks.md): fine retrieval gains most over dense on temporal and multi-hop
+questions, and least on plain single-hop ones, where BM25 + windows already get most of it.
 
 - retrieval: a time expression or a "when" question → high (the time channel, windows);
   a multi-fact cue ("and", "both", "how many", "would ... likely"), two or more entities, or a
@@ -205,8 +205,8 @@ class LearnedPolicy:
 class CompiledBoosting:
     """Every combination's gradient-boosted trees as flat arrays, walked together with numpy.
 
-    One decision asks all (9) regressors; scikit-learn's per-call validation made that ~3 ms on the
-    project's loaded machine, this is well under 1 ms. Same arithmetic as ``predict`` (float32 features
+    One decision asks all (9) regressors; scikit-learn's per-call input validation would be paid nine times
+    a query, this walks every tree in a few numpy operations. Same arithmetic as ``predict`` (float32 features
     against the stored thresholds); only the summation order differs (below 1e-12). The arrays are also the
     file format (``save``/``load``): numbers only, nothing that unpickles.
     """

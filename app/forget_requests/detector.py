@@ -27,19 +27,34 @@ from app.textscan import SCAN_CHARS
 SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 # Polite or addressed lead-ins that may precede the imperative.
-LEAD = (r"^(?:(?:ok(?:ay)?|hey|hi|so|and|also|oh|well|actually|right|now|alright|one more thing)\b[,!]?\s*)*"
+LEAD = (r"^(?:(?:ok(?:ay)?|hey|hi|hmm+|um+|uh|so|and|also|oh|well|actually|right|now|alright|one more thing)"
+        r"\b[,!]?\s*)*"
         r"(?:(?:please|pls|kindly),?\s+)?"
         r"(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|(?:i\s+(?:want|need)|i'd\s+like|i\s+would\s+like)"
         r"\s+you\s+to\s+|you\s+(?:should|must|need\s+to)\s+|(?:i'm\s+)?asking\s+you\s+to\s+)?"
         r"(?:(?:please|just|kindly)\s+)?")
 MEMORY_MARK = (r"(?:(?:everything\s+|anything\s+|all\s+)?(?:that\s+|what\s+)?you\s+(?:know|have|remember|stored|saved|"
                r"learned|kept|recorded)(?:\s+(?:about|on|of))?\s+)")
+KEEP = r"(?:hold\s+on\s+to|hold\s+onto|hang\s+on\s+to|keep|retain|store|save|remember)"
+SAID_ABOUT = r"(?:what\s+i\s+(?:said|told\s+you|mentioned|shared)\s+about\s+|anything\s+about\s+)"
 FROM_MEMORY = r"\s+from\s+(?:your\s+)?(?:memory|memories|records|notes|database)\b"
 PATTERNS = [
     # forget my address / forget about X / forget (that) I told you about X / forget what I said about X
-    re2.compile(LEAD + r"(?:forget|scratch|disregard)\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?"
+    re2.compile(LEAD + r"(?:forget|forgt|unlearn|scratch|disregard)\s+(?:about\s+)?(?:(?:that\s+)?i\s+(?:ever\s+)?"
                r"(?:told\s+you|mentioned|said)(?:\s+anything)?\s+(?:about\s+)?|what\s+i\s+(?:told\s+you|said|mentioned)\s+about\s+|"
                r"(?:everything|anything|all)\s+(?:about|regarding)\s+|" + MEMORY_MARK + r")?(?P<s>.+)$"),
+    # forget / lose / drop the bit (part, info, stuff) about X
+    re2.compile(LEAD + r"(?:forget|forgt|lose|drop|delete|remove|erase|scratch)\s+(?:the|that|those)\s+"
+               r"(?:bit|bits|part|parts|stuff|info|information|details?|things?)\s+(?:about|regarding|on)\s+(?P<s>.+)$"),
+    # (can you) not hold on to what I said about X / my X; I'd rather you didn't keep my X; you shouldn't keep my X
+    re2.compile(LEAD + r"(?:not|don't|dont|do\s+not|never)\s+" + KEEP + r"\s+" + SAID_ABOUT + r"(?P<s>.+)$"),
+    re2.compile(LEAD + r"not\s+" + KEEP + r"\s+(?P<s>(?:my|our)\s+.+)$"),
+    re2.compile(r"^(?:i'd|i\s+would)\s+rather\s+you\s+(?:didn't|did\s+not|don't|do\s+not|never)\s+" + KEEP
+                + r"\s+(?:" + SAID_ABOUT + r")?(?P<s>(?:my|our|what|where|who|that|those)\s+.+)$"),
+    re2.compile(r"^(?:you\s+)?(?:shouldn't|should\s+not|mustn't|must\s+not)\s+" + KEEP
+                + r"\s+(?P<s>(?:my|our|that|those|this|these)\s+.+)$"),
+    re2.compile(r"^(?:(?:please\s+)?make\s+sure\s+)?you\s+no\s+longer\s+(?:know|remember|keep|store|have)\s+"
+                r"(?:anything\s+about\s+)?(?P<s>.+)$"),
     # don't remember (anything about) X; don't store my X (not "don't store the leftovers": personal data only)
     re2.compile(LEAD + r"(?:don't|dont|do\s+not|never)\s+(?:ever\s+)?(?:remember|memori[sz]e)\s+"
                r"(?:anything\s+(?:about\s+)?|about\s+)?(?P<s>.+)$"),
@@ -79,15 +94,19 @@ def _match_set(patterns: list[Any]) -> Any:
 ANY_PATTERN = _match_set(PATTERNS)
 QUESTION_START = re2.compile(r"^(?:did|do|does|have|has|had|why|how|what|when|where|who|is|are|was|were|will|would|"
                             r"can|could|should|shall|may|might)\b")
-POLITE_REQUEST = re2.compile(LEAD.replace("^", "^", 1) + r"(?:forget|stop|delete|remove|erase|wipe|clear|purge|"
-                            r"don't|dont|do\s+not|never)\b")
+POLITE_REQUEST = re2.compile(LEAD.replace("^", "^", 1) + r"(?:forget|forgt|stop|delete|remove|erase|wipe|clear|purge|"
+                            r"lose|drop|don't|dont|do\s+not|never|not\s+" + KEEP + r")\b")
 TRAILERS = re2.compile(r"(?:,?\s+(?:please|thanks|thank\s+you|for\s+good|forever|completely|entirely|altogether|"
                       r"permanently|right\s+now|now|too|as\s+well|ok(?:ay)?|from\s+now\s+on|going\s+forward|"
                       r"anymore|any\s+more|from\s+everything|from\s+everywhere|anywhere|"
                       r"(?:that\s+)?i\s+(?:just\s+)?(?:told\s+you|said|gave\s+you|typed|shared)(?:\s+\w+)?))+$|"
                       + FROM_MEMORY + r".*$")
 LEADING = re2.compile(r"^(?:about|regarding|the\s+fact\s+that|that|those|these|this|all|any|the|my|our|"
+                      r"(?:bit|bits|part|parts|stuff|info|information|details?|things?)\s+(?:about|regarding|on)|"
                       r"me\s+and\s+my)\s+")
+# Clauses that name an attribute indirectly: "where I live" is the home address, "who my therapist is" the therapist.
+WHERE_I_LIVE = re2.compile(r"^where\s+(?:i|we)\s+(?:live|am\s+living|are\s+living|stay|am\s+staying|reside)$")
+WHO_MY_X_IS = re2.compile(r"^(?:who|what|when|where)\s+(?:my|our)\s+(?P<x>[\w' -]{1,60}?)\s+(?:is|are|was|were)$")
 # A clause after the subject: "my passport number, I shouldn't have shared it" (a subject is one comma-free phrase).
 CLAUSE = re2.compile(r",")
 EMPTY_SUBJECTS = {"it", "that", "this", "them", "everything", "anything", "all", "all that", "all of it", "all of that",
@@ -101,7 +120,8 @@ STOPWORDS = frozenset({"a", "an", "the", "my", "our", "your", "his", "her", "the
                        "about", "on", "in", "at", "to", "for", "and", "or", "is", "was", "with", "that", "this",
                        "these", "those", "any", "all", "every"})
 JSON_OBJECT = re2.compile(r"(?s)\{.*\}")
-GATE = re2.compile(r"forget|remember|delete|erase|remove|wipe|clear|purge|stor|sav|keep|track|memor|record|know")
+GATE = re2.compile(r"forget|forgt|unlearn|hold\s+on|remember|delete|erase|remove|wipe|clear|purge|stor|sav|keep|"
+                  r"track|memor|record|know")
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,10 @@ def clean_subject(raw: str) -> str | None:
     for _ in range(3):
         subject = TRAILERS.sub("", subject).rstrip(".!?;, ")
         subject = LEADING.sub("", subject).strip()
+        if WHERE_I_LIVE.match(subject):
+            subject = "home address"
+        elif (m := WHO_MY_X_IS.match(subject)) is not None:
+            subject = m.group("x")
     if not subject or subject in EMPTY_SUBJECTS or len(subject) > 200:
         return None
     return subject

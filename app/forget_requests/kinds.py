@@ -2,23 +2,42 @@
 
 "Forget my address" has to find "I live at 42 Elm Street", which shares no word with it and is not close enough
 in embedding space; so a subject of a known kind (address, phone, email, identity or account numbers, passwords,
-health, finances) also finds the memories that look like that kind of data. The patterns are Postgres regular
-expressions (``~*``, evaluated by the database on its rows, never on a request's raw text), written without nested
-quantifiers. "Forget my birthday" must leave "my sister's birthday": a first-person subject skips memories whose
+health, finances, date of birth) also finds the memories that look like that kind of data. The patterns are Postgres
+regular expressions (``~*``, evaluated by the database on its rows, never on a request's raw text), written without
+nested quantifiers. "Forget my birthday" must leave "my sister's birthday": a first-person subject skips memories whose
 every mention of it is owned by someone else.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from app.textscan import head
+import re2
+
+from app.textscan import SCAN_CHARS, head
 
 # Every pattern is linear: alternations of literals, bounded classes, no quantified groups inside quantifiers.
 _STREET = (r"\m\d{1,5}[a-z]?\s+(?:[a-z]+\s+){0,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|"
-           r"court|ct|way|place|pl|terrace|crescent|close|square|sq|strasse|straße)\M")
+           r"court|ct|way|place|pl|terrace|crescent|close|square|sq|strasse|straße|hill|row|walk|mews|gardens|grove|rise|"
+           r"quay|wharf|parade|green|park|circus|gate|alley|highway|hwy|parkway|pkwy|plaza)\M")
+# Streets named after their type: "3 Rue des Lilas", "12 Via Roma", "7 Calle Mayor".
+_STREET_FIRST = (r"\m\d{1,5}[a-z]?,?\s+(?:rue|via|calle|avenida|rua|chemin|avenue|boulevard|piazza|plaza)\s+"
+                 r"(?:[a-z']+\s+){0,2}[a-z]+\M")
 _DIGITS7 = r"\d[\d ().-]{5,18}\d"
+_AMOUNTS = (r"[$€£]\s?\d[\d,.]*k?", r"\m\d[\d,.]*\s?(?:k|dollars|euros|pounds|usd|eur)\M", r"\m\d{1,3}(?:,\d{3})+\M",
+            r"\m\d[\d,.]*k?\s+(?:a|per)\s+(?:year|month|week|hour)\M")
+_EMAIL_PATTERN = r"[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}\.[a-z0-9.-]{2,63}"
+_IDENTITY = (r"\m(?:passport|ssn|social security|licen[cs]e|id|identity|national|insurance|ni|nhs|tax|visa)\M.{0,40}"
+             r"\m[a-z]{0,3} ?\d[a-z0-9 -]{4,16}\M")
+_ACCOUNT = (r"\m(?:account|iban|card|bank|routing|sort code|wallet)\M.{0,40}\d[\d -]{3,30}\d",
+            r"\m[a-z]{2}\d{2}\s?[a-z0-9]{4}\s?\d{4}")
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]{0,6}"
+_DATES = (r"\m\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\M",
+          rf"\m\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?\M",
+          rf"\m{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\M")
 
 
 @dataclass(frozen=True)
@@ -26,36 +45,43 @@ class Kind:
     name: str
     cues: frozenset[str]  # words of a subject that name this kind
     patterns: tuple[str, ...]  # Postgres regexes (case-insensitive) for memories holding such data
+    # The data itself ("42 Elm Street", "58,500 a year"): what a mixed memory loses instead of all of it. A kind
+    # without them (a password's cue, a diagnosis) takes the whole memory.
+    values: tuple[str, ...] = ()
 
 
 KINDS = (
     Kind("address", frozenset({"address", "addresses", "street", "apartment", "flat", "home", "postcode", "zip"}),
-         (_STREET, r"\mi\s+(?:live|am living|reside|moved)\s+(?:at|on)\M", r"\m(?:my|our)\s+(?:home\s+)?address\M",
-          r"\m(?:zip|postal)\s*code\M")),
+         (_STREET, _STREET_FIRST, r"\mi\s+(?:live|am living|reside|moved)\s+(?:at|on)\M",
+          r"\m(?:my|our)\s+(?:home\s+)?address\M", r"\m(?:zip|postal)\s*code\M"), (_STREET, _STREET_FIRST)),
     Kind("phone", frozenset({"phone", "cell", "mobile", "telephone", "landline"}),
          (r"\m(?:phone|cell|mobile|telephone|landline|number)\M.{0,40}" + _DIGITS7,
-          _DIGITS7 + r".{0,30}\m(?:phone|cell|mobile|number)\M", r"\m(?:call|text|reach)\s+me\M.{0,30}\d{3}")),
+          _DIGITS7 + r".{0,30}\m(?:phone|cell|mobile|number)\M", r"\m(?:call|text|reach)\s+me\M.{0,30}\d{3}"),
+         (r"\+?" + _DIGITS7,)),
     Kind("email", frozenset({"email", "e-mail", "mail", "inbox"}),
-         (r"[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}\.[a-z0-9.-]{2,63}",)),
+         (_EMAIL_PATTERN,), (_EMAIL_PATTERN,)),
     Kind("identity", frozenset({"passport", "ssn", "social", "license", "licence", "id", "identity", "national",
-                                "tax", "visa"}),
-         (r"\m(?:passport|ssn|social security|licen[cs]e|id|identity|national|tax|visa)\M.{0,40}"
-          r"\m[a-z]{0,3}\d[a-z0-9-]{4,16}\M",)),
+                                "tax", "visa", "insurance", "nhs"}),
+         (_IDENTITY,), (_IDENTITY,)),
     Kind("account", frozenset({"account", "bank", "iban", "card", "credit", "debit", "routing", "pin", "wallet"}),
-         (r"\m(?:account|iban|card|bank|routing|sort code|wallet)\M.{0,40}\d[\d -]{3,30}\d",
-          r"\m[a-z]{2}\d{2}\s?[a-z0-9]{4}\s?\d{4}")),
+         _ACCOUNT, _ACCOUNT),
     Kind("password", frozenset({"password", "passwords", "passcode", "pin", "login", "credentials", "credential",
-                                "secret", "token", "key"}),
-         (r"\m(?:password|passcode|passphrase|pin|login|credentials?|secret|api key|token)\M",)),
+                                "secret", "token", "key", "passphrase", "recovery", "seed", "phrase"}),
+         (r"\m(?:password|passcode|passphrase|pin|login|credentials?|secret|api key|token|recovery phrase|"
+          r"seed phrase|recovery words)\M",)),
     Kind("health", frozenset({"health", "medical", "medication", "medications", "diagnosis", "condition", "illness",
-                              "therapy", "doctor", "prescription", "disease", "mental"}),
+                              "therapy", "doctor", "prescription", "disease", "mental", "meds", "medicine",
+                              "pregnancy", "pregnant", "diagnosed"}),
          (r"\m(?:diagnos\w*|medication|medicine|prescri\w*|therapy|therapist|surgery|disease|disorder|"
           r"diabetes|asthma|cancer|depress\w*|anxiety|adhd|allerg\w*|pregnan\w*|hiv|illness|doctor|clinic|"
-          r"hospital|symptom\w*|chemo\w*|insulin|antidepressant\w*)\M",)),
+          r"hospital|symptom\w*|chemo\w*|insulin|antidepressant\w*|meds|pills|tablets)\M", r"\m\d+ ?mg\M",
+          r"\m(?:take|taking|on)\s+[a-z]{4,30}\s+(?:every|each|daily|twice|once|morning|night)\M")),
     Kind("finances", frozenset({"finances", "financial", "salary", "income", "debt", "debts", "money", "loan",
                                 "loans", "mortgage", "savings", "pay", "wage", "earnings", "bankruptcy"}),
          (r"\m(?:salary|income|debt|loan|mortgage|savings|earn\w*|owe|bankrupt\w*|paid|wage)\M",
-          r"[$€£]\s?\d", r"\m\d[\d,.]*\s?(?:k|dollars|euros|pounds|usd|eur)\M")),
+          *_AMOUNTS), _AMOUNTS),
+    Kind("birth", frozenset({"birth", "birthday", "birthdate", "dob"}),
+         (r"\m(?:born|birthday|birthdate|date of birth|dob)\M",), _DATES),
 )
 _WORD = re.compile(r"[a-z][a-z'-]{0,40}")
 _FIRST_PERSON = re.compile(r"\b(?:my|our|mine)\b")
@@ -66,9 +92,12 @@ _OWNER = re.compile(r"(?:\b(?!(?:it|that|he|she|what|there|here|let|who|where|ho
 
 
 def kind_of(subject: str) -> Kind | None:
-    """The sensitive kind a subject names ("my home address" → address), if any."""
-    words = set(_WORD.findall(subject.lower()))
-    return next((k for k in KINDS if words & k.cues), None)
+    """The sensitive kind a subject names ("my home address" → address), if any; of two, the one its first cue
+    names ("email address" is an email, not a street address)."""
+    for word in _WORD.findall(subject.lower()[:200]):
+        if (kind := next((k for k in KINDS if word in k.cues), None)) is not None:
+            return kind
+    return None
 
 
 def first_person(sentence: str) -> bool:
@@ -86,6 +115,76 @@ def owned_by_another(content: str, words: list[str]) -> bool:
             if _OWNER.search(text[max(0, m.start() - 60):m.start()]) is None:
                 return False
     return seen
+
+
+# Someone else as the subject of the clause a kind's data sits in: "my parents live at 14 Willow Crescent",
+# "her number is …", "Tom's email is …". The speaker back in the clause ("my sister and I live at") makes it theirs.
+_KIN = (r"(?:parents?|mum|mom|mother|dad|father|sisters?|brothers?|sons?|daughters?|wife|husband|partner|"
+        r"boyfriend|girlfriend|friends?|neighbou?rs?|boss|colleagues?|in-laws|grand(?:parents?|ma|pa|mother|father)|"
+        r"aunt|uncle|cousins?|kids?|children|flatmates?|roommates?|landlord|landlady)")
+_ANOTHER = re.compile(rf"\b(?:(?:my|our)\s+{_KIN}|he|she|they|his|her|their|(?!it's|that's|what's|there's|here's)"
+                      rf"[a-z]{{2,30}}'s)\b")
+_SPEAKER = re.compile(r"\b(?:i|we|me|us)\b")
+_CLAUSE_END = re.compile(r"[.!?;\n]")
+
+
+def _python_pattern(pattern: str) -> Any:
+    """A kind's Postgres pattern on RE2 (linear time): ``\\m``/``\\M`` (word start/end) are ``\\b`` there."""
+    return re2.compile("(?i)" + pattern.replace(r"\m", r"\b").replace(r"\M", r"\b"))
+
+
+_PY_PATTERNS = {k.name: tuple(_python_pattern(p) for p in k.patterns) for k in KINDS}
+
+
+def kind_owned_by_another(content: str, kind: Kind) -> bool:
+    """Every piece of ``kind``'s data in the text sits in a clause about someone else, and there is one
+    ("forget my address" leaves "my parents live at 14 Willow Crescent")."""
+    text = head(content).lower()
+    seen = False
+    for pattern in _PY_PATTERNS[kind.name]:
+        for m in pattern.finditer(text):
+            seen = True
+            before = text[max(0, m.start() - 80):m.start()]
+            clause = before[ends[-1].end():] if (ends := list(_CLAUSE_END.finditer(before))) else before
+            others = list(_ANOTHER.finditer(clause))
+            if not others or _SPEAKER.search(clause, others[-1].end()) is not None:
+                return False
+    return seen
+
+
+_VALUE_PATTERNS = {k.name: tuple(_python_pattern(p) for p in k.values) for k in KINDS}
+REDACTED = "[forgotten]"
+_LEFT_WORD = re.compile(r"[^\W\d_]{3,}")
+MAX_SPANS = 50
+MIN_LEFT_WORDS = 4  # what must be left beside the data for a memory to be kept, redacted, rather than archived
+
+
+def redact(content: str, kind: Kind) -> tuple[str, list[str]] | None:
+    """The memory without ``kind``'s data, and the data taken out; None when the kind has no value patterns, none
+    is found, or too little would be left to keep ("my email is x@y.z" goes whole; "I'm Lena, I live in Hamburg,
+    reach me at x@y.z" keeps Hamburg)."""
+    if len(content) > SCAN_CHARS or not _VALUE_PATTERNS[kind.name]:
+        return None
+    spans = sorted({m.span() for pattern in _VALUE_PATTERNS[kind.name]
+                    for m in itertools.islice(pattern.finditer(content), MAX_SPANS + 1)})
+    if len(spans) > MAX_SPANS:
+        return None  # mostly data: the memory goes whole
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    if not merged:
+        return None
+    parts, taken, at = [], [], 0
+    for start, end in merged:
+        parts += [content[at:start], REDACTED]
+        taken.append(content[start:end])
+        at = end
+    text = "".join(parts) + content[at:]
+    left = [w for w in _LEFT_WORD.findall(text.replace(REDACTED, " ")) if w.lower() not in kind.cues]
+    return (text, taken) if len(left) >= MIN_LEFT_WORDS else None
 
 
 _TOKEN = re.compile(r"[^\s,;:!?()\[\]{}\"']{4,64}")

@@ -5,7 +5,7 @@ Each channel runs in a span of its own (``retrieval.<channel>``, with its hit co
 so a trace shows where a fine search spends its time; with tracing off the tracer is OpenTelemetry's no-op.
 
 RRF because the channels' scores live on unrelated scales (cosine, BM25, SPLADE dot products) and rank
-fusion needs no calibration; weights were set by the LoCoMo ablation in docs/benchmarks.md.
+fusion needs no calibration; how the weights were chosen: CHANNEL_WEIGHTS below.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from app.vector.fine import FineStore
 from app.vector.index import CubeIndex, VectorStore
 
 RRF_K = 60
-# Weights from a grid search on LoCoMo turn recall@10 (docs/benchmarks.md). Plain BM25 adds nothing once its
-# windowed forms are in, so it is off by default and kept for ablations.
+# Weights from an in-sample grid search on LoCoMo turn recall@10 (its script was not kept); `memcubed-eval tune`
+# (evals/tuning.py) chooses them by conversation folds. Plain BM25 is off by default, kept for ablations.
 CHANNEL_WEIGHTS = {
     "dense": 1.0,
     "dense_window": 1.0,

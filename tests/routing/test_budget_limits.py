@@ -1,7 +1,8 @@
 """Every budget limit holds on a real corpus: a property test over random budgets and questions.
 
-The corpus is the first 200 turns of LoCoMo conversation 0 when the shared data set is present, else the
-written conversation of ``corpus.py``. Budgets are drawn from a fixed seed, so a failure replays exactly.
+Two corpora, each under its own name: the written conversation of ``corpus.py``, and the first 200 turns of
+LoCoMo conversation 0 (skipped with the reason when the shared data set is missing, never replaced).
+Budgets are drawn from a fixed seed, so a failure replays exactly.
 """
 
 from __future__ import annotations

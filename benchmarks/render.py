@@ -1,0 +1,193 @@
+"""Render the benchmark and evaluation figures of README.md and docs/*.md from the results files.
+
+    python benchmarks/render.py           # rewrite every block in place
+    python benchmarks/render.py --check   # exit 1, naming the files, when a committed doc differs from its render
+
+A block is the text between ``<!-- render:NAME -->`` and ``<!-- /render -->`` (each on a line of its own);
+NAME is a results file, ``benchmarks/results/NAME.json``, and ``<!-- render:NAME#TABLE -->`` renders one of its
+tables only. Everything outside the blocks is hand-written prose and is left alone, so a figure lives in one
+place (the results file) and the text around it cannot drift from it: ``tests/test_docs_rendered.py`` fails
+when a doc differs from its render.
+
+Every results file says how it was made: ``command``, ``commit``, ``date`` and ``load`` (the machine's load
+average while it ran), shown above each block; ``source`` says when the figures were transcribed from an older
+doc rather than written by the command (the run's own output was not kept). Tables are either in the file
+(``tables``: ``{name: {"columns": [...], "rows": [[...]], "formats": [...]}}``, a cell a number or a string,
+a format a ``str.format`` pattern per column applied to numbers) or built by a view below from the JSON a
+command writes in its own shape. How to add one: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+REQUIRED = ("command", "commit", "date", "load")
+BLOCK = re.compile(r"^<!-- render:(?P<name>[\w.-]+)(?:#(?P<table>[\w-]+))? -->\n(?P<body>.*?)^<!-- /render -->$",
+                   re.S | re.M)
+
+Json = dict[str, Any]
+Table = dict[str, Any]
+
+
+def docs(root: Path = ROOT) -> list[Path]:
+    """The files whose blocks are rendered: the README and every page under docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def load(name: str, results: Path = RESULTS) -> Json:
+    """A results file, checked for the provenance every rendered figure shows."""
+    path = results / f"{name}.json"
+    if not path.exists():
+        raise ValueError(f"render:{name}: no results file {path}")
+    data: Json = json.loads(path.read_text())
+    data.setdefault("load", data.get("loadavg"))  # hygiene_bench's name for it
+    missing = [k for k in REQUIRED if data.get(k) in (None, "", [])]
+    if missing:
+        raise ValueError(f"{path.name}: missing {', '.join(missing)}")
+    return data
+
+
+def _load_text(load: Any) -> str:
+    if isinstance(load, list):
+        return "load average " + " / ".join(f"{x:.2f}" for x in load) + " (1 / 5 / 15 min)"
+    if isinstance(load, int | float):
+        return f"load average {load:g}"
+    return f"load {load}"
+
+
+def provenance(name: str, data: Json) -> str:
+    """The line above a block: what made these figures, where, when, and how busy the machine was."""
+    commit = str(data["commit"])
+    if re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit):
+        commit = commit[:10] + commit[40:]
+    line = (f"*`{data['command']}` · commit `{commit}` · {data['date']} · {_load_text(data['load'])} · "
+            f"`benchmarks/results/{name}.json`")
+    if data.get("source"):
+        line += f" · {data['source']}"
+    return line + "*"
+
+
+def _cell(value: Any, fmt: str | None) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value).lower()
+    if isinstance(value, int | float) and fmt:
+        return fmt.format(value)
+    return str(value)
+
+
+def table_markdown(table: Table) -> str:
+    columns: list[str] = table["columns"]
+    formats: list[str | None] = table.get("formats") or [None] * len(columns)
+    align: list[str] = table.get("align") or ["---"] * len(columns)
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+    lines = [line(columns), "|" + "|".join(align) + "|"]
+    for row in table["rows"]:
+        if len(row) != len(columns):
+            raise ValueError(f"row {row!r} has {len(row)} cells for {len(columns)} columns")
+        lines.append(line([_cell(v, f) for v, f in zip(row, formats, strict=True)]))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Views: tables from the JSON a command writes in its own shape
+# --------------------------------------------------------------------------------------------------
+
+
+def _hygiene(data: Json) -> dict[str, Table]:
+    routes = ("context", "search", "memories", "entities")  # hygiene_bench.DELETION_ROUTES
+    rows = []
+    for dim, per_route in data["dimensions"].items():
+        cells = [f"{r['passed']}/{r['total']} ({r['rate']:.0%})" if (r := per_route.get(route)) else "—"
+                 for route in routes]
+        rows.append([dim, max(v["total"] for v in per_route.values()), *cells, f"≥ {data['goals'][dim]:.0%}"])
+    return {"dimensions": {"columns": ["dimension", "items", "context", "search", "memory list", "entities",
+                                       "goal"], "rows": rows}}
+
+
+def _mcp(mcp: Json) -> dict[str, Table]:
+    return {"mcp": {"columns": ["benchmark", "result", "goal"], "rows": [[
+        f"MCP `recall` vs `POST /v1/context` ({mcp['size']} memories, budget {mcp['budget']}, {mcp['queries']} "
+        "queries each, alternating)",
+        f"REST p50 {mcp['rest']['p50_ms']:.2f} ms, MCP p50 {mcp['mcp']['p50_ms']:.2f} ms: "
+        f"**+{mcp['p50_overhead_ms']:.2f} ms** at p50 "
+        f"(p95 {mcp['rest']['p95_ms']:.2f} vs {mcp['mcp']['p95_ms']:.2f} ms)",
+        f"≤ {mcp['goal_p50_overhead_ms']:g} ms"]]}}
+
+
+def _metrics(m: Json) -> dict[str, Table]:
+    return {"metrics": {"columns": ["benchmark", "result", "goal"], "rows": [[
+        f"fast search with and without metrics ({m['size']:,} memories, {m['queries']} queries each, alternating "
+        "on two servers)",
+        f"p50 {m['without_metrics']['p50_ms']:.2f} ms without, {m['with_metrics']['p50_ms']:.2f} ms with "
+        f"(**{m['p50_overhead_pct']:+.1f} %**); timed in-process the metrics cost **{m['in_process_cost_us']:g} µs** "
+        f"a request ({m['in_process_cost_pct_of_p50']:g} % of the p50)",
+        f"≤ {m['goal_overhead_pct']:g} %"]]}}
+
+
+VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
+    "hygiene": _hygiene,
+    "hygiene-before": _hygiene,
+    "mcp_bench": _mcp,
+    "metrics_bench": _metrics,
+}
+
+
+def tables(name: str, data: Json) -> dict[str, Table]:
+    if "tables" in data:
+        return dict(data["tables"])
+    view = VIEWS.get(name)
+    if view is None:
+        raise ValueError(f"{name}.json has no 'tables' and render.py has no view for it")
+    return view(data)
+
+
+def render_block(name: str, table: str | None, results: Path = RESULTS) -> str:
+    data = load(name, results)
+    available = tables(name, data)
+    if table is not None and table not in available:
+        raise ValueError(f"render:{name}#{table}: the file's tables are {', '.join(available)}")
+    chosen = [available[table]] if table else list(available.values())
+    return "\n\n".join([provenance(name, data), *(table_markdown(t) for t in chosen)]) + "\n"
+
+
+def render_text(text: str, results: Path = RESULTS) -> str:
+    """The document with every block replaced by its render; the rest byte for byte."""
+    def replace(m: re.Match[str]) -> str:
+        head = m.group(0).split("\n", 1)[0]
+        return f"{head}\n{render_block(m.group('name'), m.group('table'), results)}<!-- /render -->"
+    return BLOCK.sub(replace, text)
+
+
+def used(text: str) -> list[str]:
+    """The results files a document's blocks read."""
+    return [m.group("name") for m in BLOCK.finditer(text)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say which docs differ from their render")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in docs():
+        text = path.read_text()
+        rendered = render_text(text)
+        if rendered != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(rendered)
+    verb = "differ from their render" if args.check else "rendered"
+    print(f"{verb}: {', '.join(map(str, stale))}" if stale else "every doc is up to date")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
