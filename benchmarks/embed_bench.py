@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-texts", type=int, default=256, help="texts embedded in batches of 64 per runtime")
     p.add_argument("--locomo", type=Path, default=Path("/work/shared/data/locomo/locomo10.json"))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "embed_bench.json")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
 
     queries, turns, source = texts(args.locomo)
