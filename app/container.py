@@ -50,7 +50,7 @@ from app.services.routing.service import RoutingService
 from app.services.search import SearchService
 from app.services.snapshots import SnapshotService
 from app.services.supersession import Supersession
-from app.vector.embedder import Embedder, load_embedder, set_compute_threads
+from app.vector.embedder import Embedder, embedder_for, set_compute_threads
 from app.vector.fine import FineStore
 from app.vector.index import Flusher, VectorStore
 from app.vector.splade import load_splade
@@ -145,7 +145,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
     # Without a provider: the global one, a no-op unless an embedding application set its own.
     tracer = trace.get_tracer("memcubed", __version__, tracer_provider=tracing)
     set_compute_threads(settings.threads)
-    embedder = load_embedder(settings.embedding_model)
+    embedder = embedder_for(settings)  # builds the runtime's ONNX file here, at start, when it is not cached
     vectors = VectorStore(settings.index_dir, embedder.dim, embedder.name, settings.ivf_min_vectors,
                           settings.ivf_nprobe)
     fine = FineStore(settings.fine_dir, load_splade, embedder.encode, embedder.dim)

@@ -41,6 +41,7 @@ from benchmarks.search_bench import (  # noqa: E402 - after the path fix, as a s
     bench_database,
     latency_stats,
     machine,
+    provenance,
     server_process,
     tenant_key,
 )
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_process(Path(tmp), database_url, extra_env=env) as server:
         report = run(server.url, server.admin_key, limit=args.limit, block_seconds=args.block_seconds,
                      blocks=args.blocks, pace=args.pace, flood_threads=args.flood_threads)
-    report.update(command=" ".join(["python benchmarks/abuse_bench.py", *argv]), machine=machine())
+    report.update(provenance(" ".join(["python benchmarks/abuse_bench.py", *argv])), machine=machine())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("unloaded", "loaded", "flood", "p95_ratio", "meets_goal")}, indent=2))

@@ -142,7 +142,16 @@ def _merge(m: Json) -> dict[str, Table]:
                   f"{r['peak_rss_mb'] - r['rss_before_merge_mb']:,} MB"] for r in m["runs"]]}}
 
 
+def _abuse(a: Json) -> dict[str, Table]:
+    def row(label: str, r: Json) -> list[Any]:
+        return [label, r["all"]["n"], f"{r['all']['p50_ms']:,.0f} ms", f"{r['all']['p95_ms']:,.0f} ms",
+                f"{r['all']['p99_ms']:,.0f} ms", sum(r["errors"].values())]
+    return {"abuse": {"columns": ["tenant B", "requests", "p50", "p95", "p99", "errors"],
+                      "rows": [row("unloaded", a["unloaded"]), row("under the flood", a["loaded"])]}}
+
+
 VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
+    "abuse_bench": _abuse,
     "merge_bench": _merge,
     "hygiene": _hygiene,
     "hygiene-before": _hygiene,

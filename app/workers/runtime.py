@@ -25,7 +25,7 @@ from app.services.consolidation import ConsolidationService
 from app.services.forgetting import forget
 from app.services.jobs import Handler, IndexSink, JobExecutor, JobService
 from app.services.merge import FuseActivation
-from app.vector.embedder import load_embedder
+from app.vector.embedder import embedder_for
 from app.workers.queue import ArqQueue
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,15 @@ def handlers(settings: Settings, activation: Callable[[], ActivationService] | N
 class LazyEmbed:
     """The worker loads the embedding model on the first summary, not at start."""
 
-    def __init__(self, model: str) -> None:
-        self.model = model
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._encode: Callable[[list[str]], np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             if self._encode is None:
-                self._encode = load_embedder(self.model).encode
+                self._encode = embedder_for(self.settings).encode
         return self._encode(texts)
 
 
@@ -85,7 +85,7 @@ def build_worker_runtime(settings: Settings) -> WorkerRuntime:
     _, engine, sessions = open_database(settings)
     sink: IndexSink = LoggedChanges()
     tracing = observability.tracer_provider(settings)  # job spans, unlinked: arq carries only the job id
-    executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings.embedding_model), handlers(settings),
+    executor = JobExecutor(settings, engine, sessions, sink, LazyEmbed(settings), handlers(settings),
                            trace.get_tracer("memcubed", __version__, tracer_provider=tracing))
     queue: ArqQueue | None = None
 
