@@ -80,6 +80,8 @@ PATTERNS = [
 # Where a clause may start within a sentence: "hmm no, on second thought, delete that password".
 CLAUSE_START = re2.compile(r",\s*|\s+(?:and\s+then|then|and)\s+")
 MAX_CLAUSES = 8
+MIN_REQUEST = len("forgt my x")  # the shortest request a pattern reads
+MAX_CANDIDATES = 64  # sentences of one message a pattern takes up that are read to the end
 
 
 def _match_set(patterns: list[Any]) -> Any:
@@ -153,37 +155,50 @@ def content_words(subject: str) -> list[str]:
     return [w for w in re.findall(r"[\w'-]+", subject.lower()) if w not in STOPWORDS]
 
 
-def detect_sentence(sentence: str) -> Detection | None:
+def detect_sentence(sentence: str) -> tuple[Detection | None, bool]:
+    """The sentence's forget request, if any, and whether a pattern took it up at all (``detect`` bounds those)."""
+    if len(sentence) < MIN_REQUEST:  # "?.", "ok!": no verb and subject fit (a cheap skip of punctuation runs)
+        return None, False
     text = normalise(sentence)
     body = text.rstrip("?!. ")
     if text.endswith("?") and (QUESTION_START.match(body) and not POLITE_REQUEST.match(body)):
-        return None
+        return None, False
     starts = [0]
     if "," in body or " and " in body or " then " in body:  # a plain string test first: most sentences have none
         starts += [m.end() for m in CLAUSE_START.finditer(body)][:MAX_CLAUSES - 1]
+    taken = False
     for start in starts:  # the request may follow a lead-in clause; each clause start is tried once
         clause = body[start:]
         for i in sorted(ANY_PATTERN.Match(clause) or ()):
+            taken = True
             m = PATTERNS[i].match(clause)
             if m is None:
                 continue
             raw = m.group("s")
             if NOT_SUBJECT.match(raw):
-                return None
+                return None, True
             subject = clean_subject(raw)
             if subject is not None and content_words(subject):
-                return Detection(subject=subject, sentence=sentence.strip())
-    return None
+                return Detection(subject=subject, sentence=sentence.strip()), True
+    return None, taken
 
 
 def detect(text: str) -> Detection | None:
-    """The first forget request among the sentences of a message, if any (in its first SCAN_CHARS characters)."""
+    """The first forget request among the sentences of a message, if any (in its first SCAN_CHARS characters, and
+    among the first MAX_CANDIDATES sentences a pattern takes up: thousands of "forget it." cost no more than that)."""
     sentences = SENTENCE.split(text[:SCAN_CHARS].strip())
     if len(text) > SCAN_CHARS:
         sentences.pop()  # cut short: a partial sentence would name a partial subject
+    taken = 0
     for sentence in sentences:
-        if sentence and (found := detect_sentence(sentence)) is not None:
+        if not sentence:
+            continue
+        found, candidate = detect_sentence(sentence)
+        if found is not None:
             return found
+        taken += candidate
+        if taken >= MAX_CANDIDATES:
+            return None
     return None
 
 
