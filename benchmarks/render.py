@@ -150,7 +150,18 @@ def _abuse(a: Json) -> dict[str, Table]:
                       "rows": [row("unloaded", a["unloaded"]), row("under the flood", a["loaded"])]}}
 
 
+def _replication(r: Json) -> dict[str, Table]:
+    def row(label: str, x: Json) -> list[Any]:
+        return [label, f"{x['p50_ms']:,.0f} ms", f"{x['p95_ms']:,.0f} ms", f"{x['p99_ms']:,.0f} ms"]
+    return {"replication": {"columns": ["", "p50", "p95", "p99"], "rows": [
+        row("visible on B after A's acknowledgement (`X-Memcubed-Min-Seq` answered by B)", r["visible_on_b"]),
+        row("the write on A itself, for comparison", r["write_on_a"]),
+        [f"found on B when searched: {r['found_on_b']} of {r['searched_on_b']}; goal p99 ≤ "
+         f"{r['goal']['visible_p99_ms']:g} ms: {'met' if r['goal']['met'] else 'not met'}", "", "", ""]]}}
+
+
 VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
+    "replication_bench": _replication,
     "abuse_bench": _abuse,
     "merge_bench": _merge,
     "hygiene": _hygiene,

@@ -31,6 +31,7 @@ from benchmarks.search_bench import (  # noqa: E402 - after the path fix, as a s
     bench_database,
     latency_stats,
     machine,
+    provenance,
     server_process,
     tenant_key,
 )
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with server_process(Path(tmp) / "b", database_url) as b:
                 report = run(a.url, b.url, key, cube_id, args.writes, args.pause)
     p99 = report["visible_on_b"]["p99_ms"]
-    out = {"benchmark": "replication", "command": "python benchmarks/replication_bench.py", **report,
+    out = {"benchmark": "replication", **provenance("python benchmarks/replication_bench.py"), **report,
            "goal": {"visible_p99_ms": GOAL_P99_MS, "met": p99 <= GOAL_P99_MS},
            "machine": {**machine(), "loadavg_before": mach_before.get("loadavg")}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

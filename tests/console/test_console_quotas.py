@@ -67,3 +67,18 @@ def test_delete_a_snapshot_in_the_console(console: Page, tenant: TenantCtx) -> N
     expect(page.get_by_text("0 snapshot(s)")).to_be_visible()
     expect(page.get_by_role("button", name="Delete snapshot old")).to_have_count(0)
     assert tenant.http.get(f"/v1/cubes/{cube}/snapshots").json() == {"snapshots": []}
+
+
+def test_deleting_a_cube_in_the_console_goes_back_to_the_list(console: Page, tenant: TenantCtx) -> None:
+    """The delete answers 204 (no body): the page still takes it as done and leaves the deleted cube's page."""
+    page = console
+    make_cube(tenant, "keep")
+    make_cube(tenant, "gone")
+    sign_in(page, tenant.key)
+    page.get_by_role("button", name="Manage gone").click()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete cube").click()
+    expect(page.locator("#flash")).to_have_text("Cube deleted.")
+    expect(page.get_by_role("button", name="Manage keep")).to_be_visible()
+    expect(page.get_by_role("button", name="Manage gone")).to_have_count(0)
+    assert [c["name"] for c in tenant.http.get("/v1/cubes").json()["cubes"]] == ["keep"]

@@ -110,7 +110,8 @@ async function manage(ctx, cube) {
     });
     box.append(pf, h('button', { type: 'button', class: 'danger', onclick: async () => {
       if (!confirm(`Delete cube ${cube.name}?`)) return;
-      if (await ctx.act(() => del(`/v1/cubes/${cube.id}`), 'Cube deleted.')) ctx.go('#/cubes');
+      // A 204 answers null: .then(() => true) says it succeeded.
+      if (await ctx.act(() => del(`/v1/cubes/${cube.id}`).then(() => true), 'Cube deleted.')) ctx.go('#/cubes');
     } }, 'Delete cube'));
   }
   const { snapshots } = await get(`/v1/cubes/${cube.id}/snapshots`);
