@@ -66,6 +66,17 @@ def _abort(label: str, exc: Exception, code: int) -> NoReturn:
     raise typer.Exit(code) from exc
 
 
+def _target(url: str | None, embedded: bool, api_key: str | None,
+            data_dir: Path | None) -> AbstractContextManager[ServiceTarget]:
+    """The service to measure: a ``memcubed serve`` child (``--embedded``) or a running one (``--url``, tenant key)."""
+    if embedded:
+        return embedded_target(data_dir)
+    key = api_key or os.environ.get("MEMCUBED_API_KEY")
+    if not key:
+        raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
+    return nullcontext(ServiceTarget(str(url).rstrip("/"), key))
+
+
 def _split(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -120,16 +131,8 @@ def _execute(
     )
     if llm is None:
         console.print("[yellow]No MEMCUBED_LLM_BASE_URL: the answer-and-judge part is skipped.[/yellow]")
-    target_cm: AbstractContextManager[ServiceTarget | None]
-    if embedded:
-        target_cm = embedded_target(data_dir)
-    elif url:
-        key = api_key or os.environ.get("MEMCUBED_API_KEY")
-        if not key:
-            raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
-        target_cm = nullcontext(ServiceTarget(url.rstrip("/"), key))
-    else:
-        target_cm = nullcontext(None)
+    target_cm: AbstractContextManager[ServiceTarget | None] = (
+        _target(url, embedded, api_key, data_dir) if embedded or url else nullcontext(None))
     from evals.report import write_report
 
     try:
@@ -238,14 +241,7 @@ def ablation(
 
     if bool(url) == embedded:
         raise typer.BadParameter("give exactly one of --url URL or --embedded")
-    target_cm: AbstractContextManager[ServiceTarget]
-    if embedded:
-        target_cm = embedded_target(data_dir)
-    else:
-        key = api_key or os.environ.get("MEMCUBED_API_KEY")
-        if not key:
-            raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
-        target_cm = nullcontext(ServiceTarget(str(url).rstrip("/"), key))
+    target_cm = _target(url, embedded, api_key, data_dir)
     out_dir = out or Path("eval-out") / "ablation"
     try:
         with target_cm as target:
@@ -284,14 +280,7 @@ def tune(
     if ranks is None:
         if dataset is None or bool(url) == embedded:
             raise typer.BadParameter("give --dataset and exactly one of --url URL or --embedded (or --ranks FILE)")
-        target_cm: AbstractContextManager[ServiceTarget]
-        if embedded:
-            target_cm = embedded_target(data_dir)
-        else:
-            key = api_key or os.environ.get("MEMCUBED_API_KEY")
-            if not key:
-                raise typer.BadParameter("--url needs --api-key or MEMCUBED_API_KEY (a tenant key)")
-            target_cm = nullcontext(ServiceTarget(str(url).rstrip("/"), key))
+        target_cm = _target(url, embedded, api_key, data_dir)
         try:
             with target_cm as target:
                 ranks = collect(dataset, target, _split(conversations), out_dir / "channel-ranks.jsonl", console)
