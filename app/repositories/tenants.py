@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Tenant
@@ -37,6 +37,11 @@ def add_key(s: Session, *, tenant_id: uuid.UUID | None, scope: str, key_hash: st
     s.add(key)
     s.flush()
     return key
+
+
+def lock_admin_keys(s: Session) -> None:
+    """Serialise admin-key bootstrap and rotation across processes until this transaction ends."""
+    s.execute(select(func.pg_advisory_xact_lock(func.hashtext("memcubed:admin-keys"))))
 
 
 def key_by_hash(s: Session, key_hash: str) -> ApiKey | None:

@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound, Unauthenticated
+from app.models import ApiKey
 from app.models.base import utcnow
 from app.principal import Principal
 from app.repositories import audit, cubes, tenants
@@ -46,23 +47,30 @@ class AuthService:
     def ensure_admin_key(self, raw: str) -> bool:
         """Register ``raw`` as an admin key if it is not yet known. Returns True when it was added."""
         with self.sessions.begin() as s:
-            if tenants.key_by_hash(s, hash_key(raw)) is not None:
-                return False
-            key = tenants.add_key(s, tenant_id=None, scope="admin", key_hash=hash_key(raw), prefix=raw[:12],
-                                  name="bootstrap admin")
-            audit.record(s, tenant_id=None, key_id=None, action="key.create", object_type="api_key",
-                         object_id=key.id, details={"scope": "admin"})
-            return True
+            return self._ensure_admin_key(s, raw) is None
+
+    def _ensure_admin_key(self, s: Session, raw: str) -> ApiKey | None:
+        """The known key, or None after adding it. Processes started together on one database (replicas)
+        bootstrap one at a time under a lock, so the second finds the first one's key instead of colliding."""
+        tenants.lock_admin_keys(s)
+        known = tenants.key_by_hash(s, hash_key(raw))
+        if known is not None:
+            return known
+        key = tenants.add_key(s, tenant_id=None, scope="admin", key_hash=hash_key(raw), prefix=raw[:12],
+                              name="bootstrap admin")
+        audit.record(s, tenant_id=None, key_id=None, action="key.create", object_type="api_key",
+                     object_id=key.id, details={"scope": "admin"})
+        return None
 
     def rotate_admin_key(self, raw: str) -> None:
         """Make ``raw`` the one admin key: registered if new, every other admin key revoked. A key revoked
         before is not brought back (a rotated-out key may have leaked): that is a configuration error."""
-        self.ensure_admin_key(raw)
         with self.sessions.begin() as s:
-            current = tenants.key_by_hash(s, hash_key(raw))
-            assert current is not None
-            if current.revoked_at is not None:
+            known = self._ensure_admin_key(s, raw)
+            if known is not None and known.revoked_at is not None:
                 raise ConfigurationError("MEMCUBED_ADMIN_KEY names a revoked admin key; set a new one")
+            current = known or tenants.key_by_hash(s, hash_key(raw))
+            assert current is not None
             for key in tenants.live_admin_keys(s):
                 if key.id != current.id:
                     tenants.revoke_key(s, key, utcnow())
