@@ -162,7 +162,8 @@ def score_changed(item: Json, ctx: Json, search: Json) -> dict[str, Verdict]:
 
     A text holding both values ("not in Boston any more, we're in Denver") presents the current one, so only texts
     with the old value and without the current one count as stale. In search a stale memory ranked below the
-    current one must also say what replaced it (``superseded_by``).
+    current one must also say what replaced it: ``superseded_by`` (stored at write) or ``newer_statement`` (inferred
+    when searching).
     """
     current, old = item["current"], item["old"]
     out: dict[str, Verdict] = {}
@@ -172,7 +173,8 @@ def score_changed(item: Json, ctx: Json, search: Json) -> dict[str, Verdict]:
         pieces = [str(i.get("content", "")) for i in ctx.get("items") or []] or [ctx.get("context") or ""]
         out["context"] = _order(pieces, current, old, None)
     results = search.get("results") or []
-    out["search"] = _order(search_texts(search), current, old, [r["memory"].get("superseded_by") for r in results])
+    out["search"] = _order(search_texts(search), current, old,
+                           [r["memory"].get("superseded_by") or r.get("newer_statement") for r in results])
     return out
 
 
@@ -187,7 +189,7 @@ def _order(texts: Sequence[str], current: Sequence[str], old: Sequence[str],
     if stale[0] < cur:
         return _fail(f"old value at {stale[0] + 1} before current at {cur + 1}")
     if superseded is not None and not all(superseded[i] for i in stale):
-        return _fail(f"old value at {stale[0] + 1} (after current at {cur + 1}) without superseded_by")
+        return _fail(f"old value at {stale[0] + 1} (after current at {cur + 1}) not marked out of date")
     return _ok(f"current at {cur + 1}, old only after it" + (" and marked superseded" if superseded else ""))
 
 

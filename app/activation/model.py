@@ -24,6 +24,7 @@ import torch
 from app.activation.fingerprint import Fingerprint, cached_sha256, sha256_files
 from app.activation.kv import DTYPES, KVLayers, dtype_name
 from app.errors import ConfigurationError
+from app.modelload import LOADING
 
 log = logging.getLogger(__name__)
 
@@ -233,15 +234,16 @@ def convert_gguf(gguf: Path, target: Path, model_id: str) -> Path:
         except ImportError:  # transformers 4.x dequantises GGUF on its own
             quant = {}
         log.info("converting %s to safetensors in %s (once; takes about half a minute)", gguf, target)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **quant
-        )
-        # The GGUF quantiser marks the model unserialisable: rebuild a plain one from its config and weights.
-        cfg = loaded.config.to_dict()
-        cfg.pop("quantization_config", None)
-        plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(cfg), dtype=torch.float32)
-        plain.load_state_dict(loaded.state_dict())
+        with LOADING:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **quant
+            )
+            # The GGUF quantiser marks the model unserialisable: rebuild a plain one from its config and weights.
+            cfg = loaded.config.to_dict()
+            cfg.pop("quantization_config", None)
+            plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(cfg), dtype=torch.float32)
+            plain.load_state_dict(loaded.state_dict())
         plain.generation_config = loaded.generation_config
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -301,9 +303,10 @@ def load_model(spec: ModelSpec) -> HFCausalLM:
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     directory, model_id = model_dir(spec)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    model: Any = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
-    model = model.to(device).eval()
+    with LOADING:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        model: Any = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
+        model = model.to(device).eval()
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("*.bin"))
     sidecar = directory / SIDECAR
     saved = json.loads(sidecar.read_text()) if sidecar.exists() else {}

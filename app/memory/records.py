@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from app.memory.text import content_words
 from app.models import Memory
-from app.repositories import memories as repo
-from app.schemas.memories import Feedback, MemoryOut, SearchHit
+from app.schemas.memories import Feedback, MemoryOut
 
 
 def memory_out(m: Memory) -> MemoryOut:
@@ -53,17 +49,3 @@ def heat_of(m: Memory, now: datetime, half_life_days: float = 30.0) -> float:
     last = last if last.tzinfo else last.replace(tzinfo=UTC)
     recency = 0.5 ** (max(0.0, (now - last).total_seconds()) / 86400 / half_life_days)
     return round(0.45 * visits + 0.35 * length + 0.2 * recency, 4)
-
-
-def search_hits(s: Session, ranked: Sequence[tuple[Memory, float, dict[str, Any] | None]],
-                include_superseded: bool) -> list[SearchHit]:
-    """Ranked memories as hits, each naming what it superseded; with ``include_superseded``, those older memories
-    follow it (same score), so the current value always comes first."""
-    history = repo.superseded_by(s, [m.id for m, _, _ in ranked])
-    hits = []
-    for m, score, explain in ranked:
-        older = history[m.id]
-        hits.append(SearchHit(memory=memory_out(m), score=score, explain=explain, supersedes=[o.id for o in older]))
-        if include_superseded:
-            hits.extend(SearchHit(memory=memory_out(o), score=score) for o in older)
-    return hits

@@ -261,6 +261,11 @@ class SearchHit(BaseModel):
     explain: dict[str, Any] | None = None
     supersedes: list[uuid.UUID] = Field(
         default_factory=list, description="Older memories this one replaced (another value of the same attribute).")
+    newer_statement: uuid.UUID | None = Field(
+        default=None, description="A later memory suggesting this one is out of date, inferred when searching (not "
+        "stored): the same speaker's statement worded as a change (now, switched, moved, instead…) that is most "
+        "like this one among the results, or the memory that superseded one whose value this repeats. It is "
+        "ranked before this one; the agent decides.")
 
 
 class SearchResponse(BaseModel):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import NotFound
 from app.memory.filters import memory_filter
-from app.memory.records import search_hits
+from app.memory.ranking import search_hits
 from app.models.base import utcnow
 from app.principal import Principal
 from app.repositories import cubes
@@ -59,7 +59,8 @@ class SearchService:
                 top = self._dense(cube_ids, query, req.top_k, allowed)
             rows = repo.active_by_vec_ids(s, [vec_id for vec_id, _ in top])
             results = search_hits(s, [(rows[v], round(c.total, 6), c.explain() if req.explain else None)
-                                      for v, c in top if v in rows], req.include_superseded)
+                                      for v, c in top if v in rows], req.include_superseded,
+                                  req.query, self.embedder.encode)
         return SearchResponse(results=results, took_ms=round((time.perf_counter() - started) * 1000, 3))
 
     def _dense(self, cube_ids: list[uuid.UUID], query: np.ndarray, top_k: int,

@@ -32,6 +32,7 @@ import numpy as np
 
 from app.config import Settings
 from app.errors import ConfigurationError
+from app.modelload import LOADING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -101,7 +102,8 @@ def _load_torch_model(spec: ModelSpec, attn: str | None = None) -> Any:
     from transformers import AutoModel
 
     kwargs = {"attn_implementation": attn} if attn else {}
-    return AutoModel.from_pretrained(str(spec.path), **kwargs).eval()
+    with LOADING:
+        return AutoModel.from_pretrained(str(spec.path), **kwargs).eval()
 
 
 class _TorchForward:

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.errors import ConfigurationError
+from app.modelload import LOADING
 
 
 def splade_model_dir() -> Path:
@@ -34,8 +35,9 @@ class SpladeEncoder:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModelForMaskedLM.from_pretrained(str(path)).eval()
+        with LOADING:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModelForMaskedLM.from_pretrained(str(path)).eval()
         self.max_length = max_length
         self.dim = int(self.model.config.vocab_size)
         self._lock = threading.Lock()

@@ -53,12 +53,12 @@ def test_budgets_command_writes_log_policy_table_and_plot(live_server: Any, serv
     assert len(log) == 72
     assert {(r["tiers"]["retrieval"], r["tiers"]["context"]) for r in log} == {
         (a, b) for a in ("low", "mid", "high") for b in ("low", "mid", "high")}
-    # six turns fit the context budget: the service returns all of them, in time order, whatever the tiers,
-    # unless the question is below the abstention floor
+    # six turns fit the context budget: the service returns all of them, whatever the tiers, unless the question
+    # is below the abstention floor
     assert all(r["full_context"] != r["abstained"] for r in log)
     assert sum(r["full_context"] for r in log) >= 54
     when = [r for r in log if r["question_id"].endswith("q1")]  # "When did Bob start learning the violin?"
-    # its evidence (D2:1) is the 4th turn in time order: in the context, but not among the first k=2 snippets
+    # its evidence (D2:1) is in the context, but not among the first k=2 snippets
     assert len(when) == 18 and all(r["recall"] == 0.0 and r["context_recall"] == 1.0 for r in when)
     assert all((r["tokens"] > 0) != r["abstained"] and r["ms"] > 0 for r in log)
     # the features are the service's (routing.features of each response): the cube's 6 memories in 2 sessions

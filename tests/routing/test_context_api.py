@@ -70,8 +70,9 @@ def test_each_tier_runs_and_reports_itself(convo: tuple[TenantCtx, str, list[Jso
     snippets = [item for item in body["items"] if item["role"] == "snippet"]
     assert roles[: len(snippets)] == ["snippet"] * len(snippets)  # snippets first, in rank order
     assert support_group_id(stored) in [s["memory_id"] for s in snippets[:3]]
-    scores = [s["score"] for s in snippets]
-    assert scores == sorted(scores, reverse=True)
+    # Rank order is retrieval's reordered for the agent (app.memory.ranking): snippets about someone other than
+    # the query's names move down, so the first is Caroline's (or about her).
+    assert snippets[0]["speaker"] == "Caroline" or "Caroline" in snippets[0]["content"]
     lines = body["context"].splitlines()
     assert len(lines) == len(body["items"])
     said = "Caroline: I went to the LGBTQ support group yesterday and it was so powerful."
@@ -132,9 +133,10 @@ def test_full_context_when_everything_fits_and_not_otherwise(tenant: TenantCtx,
     assert r.status_code == 201, r.text
     body = context(tenant, small, "Where does Alice live?", "mid")
     assert body["full_context"] is True and body["abstained"] is False
-    assert [i["content"] for i in body["items"]] == ["Alice is allergic to peanuts", "Alice moved to Berlin",
+    # All of it, the most relevant first, each line dated.
+    assert [i["content"] for i in body["items"]] == ["Alice moved to Berlin", "Alice is allergic to peanuts",
                                                      "Alice adopted a cat named Miso"]
-    assert body["context"] == ("- [2020-01-01] Alice is allergic to peanuts\n- [2021-06-01] Alice moved to Berlin\n"
+    assert body["context"] == ("- [2021-06-01] Alice moved to Berlin\n- [2020-01-01] Alice is allergic to peanuts\n"
                                "- [2022-03-01] Alice adopted a cat named Miso")
     reason = "rule: full context (all 3 memories fit in 1024 tokens)"
     assert body["routing"]["reasons"] == {"retrieval": reason, "context": reason}
@@ -378,7 +380,8 @@ def test_a_cube_that_fits_is_never_hidden_by_abstention(tenant: TenantCtx) -> No
     out = context(tenant, cube, "What is the user's name?", "auto")
     assert (out["abstained"], out["full_context"], out["evidence"]) == (False, True, None)
     assert "Priya Raman" in out["context"]
-    assert [i["speaker"] for i in out["items"]] == ["user", "assistant", "user", "assistant", "user"]
+    assert out["items"][0]["content"] == "It's Priya Raman, by the way."  # the most relevant first
+    assert sorted(i["speaker"] for i in out["items"]) == ["assistant", "assistant", "user", "user", "user"]
 
 
 def test_abstention_needs_every_channel_to_fall_short(tenant: TenantCtx) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 from app.graph.extract import entities, keywords
 from app.memory.text import indexed_text
 from app.models import Memory
+from app.retrieval.unindexed import QUERY_WORDS
 from app.schemas.routing import Evidence
 
-QUERY_WORDS = 20  # content words of a query that count
 CANDIDATES = 10  # the top candidates whose words count
 
 

@@ -32,13 +32,14 @@ from app.errors import NotFound
 from app.graph.traversal import GraphCache
 from app.llm import current, tracked
 from app.memory.filters import memory_filter
-from app.memory.records import search_hits
+from app.memory.ranking import ranked_for_agent, search_hits
 from app.memory.summaries import summariser_from
 from app.models import Memory
 from app.principal import Principal
 from app.repositories import cubes
 from app.repositories import memories as repo
 from app.retrieval.fine import FineRetriever
+from app.retrieval.unindexed import by_relevance
 from app.schemas.memories import SearchRequest, SearchResponse
 from app.schemas.routing import (
     AnswerRequest,
@@ -130,7 +131,7 @@ class RoutingService:
                 ranked = self.retrieval.run(s, tier, list(r.cube_ids), req.query, qvec, req.top_k, allowed)
                 rows = repo.active_by_vec_ids(s, [v for v, _ in ranked])
                 results = search_hits(s, [(rows[v], round(score, 6), None) for v, score in ranked if v in rows],
-                                      req.include_superseded)
+                                      req.include_superseded, req.query, self.embedder.encode)
         took = self._ms(r)
         out = SearchResponse(results=results, took_ms=took,
                              routing=self._routing(decision, warnings, meter, took, 0, features))
@@ -170,7 +171,7 @@ class RoutingService:
             if hit is not None:
                 return hit
             reasons = dict(decision.reasons)
-            full = self._full_context(s, r, limit)
+            full = self._full_context(s, r, limit, req.query, qvec)
             ev: Evidence | None = None
             abstained = False
             if full is not None:  # everything fits: never abstain, the reader sees it all
@@ -182,7 +183,10 @@ class RoutingService:
                     ranked = self.retrieval.run(s, decision.tiers["retrieval"], list(r.cube_ids), req.query, qvec,
                                                 req.top_k, None)
                     rows = repo.active_by_vec_ids(s, [v for v, _ in ranked])
-                    snippets = [(rows[v], score) for v, score in ranked if v in rows]
+                    found = [(rows[v], score) for v, score in ranked if v in rows]
+                    scores = {m.id: score for m, score in found}
+                    ordered = ranked_for_agent(s, req.query, [m for m, _ in found], self.embedder.encode).order
+                    snippets = [(m, scores[m.id]) for m in ordered]
                     ev = evidence(req.query, qvec, [m for m, _ in snippets])
                 why = abstain_reason(ev, self.floors)
                 abstained = why is not None
@@ -257,13 +261,15 @@ class RoutingService:
             self._totals[r.cube_ids] = (r.generations, totals)
         return totals
 
-    def _full_context(self, s: Session, r: Request, limit: int) -> tuple[list[Memory], Fitted] | None:
-        """All memories, when they fit: cheap bounds first (every line is at least two tokens, and no token
-        is longer than 16 characters in practice), then the exact count."""
+    def _full_context(self, s: Session, r: Request, limit: int, query: str,
+                      qvec: np.ndarray) -> tuple[list[Memory], Fitted] | None:
+        """All memories, when they fit, most relevant first and each dated: cheap bounds first (every line is at
+        least two tokens, and no token is longer than 16 characters in practice), then the exact count."""
         count, chars, _ = self._cube_totals(s, r)
         if count == 0 or count * 2 > limit or chars > limit * 16:
             return None
-        mems = repo.active_in_event_order(s, r.cube_ids)
+        everything = by_relevance(query, qvec, repo.active_in_event_order(s, r.cube_ids))
+        mems = ranked_for_agent(s, query, everything, self.embedder.encode).order
         pieces = [piece(m, "snippet", None, True) for m in mems]
         text = "\n".join(p.line for p in pieces)
         tokens = self.tokens.count(text)

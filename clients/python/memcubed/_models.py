@@ -314,6 +314,8 @@ class SearchHit(_Response):
     memory: Memory
     score: float
     explain: dict[str, Any] | None = None
+    supersedes: list[str] = Field(default_factory=list)  # older memories this one replaced
+    newer_statement: str | None = None  # a later memory suggesting this one is out of date (inferred, not stored)
 
 
 class RoutingCost(_Response):
