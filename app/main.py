@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__, observability
 from app.api import errors, mcp, metrics
+from app.api.deps import CallerBeforeBody
 from app.api.errors import envelope
 from app.api.routes import (
     activation,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     mcp_running = mcp.mount(app)
+    app.add_middleware(CallerBeforeBody)  # inside the observer, so its 401s and 429s are counted
     if settings.metrics_enabled or settings.log_format == "json" or provider is not None:
         app.add_middleware(metrics.ObserveRequests, settings=settings)
     app.add_middleware(console.SameOriginWrites)

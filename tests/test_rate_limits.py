@@ -70,6 +70,22 @@ def test_the_request_over_a_keys_limit_is_refused_and_counted(limited: LiveServe
     assert refusals(t.http, "rate_limit") == before + 2
 
 
+def test_a_body_over_the_rate_is_refused_before_it_is_read(limited: LiveServer, admin_of: httpx.Client) -> None:
+    """The refusal comes before the body is parsed (a flood of big bodies costs no parsing): a key over its rate
+    gets the 429 even for a body that is not JSON, which otherwise is a 422; a request within the rate is counted
+    once."""
+    t = new_tenant(limited, admin_of)
+    cube = make_cube(t)  # request 1
+    bad = {"content": b"{" * 2000, "headers": {"Content-Type": "application/json"}}
+    first = t.http.post(f"/v1/cubes/{cube}/memories", **bad)  # type: ignore[arg-type]
+    assert (first.status_code, first.json()["error"]["code"]) == (422, "validation_error"), first.text  # request 2
+    assert statuses(t.http, 3) == [200] * 3  # requests 3 to 5: each request counted once
+    assert_rate_limited(t.http.post(f"/v1/cubes/{cube}/memories", **bad), KEY_LIMIT, "key")  # type: ignore[arg-type]
+    bogus = t.http.post(f"/v1/cubes/{cube}/memories", json={"memories": []},
+                        headers={"Authorization": "Bearer mck_not_a_key"})
+    assert (bogus.status_code, bogus.json()["error"]["code"]) == (401, "unauthenticated"), bogus.text
+
+
 def test_keys_of_one_tenant_share_the_tenants_limit(limited: LiveServer, admin_of: httpx.Client) -> None:
     t = new_tenant(limited, admin_of)
     r = admin_of.post(f"/v1/tenants/{t.id}/keys", json={"name": "second"})

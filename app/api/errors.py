@@ -51,16 +51,20 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def domain_response(exc: errors.MemcubedError) -> JSONResponse:
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, errors.RateLimited | errors.NotCaughtUp):
+        headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, errors.QuotaExceeded):
+        metrics.count_quota_refusal(str(exc.details["quota"]))
+    return envelope(status, exc.code, exc.message, exc.details, headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.MemcubedError)
     async def domain_error(_: Request, exc: errors.MemcubedError) -> JSONResponse:
-        status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, errors.RateLimited | errors.NotCaughtUp):
-            headers = {"Retry-After": str(exc.retry_after)}
-        if isinstance(exc, errors.QuotaExceeded):
-            metrics.count_quota_refusal(str(exc.details["quota"]))
-        return envelope(status, exc.code, exc.message, exc.details, headers)
+        return domain_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
