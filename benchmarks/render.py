@@ -166,6 +166,7 @@ VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
     "merge_bench": _merge,
     "hygiene": _hygiene,
     "hygiene-before": _hygiene,
+    "hygiene-forget": _hygiene,
     "mcp_bench": _mcp,
     "metrics_bench": _metrics,
 }
