@@ -160,7 +160,32 @@ def _replication(r: Json) -> dict[str, Table]:
          f"{r['goal']['visible_p99_ms']:g} ms: {'met' if r['goal']['met'] else 'not met'}", "", "", ""]]}}
 
 
+def _load_bench(lb: Json) -> dict[str, Table]:
+    def row(run: Json, phase: str, x: Json) -> list[Any]:
+        def ms(op: str, q: str) -> str:
+            return f"{s[q]:,.0f} ms" if (s := x["ops"].get(op)) and s["n"] else "—"
+        return [run["processes"], phase, x["clients"], x["requests"], f"{x['qps']:,.1f}", ms("fast_search", "p50_ms"),
+                ms("fast_search", "p95_ms"), ms("fine_search", "p95_ms"), x["error_count"]]
+
+    def met(g: Json) -> str:
+        return "not run at the goal's setting" if g["met"] is None else "met" if g["met"] else "not met"
+
+    rows = []
+    for run in lb["runs"]:
+        rows.append(row(run, "fast search only", run["fast"]))
+        rows += [row(run, "mixed", m) for m in run["mixed"]]
+    g = lb["goals"]
+    ratio, errs, p95 = g["fast_qps_ratio"], g["mixed_errors"], g["mixed_fast_p95_ms"]
+    rows.append([f"goals: fast-search QPS of 2 / 1 processes {ratio['value']} ({ratio['target']}): {met(ratio)}; "
+                 f"{errs['clients']} mixed clients on {errs['processes']} processes: {errs['value']} errors "
+                 f"({errs['target']}): {met(errs)}, fast p95 {p95['value']} ms ({p95['target']}): {met(p95)}",
+                 "", "", "", "", "", "", "", ""])
+    return {"load": {"columns": ["processes", "phase", "clients", "requests", "QPS", "fast p50", "fast p95",
+                                 "fine p95", "errors"], "rows": rows}}
+
+
 VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
+    "load_bench": _load_bench,
     "replication_bench": _replication,
     "abuse_bench": _abuse,
     "merge_bench": _merge,

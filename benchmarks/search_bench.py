@@ -596,8 +596,9 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def server_process(data_dir: Path, database_url: str | None, start_timeout: float = 300.0,
-                   extra_env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """``memcubed serve`` in its own process (no GIL shared with the benchmark), SIGTERM at the end."""
+                   extra_env: dict[str, str] | None = None, extra_args: Sequence[str] = ()) -> Iterator[ServerProcess]:
+    """``memcubed serve`` in its own process (no GIL shared with the benchmark), SIGTERM at the end;
+    ``extra_args`` go to ``serve`` (e.g. ``--workers 2``)."""
     port = _free_port()
     admin_key = "mck_bench_" + secrets.token_urlsafe(18)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMCUBED_")}
@@ -610,7 +611,7 @@ def server_process(data_dir: Path, database_url: str | None, start_timeout: floa
     log_path = data_dir / "server.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-c", "import sys; from app.cli import main; sys.argv[0] = 'memcubed'; main()",
-           "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+           "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *extra_args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -1,9 +1,11 @@
-"""The search benchmark's core, at a tiny size, against the live test server."""
+"""The search and load benchmarks' cores, at a tiny size, against the live test server."""
 
 from __future__ import annotations
 
 import os
 
+from benchmarks import load_bench
+from benchmarks.render import VIEWS, table_markdown
 from benchmarks.search_bench import TextGenerator, machine, markdown, run, tenant_key
 from tests.conftest import LiveServer
 
@@ -36,3 +38,27 @@ def test_benchmark_core_reports_sane_figures(live_server: LiveServer) -> None:
 
     md = markdown([rep], "python benchmarks/search_bench.py --sizes 200", machine(), "live test server")
     assert "### 200 memories" in md and "| 1 | 20 |" in md and "batched ingest" in md
+
+
+def test_load_benchmark_core_reports_every_phase(live_server: LiveServer) -> None:
+    rep = load_bench.run(live_server.url, live_server.admin_key, memories=20, duration=1, concurrency=(1, 2),
+                         fast_concurrency=2, settle_timeout=3)  # bounded: other tests' enrichment may be queued
+
+    assert rep["processes"] == rep["processes_answering"] == 1
+    assert rep["ingest"]["memories"] == 20
+    assert [set(s) for s in rep["settle"]] == [{"settled", "seconds"}] * 4  # seeded, warmed, each mixed level
+    fast = rep["fast"]
+    assert fast["clients"] == 2 and fast["connections_per_process"] == [2] and fast["error_count"] == 0
+    assert set(fast["ops"]) == {"fast_search"} and fast["ops"]["fast_search"]["n"] > 0 and fast["qps"] > 0
+    assert [m["clients"] for m in rep["mixed"]] == [1, 2]
+    for m in rep["mixed"]:
+        assert m["errors"] == {} and m["error_count"] == 0 and m["requests"] > 0 and m["qps"] > 0
+        assert set(m["ops"]) == {"add", "fast_search", "fine_search", "messages", "context"}
+        assert m["ops"]["fast_search"]["n"] > 0  # every client starts on a different operation
+        assert all(0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] for s in m["ops"].values() if s["n"])
+
+    goals = load_bench.goals([rep])
+    assert goals["fast_qps_ratio"] == {"value": None, "target": ">= 1.7", "met": None}  # one process count only
+    assert goals["mixed_errors"]["clients"] == 2 and goals["mixed_errors"]["met"] is None  # not at 50 clients
+    table = table_markdown(VIEWS["load_bench"]({"runs": [rep], "goals": goals})["load"])
+    assert "| 1 | fast search only | 2 |" in table and "| 1 | mixed | 2 |" in table and "goals:" in table
