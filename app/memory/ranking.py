@@ -42,6 +42,9 @@ WINDOW = 20  # the first memories of a list that are checked for changed values 
 # (odd/even ids; the floor keeping the most right pairs net of wrong ones, the largest on ties): 0.1 and 0.2. The
 # higher is kept: "I moved to Boston in 2020" and "I went to the LGBTQ support group" are 0.10 apart.
 PAIR_FLOOR = 0.2
+# A question about the past: then the earlier statement is what it asks for, and no change moves ahead of it.
+PAST = re.compile(r"\b(?:did|was|were|had|used to|before|previously|ago|first|originally|last (?:year|month|week)|"
+                  r"in (?:19|20)\d\d)\b", re.IGNORECASE)
 # Words that say a statement replaces an earlier one ("I go to Iron Yard now", "we switched to flat whites").
 CHANGE = re.compile(r"\b(?:now|any ?more|no longer|switch(?:ed|ing)|chang(?:ed|ing)|moved|moving|instead|"
                     r"replac(?:ed|ing)|updated?|correction|actually|gave up|quit|ditched|cancell?ed|rebooked|"
@@ -147,9 +150,11 @@ def current_first(ranked: ForAgent) -> None:
 
 
 def ranked_for_agent(s: Session, query: str, mems: Sequence[Memory], encode: Encode) -> ForAgent:
-    """``mems`` (ranked) reordered for the agent: the person asked about, then current values first."""
+    """``mems`` (ranked) reordered for the agent: the person asked about, then current values first (a changed
+    value only when the question is not about the past)."""
     ranked = ForAgent(by_subject(query, mems), repo.superseded_by(s, [m.id for m in mems]))
-    newer_first(ranked, encode)
+    if PAST.search(head(query)) is None:  # "When did she move?" asks for history, not the current value
+        newer_first(ranked, encode)
     current_first(ranked)
     return ranked
 
