@@ -188,6 +188,7 @@ VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
     "load_bench": _load_bench,
     "replication_bench": _replication,
     "abuse_bench": _abuse,
+    "abuse_bench-before": _abuse,
     "merge_bench": _merge,
     "hygiene": _hygiene,
     "hygiene-before": _hygiene,
