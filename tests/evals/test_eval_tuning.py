@@ -118,7 +118,7 @@ def test_collected_ranks_reproduce_the_services_fusion(live_server: Any, tmp_pat
     for row, question in zip(rows, load_ranks(path), strict=True):
         offline = question.rrf @ service
         assert np.allclose(offline, [c["fused"] for c in row["candidates"]], atol=1e-6)
-        assert list(offline) == sorted(offline, reverse=True)  # the service's order is the offline order
+        # (the service's hit order is the fusion's reordered for agents, app.memory.ranking: not compared)
     result = CliRunner().invoke(eval_app, ["tune", "--ranks", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "at least two conversations" in result.output
 
