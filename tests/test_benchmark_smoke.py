@@ -54,7 +54,9 @@ def test_load_benchmark_core_reports_every_phase(live_server: LiveServer) -> Non
     for m in rep["mixed"]:
         assert m["errors"] == {} and m["error_count"] == 0 and m["requests"] > 0 and m["qps"] > 0
         assert set(m["ops"]) == {"add", "fast_search", "fine_search", "messages", "context"}
-        assert m["ops"]["fast_search"]["n"] > 0  # every client starts on a different operation
+        # Every client starts on a different operation: the second on fast search (the only one, if one add takes
+        # the whole second on a loaded machine).
+        assert m["clients"] == 1 or m["ops"]["fast_search"]["n"] > 0
         assert all(0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] for s in m["ops"].values() if s["n"])
 
     goals = load_bench.goals([rep])
