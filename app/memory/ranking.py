@@ -1,12 +1,14 @@
 """What a ranked list hands an agent first: facts about the person asked about, and current values.
 
 Retrieval ranks by similarity, and similar facts of two people ("Tom loves sushi", "Ana loves ramen") or the old
-and the new value of one fact ("I live in Boston", "we moved to Denver") are equally similar to a question. Two
+and the new value of one fact ("I live in Boston", "we moved to Denver") are equally similar to a question. Three
 rules reorder a ranked list, never drop from it:
 
 - **Attribution.** When the query names someone, a memory about someone or something else (spoken by another
   named speaker, or naming others but not them) moves ``SHIFT`` places down; one spoken by them or naming them
   stays. A memory that names nothing is left where it is.
+- **Changed values.** A statement worded as a change comes before the same speaker's earlier statement most like
+  it (``newer_first``; not for questions about the past).
 - **Currency.** A memory that superseded another comes before every memory that repeats a value it replaced
   (the old memory's names and numbers that the new one lacks: "Boston winters are brutal" after "we moved to
   Denver"), unless that memory also states the new value.
@@ -133,14 +135,19 @@ def current_first(ranked: ForAgent) -> None:
     inferred: dict[uuid.UUID, list[Memory]] = {}
     for old, new_id in ranked.newer.items():
         inferred.setdefault(new_id, []).append(by_id[old])
+    words: dict[uuid.UUID, str] = {}  # each memory's words, made once and only if some memory replaced another
     for m in list(out):
         older = [*(ranked.superseded.get(m.id) or []), *inferred.get(m.id, [])]
+        if not older:
+            continue
         new = _values(m.content)
-        stale = set().union(*(_values(o.content) for o in older)) - new if older else set()
+        stale = set().union(*(_values(o.content) for o in older)) - new
         if not stale:
             continue
-        echoes = [o for o in out if o.id != m.id and any(_mentions(_words(o.content), v) for v in stale)
-                  and not any(_mentions(_words(o.content), v) for v in new)]
+        if not words:
+            words = {o.id: _words(o.content) for o in out}
+        echoes = [o for o in out if o.id != m.id and any(_mentions(words[o.id], v) for v in stale)
+                  and not any(_mentions(words[o.id], v) for v in new)]
         for o in echoes:
             ranked.newer.setdefault(o.id, m.id)
         at = out.index(m)
