@@ -162,7 +162,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         if request is not None:
             request.seq = max(request.seq or 0, *seqs)
 
-    changes_repo.track_commits(sessions, committed)
+    changes_repo.track_commits(sessions, changes.claim, committed, changes.release)
     indexing = IndexService(sessions, vectors, embedder.name, embedder.dim)
     indexing.load_and_heal()
     flusher = Flusher([vectors.flush, fine.flush], settings.index_flush_seconds)
@@ -200,7 +200,7 @@ def _assemble(settings: Settings, url: str, engine: Engine, sessions: sessionmak
         enricher.submit(cube_id)
     enricher.start()
     changes.start(applier)
-    auth = AuthService(sessions, tx)
+    auth = AuthService(sessions, tx, settings.key_cache_seconds)
     # The fuse_activation job builds its KV cache with the activation service defined below.
     jobs = build_jobs(settings, engine, sessions, tx, embedder, indexes,
                       lambda: activation, tracer)

@@ -123,4 +123,11 @@ def test_a_follower_applies_late_commits_and_closes_gaps_only_when_no_one_can_fi
         own = log_one(fast)
         follower.mark_applied(own)
         assert follower.catch_up() == 0 and follower.applied_through == own
-    assert follower.wait_for(own, 0.01) and not follower.wait_for(own + 1, 0.05)
+        # Nor one it is still applying: claimed before its commit, the follower leaves it to this process even
+        # once it is visible (applied by both, a new memory would be indexed twice).
+        mine = log_one(fast)
+        follower.claim([mine])
+        assert follower.catch_up() == 0 and applied == [later, held, after] and not follower.covers(mine)
+        follower.mark_applied(mine)
+        assert follower.covers(mine) and follower.applied_through == mine
+    assert follower.wait_for(mine, 0.01) and not follower.wait_for(mine + 1, 0.05)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from app.vector.embedder import load_embedder
-from app.vector.index import CubeIndex, Fingerprint, VectorStore
+from app.vector.index import Fingerprint, VectorStore
 
 WORDS = ["apple", "river", "violin", "marathon", "Berlin", "puppy", "painting", "coffee", "garden", "chess",
          "sunrise", "museum", "guitar", "camping", "bakery", "library", "soccer", "poetry", "harbor", "tulip"]
@@ -48,14 +48,3 @@ def test_ivf_switch_keeps_search_filters_removal_and_persistence(tmp_path: Path)
     assert again is not None and again.is_ivf
     assert again.fingerprint() == Fingerprint(299, sum(ids) - 11)
     assert int(again.search(vecs[20], 1)[1][0]) == 21
-
-
-def test_an_id_indexed_twice_comes_back_once() -> None:
-    """A write's own index update and the change-log follower can both add one memory: a hit list counts it once,
-    and still holds k distinct hits."""
-    vecs = np.eye(4, dtype=np.float32)
-    cube = CubeIndex(4)
-    cube.add(np.array([1, 2, 3, 4]), vecs, replace=False)
-    cube.add(np.array([1]), vecs[:1], replace=False)
-    scores, ids = cube.search(vecs[0], 3)
-    assert ids.tolist()[0] == 1 and len(set(ids.tolist())) == 3 and scores.tolist()[0] == 1.0

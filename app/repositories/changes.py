@@ -92,8 +92,10 @@ def listener(database_url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def track_commits(sessions: sessionmaker[Session], committed: Callable[[list[int]], None]) -> None:
-    """Call ``committed(seqs)`` after each commit of these sessions that logged changes, with their numbers.
+def track_commits(sessions: sessionmaker[Session], claim: Callable[[list[int]], None],
+                  committed: Callable[[list[int]], None], release: Callable[[list[int]], None]) -> None:
+    """Call ``claim(seqs)`` just before each commit of these sessions that logged changes, with their numbers,
+    then ``committed(seqs)`` after it, or ``release(seqs)`` when it rolled back instead.
 
     The numbers are read just before the commit (pending rows flushed first, so their triggers have run)."""
 
@@ -102,6 +104,7 @@ def track_commits(sessions: sessionmaker[Session], committed: Callable[[list[int
         seqs = transaction_seqs(session)
         if seqs:
             session.info["memcubed_seqs"] = seqs
+            claim(seqs)
 
     def after(session: Session) -> None:
         seqs = session.info.pop("memcubed_seqs", None)
@@ -109,7 +112,9 @@ def track_commits(sessions: sessionmaker[Session], committed: Callable[[list[int
             committed(seqs)
 
     def rolled_back(session: Session) -> None:
-        session.info.pop("memcubed_seqs", None)
+        seqs = session.info.pop("memcubed_seqs", None)
+        if seqs:
+            release(seqs)
 
     event.listen(sessions, "before_commit", before)
     event.listen(sessions, "after_commit", after)

@@ -10,7 +10,9 @@ Sequence numbers are taken before commit, so a lower number can become visible a
 transaction), and a rolled-back one never does. The follower therefore tracks the gaps below the highest
 number it applied, and closes a gap only once every transaction that could still hold it has ended (the
 snapshot's xmin has passed the xmax seen when the gap was found). A process applies its own writes itself, at
-once (the write paths update ``DerivedIndexes`` after commit, as before), and counts their numbers as applied.
+once (the write paths update ``DerivedIndexes`` after commit, as before): it claims their numbers just before
+commit, so the follower never applies them too (it could read them between the commit and the write's own
+index update, and a memory would then be indexed twice), and counts them as applied after.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class ChangeFollower:
         self._apply: Callable[[list[Change]], None] = lambda _: None
         self._done = 0  # every number up to here is applied, or known never to commit
         self._applied: set[int] = set()  # applied numbers above _done
+        self._claimed: set[int] = set()  # this process's own numbers, committing: it applies them itself
         self._horizon: dict[int, int] = {}  # a missing number -> the xmax of the snapshot that first missed it
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -88,9 +91,20 @@ class ChangeFollower:
         with self._cond:
             return self._cond.wait_for(lambda: seq <= self._done or seq in self._applied, timeout)
 
+    def claim(self, seqs: Sequence[int]) -> None:
+        """Changes this process is committing and will apply itself: the follower leaves them alone."""
+        with self._cond:
+            self._claimed.update(seqs)
+
+    def release(self, seqs: Sequence[int]) -> None:
+        """Claimed changes whose transaction rolled back: they never commit, so nothing is left to apply."""
+        with self._cond:
+            self._claimed.difference_update(seqs)
+
     def mark_applied(self, seq: int) -> None:
         """A change this process made and applied itself."""
         with self._cond:
+            self._claimed.discard(seq)
             if seq > self._done:
                 self._applied.add(seq)
                 self._advance()
@@ -113,7 +127,8 @@ class ChangeFollower:
                 rows = repo.changes_after(s, after, BATCH)
                 _, xmax = repo.snapshot_bounds(s)  # after the read: a gap seen now is held below it
             with self._cond:
-                new = [c for c in rows if c.seq not in self._applied and c.seq > self._done]
+                new = [c for c in rows if c.seq not in self._applied and c.seq not in self._claimed
+                       and c.seq > self._done]
             if new:
                 self._apply(new)
             with self._cond:

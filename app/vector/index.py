@@ -79,11 +79,8 @@ class CubeIndex:
                 if self.is_ivf:
                     params.nprobe = min(faiss.extract_index_ivf(self.index).nlist, 4 * self._nprobe())
                 params.sel = selector
-            # Twice k: a memory's change applied by this process's change-log follower between the commit and the
-            # writer's own index update is indexed twice (harmless but for this), and a hit list counts it once.
-            scores, ids = self.index.search(query.reshape(1, -1), min(2 * k, n), params=params)
-        found, first = np.unique(ids[0], return_index=True)
-        keep = np.sort(first[found >= 0])[:k]
+            scores, ids = self.index.search(query.reshape(1, -1), min(k, n), params=params)
+        keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
     def _nprobe(self) -> int:
