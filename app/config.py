@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         default=None, description="Bootstrap admin API key; unset creates one on first start, kept in data_dir. "
         "Setting a new one revokes every other admin key at the next start (rotation)."
     )
+    key_cache_seconds: float = Field(
+        default=0.5, ge=0, lt=1, description="How long a process reuses an API key it looked up; a key revoked on "
+        "another process is refused within this time (on the revoking process at once). 0 looks up every request.")
     idempotency_ttl_hours: float = Field(
         default=24, gt=0, description="How long an Idempotency-Key's result is replayed; expired records are purged.")
     data_dir: Path = Field(default_factory=_default_data_dir, description="Index files, embedded Postgres, keys.")

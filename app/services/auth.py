@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import uuid
 
+from cachetools import TTLCache
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ConfigurationError, Conflict, InvalidInput, NotFound, Unauthenticated
@@ -17,6 +19,7 @@ from app.schemas.admin import KeyCreate, KeyCreated, KeyOut, KeyRevoked, TenantC
 from app.services.base import Idempotency, Transactor, Tx
 
 KEY_PREFIX = "mck_"
+KEY_CACHE_SIZE = 10_000
 
 
 def hash_key(raw: str) -> str:
@@ -29,20 +32,45 @@ def new_key() -> str:
 
 
 class AuthService:
-    def __init__(self, sessions: sessionmaker[Session], tx: Transactor) -> None:
+    def __init__(self, sessions: sessionmaker[Session], tx: Transactor, cache_seconds: float = 0.0) -> None:
         self.sessions = sessions
         self.tx = tx
+        # Every request authenticates: a lookup remembered briefly (unknown keys too, so a flood of made-up keys
+        # costs no queries either) saves a database round trip per request. Keyed by hash, never by the key.
+        self._known: TTLCache[str, Principal | None] | None = (
+            TTLCache(KEY_CACHE_SIZE, cache_seconds) if cache_seconds > 0 else None)
+        self._known_lock = threading.Lock()
 
     def authenticate(self, raw: str | None) -> Principal:
         if not raw:
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        found = self._lookup(hash_key(raw))
+        if found is None:
+            raise Unauthenticated("invalid or revoked API key")
+        return found
+
+    def _lookup(self, digest: str) -> Principal | None:
+        if self._known is not None:
+            try:
+                with self._known_lock:
+                    return self._known[digest]
+            except KeyError:
+                pass
         with self.sessions() as s:
-            key = tenants.key_by_hash(s, hash_key(raw))
-            if key is None or key.revoked_at is not None:
-                raise Unauthenticated("invalid or revoked API key")
-            return Principal(key_id=key.id, scope=key.scope, tenant_id=key.tenant_id,
-                             cube_ids=frozenset(key.cube_ids) if key.cube_ids is not None else None,
-                             permission=key.permission)
+            key = tenants.key_by_hash(s, digest)
+            found = None if key is None or key.revoked_at is not None else Principal(
+                key_id=key.id, scope=key.scope, tenant_id=key.tenant_id,
+                cube_ids=frozenset(key.cube_ids) if key.cube_ids is not None else None, permission=key.permission)
+        if self._known is not None:
+            with self._known_lock:
+                self._known[digest] = found
+        return found
+
+    def _forget_keys(self) -> None:
+        """Keys changed here: this process stops trusting what it remembered at once (others within the TTL)."""
+        if self._known is not None:
+            with self._known_lock:
+                self._known.clear()
 
     def ensure_admin_key(self, raw: str) -> bool:
         """Register ``raw`` as an admin key if it is not yet known. Returns True when it was added."""
@@ -76,6 +104,7 @@ class AuthService:
                     tenants.revoke_key(s, key, utcnow())
                     audit.record(s, tenant_id=None, key_id=None, action="key.revoke", object_type="api_key",
                                  object_id=key.id, details={"reason": "admin key rotated"})
+        self._forget_keys()
 
     def create_tenant(self, principal: Principal, name: str, idem: Idempotency | None = None) -> TenantCreated:
         principal.require_admin()
@@ -147,4 +176,6 @@ class AuthService:
             assert key.revoked_at is not None
             return KeyRevoked(id=key.id, revoked_at=key.revoked_at)
 
-        return self.tx.run(principal, None, KeyRevoked, work)
+        revoked = self.tx.run(principal, None, KeyRevoked, work)
+        self._forget_keys()
+        return revoked
