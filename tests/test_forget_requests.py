@@ -337,3 +337,49 @@ def test_a_memory_that_says_more_loses_only_the_data_and_gets_it_back_on_revert(
     back = memory(http, stored[0]["id"])
     assert (back["status"], back["version"], back["content"]) == ("active", 3, mixed)
     assert memory(http, stored[1]["id"])["status"] == "active"
+
+
+def test_what_the_request_says_to_keep_stays(tenant: TenantCtx, cube: str) -> None:
+    private, work = add_memories(tenant, cube, "My private email is tariq.h@inbox.com",
+                                 "My work email is t.hassan@acme.io")
+    out = post_messages(tenant.http, cube, ("user", "Forget my private email, leave the work one alone."))
+    assert out["forgotten"] == [private["id"]]
+    assert memory(tenant.http, work["id"])["status"] == "active"
+
+
+def test_forget_that_number_takes_the_turn_it_points_back_to(tenant: TenantCtx, cube: str) -> None:
+    out = post_messages(tenant.http, cube, ("user", "the side gate keypad takes 7731"),
+                        ("assistant", "Got it."), ("user", "I'll water the tomatoes later"),
+                        ("user", "hmm, actually forget that number"))
+    code, _, tomatoes, _ = (m["id"] for m in out["memories"])
+    assert out["forgotten"] == [code]
+    assert memory(tenant.http, tomatoes)["status"] == "active"
+
+
+def test_a_name_is_cut_out_of_a_memory_that_says_more(tenant: TenantCtx, cube: str) -> None:
+    hike, call = add_memories(tenant, cube, "Went hiking in the Alps with Marguerite last summer, superb views",
+                              "Marguerite rang twice")
+    out = post_messages(tenant.http, cube, ("user", "please forget about Marguerite"))
+    assert sorted(out["forgotten"]) == sorted([hike["id"], call["id"]])
+    kept = memory(tenant.http, hike["id"])
+    assert (kept["status"], kept["content"]) == (
+        "active", "Went hiking in the Alps with [forgotten] last summer, superb views")
+    assert memory(tenant.http, call["id"])["status"] == "archived"
+
+
+def test_a_diagnosis_takes_the_memories_that_repeat_its_name(tenant: TenantCtx, cube: str) -> None:
+    told, again, other = add_memories(tenant, cube, "The doctor says it's Hashimoto's disease",
+                                      "Hashimoto's flaring up again, so tired today",
+                                      "Booked the ferry to Skye for June")
+    out = post_messages(tenant.http, cube, ("user", "Please forget my diagnosis."))
+    assert sorted(out["forgotten"]) == sorted([told["id"], again["id"]])
+    assert memory(tenant.http, other["id"])["status"] == "active"
+
+
+def test_data_named_by_the_request_is_cut_out_however_the_memory_was_found(tenant: TenantCtx, cube: str) -> None:
+    (mixed,) = add_memories(tenant, cube, "My birthday is 3 March and I grew up near the Tromsø fishing harbour")
+    out = post_messages(tenant.http, cube, ("user", "forget my birthday"))
+    assert out["forgotten"] == [mixed["id"]]
+    kept = memory(tenant.http, mixed["id"])
+    assert (kept["status"], kept["content"]) == (
+        "active", "My birthday is [forgotten] and I grew up near the Tromsø fishing harbour")

@@ -109,8 +109,9 @@ LEADING = re2.compile(r"^(?:about|regarding|the\s+fact\s+that|that|those|these|t
 # Clauses that name an attribute indirectly: "where I live" is the home address, "who my therapist is" the therapist.
 WHERE_I_LIVE = re2.compile(r"^where\s+(?:i|we)\s+(?:live|am\s+living|are\s+living|stay|am\s+staying|reside)$")
 WHO_MY_X_IS = re2.compile(r"^(?:who|what|when|where)\s+(?:my|our)\s+(?P<x>[\w' -]{1,60}?)\s+(?:is|are|was|were)$")
-# A clause after the subject: "my passport number, I shouldn't have shared it" (a subject is one comma-free phrase).
-CLAUSE = re2.compile(r",")
+# A clause after the subject: "my passport number, I shouldn't have shared it", "my email but not the work one"
+# (a subject is one phrase, without commas or exceptions).
+CLAUSE = re2.compile(r",|\s+(?:but|except|apart\s+from|other\s+than)\s+")
 EMPTY_SUBJECTS = {"it", "that", "this", "them", "everything", "anything", "all", "all that", "all of it", "all of that",
                   "about it", "about that", "me", "what i said", "the rest", "it all", "everything else", "him",
                   "her", "those", "these", "that for now", "it for now"}
@@ -200,6 +201,27 @@ def detect(text: str) -> Detection | None:
         if taken >= MAX_CANDIDATES:
             return None
     return None
+
+
+# After the subject: what the user asks to keep ("forget my personal email, keep the work one", "but not the
+# work one", "except my work email").
+EXCEPT = re2.compile(r"\b(?:keep|leave|except|but\s+not|not)\s+(?:the|my|our)\s+(?P<w>[a-z][a-z'-]{1,30})")
+
+
+def exceptions(detection: Detection) -> list[str]:
+    """Words naming what the request's sentence says to keep, after its subject."""
+    text = normalise(detection.sentence)[:SCAN_CHARS]
+    at = text.find(detection.subject)
+    if at < 0:
+        return []
+    rest = text[at + len(detection.subject):]
+    return [w for m in EXCEPT.finditer(rest) if (w := m.group("w")) not in STOPWORDS]
+
+
+def points_back(detection: Detection) -> bool:
+    """The subject is what was just said ("forget that number", "delete those credentials"), not a topic."""
+    text = normalise(detection.sentence)[:SCAN_CHARS]
+    return any(f"{d} {detection.subject}" in text for d in ("that", "this", "those", "these"))
 
 
 def might_be_request(text: str) -> bool:

@@ -48,6 +48,9 @@ class Kind:
     # The data itself ("42 Elm Street", "58,500 a year"): what a mixed memory loses instead of all of it. A kind
     # without them (a password's cue, a diagnosis) takes the whole memory.
     values: tuple[str, ...] = ()
+    # RE2, case-sensitive, group ``v``: the name a memory of this kind gives its data ("diagnosed with Crohn's
+    # disease" → "Crohn"), which later memories repeat without the kind's words ("the flare ups from the Crohn's").
+    echoes: tuple[str, ...] = ()
 
 
 KINDS = (
@@ -75,7 +78,9 @@ KINDS = (
          (r"\m(?:diagnos\w*|medication|medicine|prescri\w*|therapy|therapist|surgery|disease|disorder|"
           r"diabetes|asthma|cancer|depress\w*|anxiety|adhd|allerg\w*|pregnan\w*|hiv|illness|doctor|clinic|"
           r"hospital|symptom\w*|chemo\w*|insulin|antidepressant\w*|meds|pills|tablets)\M", r"\m\d+ ?mg\M",
-          r"\m(?:take|taking|on)\s+[a-z]{4,30}\s+(?:every|each|daily|twice|once|morning|night)\M")),
+          r"\m(?:take|taking|on)\s+[a-z]{4,30}\s+(?:every|each|daily|twice|once|morning|night)\M"),
+         echoes=(r"\b[Dd]iagnosed\s+with\s+(?:an?\s+|the\s+)?(?P<v>[A-Z][A-Za-z-]{2,30})",
+                 r"\b(?P<v>[A-Z][A-Za-z-]{2,30})(?:'s)?\s+(?:disease|syndrome|disorder)\b")),
     Kind("finances", frozenset({"finances", "financial", "salary", "income", "debt", "debts", "money", "loan",
                                 "loans", "mortgage", "savings", "pay", "wage", "earnings", "bankruptcy"}),
          (r"\m(?:salary|income|debt|loan|mortgage|savings|earn\w*|owe|bankrupt\w*|paid|wage)\M",
@@ -136,6 +141,21 @@ def _python_pattern(pattern: str) -> Any:
 _PY_PATTERNS = {k.name: tuple(_python_pattern(p) for p in k.patterns) for k in KINDS}
 
 
+_NUMBERS = frozenset({"number", "numbers", "digits", "code", "codes"})
+_DIGIT = re.compile(r"\d")
+
+
+def fits(content: str, subject: str) -> bool:
+    """Whether a memory can be what a pointing request means ("that number" has digits, "that address" an
+    address's data; anything else, any memory)."""
+    text = head(content)
+    if (kind := kind_of(subject)) is not None:
+        return any(p.search(text) for p in _PY_PATTERNS[kind.name])
+    if _NUMBERS & set(_WORD.findall(subject.lower())):
+        return _DIGIT.search(text) is not None
+    return True
+
+
 def kind_owned_by_another(content: str, kind: Kind) -> bool:
     """Every piece of ``kind``'s data in the text sits in a clause about someone else, and there is one
     ("forget my address" leaves "my parents live at 14 Willow Crescent")."""
@@ -156,7 +176,15 @@ _VALUE_PATTERNS = {k.name: tuple(_python_pattern(p) for p in k.values) for k in 
 REDACTED = "[forgotten]"
 _LEFT_WORD = re.compile(r"[^\W\d_]{3,}")
 MAX_SPANS = 50
-MIN_LEFT_WORDS = 4  # what must be left beside the data for a memory to be kept, redacted, rather than archived
+# What must be left beside the data for a memory to be kept, redacted, rather than archived: words that say
+# something ("born in Newcastle" is; "please send the parcel to my address" is about the data alone).
+MIN_LEFT_WORDS = 3
+_FILLER = frozenset({"the", "and", "are", "was", "were", "for", "with", "from", "that", "this", "these", "those",
+                     "please", "you", "your", "our", "his", "her", "its", "their", "but", "not", "any", "all", "can",
+                     "will", "just", "also", "about", "into", "have", "has", "had", "been", "very", "too", "then",
+                     "than", "it's", "i'm", "there", "here", "what", "which", "who", "when", "where", "how", "now",
+                     "ok", "okay", "yes", "yeah", "thanks", "thank", "again", "still", "got", "get", "put", "send",
+                     "use", "keep", "note", "noted", "save"})
 
 
 def redact(content: str, kind: Kind) -> tuple[str, list[str]] | None:
@@ -165,10 +193,39 @@ def redact(content: str, kind: Kind) -> tuple[str, list[str]] | None:
     reach me at x@y.z" keeps Hamburg)."""
     if len(content) > SCAN_CHARS or not _VALUE_PATTERNS[kind.name]:
         return None
-    spans = sorted({m.span() for pattern in _VALUE_PATTERNS[kind.name]
-                    for m in itertools.islice(pattern.finditer(content), MAX_SPANS + 1)})
-    if len(spans) > MAX_SPANS:
-        return None  # mostly data: the memory goes whole
+    spans = _spans(content, _VALUE_PATTERNS[kind.name])
+    return _cut(content, spans, kind.cues) if spans is not None else None
+
+
+def redact_name(content: str, words: list[str]) -> tuple[str, list[str]] | None:
+    """The memory without a name ("forget about Callum", "the bit about Larkspur"): the data of any kind that holds
+    the name ("8 Larkspur Way"), else the name itself; only when the memory writes every word of it capitalised (a
+    name, not a topic such as "my trip") and says enough beside it."""
+    if len(content) > SCAN_CHARS or not words:
+        return None
+    lowered = [w.lower() for w in words]
+    named = [[m.span() for m in itertools.islice(re2.finditer(rf"(?i)\b{re2.escape(w)}(?:'s)?\b", content),
+                                                   MAX_SPANS) if content[m.start()].isupper()] for w in lowered]
+    if not all(named):
+        return None
+    spans: list[tuple[int, int]] = []
+    for patterns in _VALUE_PATTERNS.values():
+        found = _spans(content, patterns) or []
+        spans += [(a, b) for a, b in found if any(w in content[a:b].lower() for w in lowered)]
+    spans += [span for found in named for span in found]
+    return _cut(content, sorted(spans), frozenset())
+
+
+def _spans(content: str, patterns: tuple[Any, ...]) -> list[tuple[int, int]] | None:
+    """Where the patterns match, sorted; None when there are more than MAX_SPANS (mostly data)."""
+    spans = sorted({m.span() for pattern in patterns for m in itertools.islice(pattern.finditer(content),
+                                                                               MAX_SPANS + 1)})
+    return None if len(spans) > MAX_SPANS else spans
+
+
+def _cut(content: str, spans: list[tuple[int, int]], cues: frozenset[str]) -> tuple[str, list[str]] | None:
+    """``content`` with the (sorted) spans replaced by REDACTED, and what they held; None when there are none or
+    fewer than MIN_LEFT_WORDS words (neither ``cues`` nor filler) would be left."""
     merged: list[tuple[int, int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:
@@ -183,8 +240,21 @@ def redact(content: str, kind: Kind) -> tuple[str, list[str]] | None:
         taken.append(content[start:end])
         at = end
     text = "".join(parts) + content[at:]
-    left = [w for w in _LEFT_WORD.findall(text.replace(REDACTED, " ")) if w.lower() not in kind.cues]
+    left = [w for w in _LEFT_WORD.findall(text.replace(REDACTED, " ")) if w.lower() not in cues | _FILLER]
     return (text, taken) if len(left) >= MIN_LEFT_WORDS else None
+
+
+_ECHO_PATTERNS = {k.name: tuple(re2.compile(p) for p in k.echoes) for k in KINDS}
+# Capitalised words that open a condition's name without being it ("diagnosed with Type 2 diabetes").
+_NOT_ECHOES = frozenset({"type", "stage", "grade", "chronic", "acute", "severe", "mild", "early", "late", "the",
+                         "some", "his", "her", "their", "my"})
+
+
+def echoes_in(content: str, kind: Kind) -> list[str]:
+    """The names ``kind``'s data goes by in this memory, for finding the memories that repeat them."""
+    text = head(content)
+    found = (m.group("v") for pattern in _ECHO_PATTERNS[kind.name] for m in pattern.finditer(text))
+    return list(dict.fromkeys(v for v in found if v.lower() not in _NOT_ECHOES))[:10]
 
 
 _TOKEN = re.compile(r"[^\s,;:!?()\[\]{}\"']{4,64}")

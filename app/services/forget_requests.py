@@ -7,13 +7,17 @@ forgotten), so the conversation still shows that the user asked.
 Which memories are "about" the subject: those containing every content word of it (lexical), those holding
 data of its sensitive kind ("my address" → "I live at 42 Elm Street", ``app.forget_requests.kinds``), and those
 whose embedding is at least ``forget_min_score`` similar to it (dense); a first-person request skips memories
-that only mention someone else's ("my sister's birthday"). A request covers everything stored before it,
-earlier messages of its own call included; the summaries written from what it forgets go with them.
+that only mention someone else's ("my sister's birthday"). "Forget that number" points back: the nearest earlier
+turn of its call that can be it. A diagnosis also takes the memories that repeat its name ("the Crohn's"), and
+what the sentence says to keep ("keep the work one") stays. A memory that says more than the data of the kind,
+or than a name, loses only that ("[forgotten]"). A request covers everything stored before it, earlier messages
+of its own call included; the summaries written from what it forgets go with them.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,15 +33,20 @@ from app.forget_requests.detector import (
     Detection,
     content_words,
     detect,
+    exceptions,
     might_be_request,
     parse_classifier_reply,
+    points_back,
 )
 from app.forget_requests.kinds import (
+    echoes_in,
     first_person,
+    fits,
     kind_of,
     kind_owned_by_another,
     owned_by_another,
     redact,
+    redact_name,
     values_in,
 )
 from app.llm import LLMUnavailable, chat, fell_back
@@ -123,6 +132,16 @@ class ForgetPlan:
         if d.sentence and d.sentence in content and d.sentence != content.strip():
             return content.replace(d.sentence, marker(d.subject), 1)
         return marker(d.subject)
+
+
+def contains_any(content: str, words: Sequence[str]) -> bool:
+    lowered = content.lower()
+    return any(re.search(rf"\b{re.escape(w)}", lowered) for w in words)
+
+
+def contains_all(content: str, words: Sequence[str]) -> bool:
+    lowered = content.lower()
+    return all(re.search(rf"\b{re.escape(w)}", lowered) for w in words)
 
 
 class ForgetRequestService:
@@ -282,20 +301,32 @@ class ForgetRequestService:
             found = {mid: (m, how) for mid, (m, how) in self._about(s, cube_id, detection, query, at, batch).items()
                      if covered(m) and not (mine and (owned_by_another(m.content, words) or (
                          kind is not None and kind_owned_by_another(m.content, kind))))}
-            # Found only as data of the kind, inside a memory that says more: that memory loses the data alone.
-            for mid, (m, how) in found.items():
-                if (kind is not None and how.startswith("kind ") and mid not in keep
-                        and (cut := redact(m.content, kind)) is not None):
-                    redactions.setdefault(mid, cut)
+            if points_back(detection) and (turn := self._pointed_at(s, detection, at, batch)) is not None:
+                found.setdefault(turn.id, (turn, "the turn it points back to"))
+            if kind is not None and not kind.values:  # the names its data goes by, repeated elsewhere
+                for name in dict.fromkeys(e for m, how in found.values() if how.startswith("kind ")
+                                          for e in echoes_in(m.content, kind)):
+                    for m in memories_repo.active_containing(s, cube_id, [name], limit):
+                        if covered(m):
+                            found.setdefault(m.id, (m, f"repeats the name {name!r}"))
+            # A memory that says more than the data of the kind (or than a name) loses the data alone.
+            cuts = {mid: cut for mid, (m, how) in found.items() if (cut := (
+                redact(m.content, kind) if kind is not None else
+                redact_name(m.content, words) if how == "lexical" else None)) is not None}
             # What they hold may be repeated elsewhere ("Got it, 07911 123456"): that goes too.
             values = list(dict.fromkeys(v for mid, (m, _) in found.items()
-                                        for v in values_in(" ".join(redactions[mid][1]) if mid in redactions
-                                                           else m.content)))
+                                        for v in values_in(" ".join(cuts[mid][1]) if mid in cuts else m.content)))
             for m in memories_repo.active_holding(s, cube_id, values, limit):
                 if covered(m):
                     found.setdefault(m.id, (m, "holds a forgotten value"))
+            # "Forget my personal email, keep the work one": what the request says to keep stays.
+            if kept := exceptions(detection):
+                found = {mid: hit for mid, hit in found.items()
+                         if not (contains_any(hit[0].content, kept) and not contains_all(hit[0].content, words))}
             for mid, hit in found.items():
-                if mid in keep and mid in redactions and not hit[1].startswith("kind "):
+                if mid not in keep and mid in cuts:
+                    redactions[mid] = cuts[mid]
+                elif mid in keep and mid in redactions and mid not in cuts:
                     del redactions[mid]  # about the subject itself under another request: it goes whole
                 keep.setdefault(mid, hit)
         # Locked only now, all at once in vec_id order, and kept only if still active.
@@ -303,6 +334,19 @@ class ForgetRequestService:
         locked = [m for m in memories_repo.memories_locked(s, list(how_of)) if m.status == "active"]
         ordered = sorted(((m, how_of[m.id]) for m in locked), key=lambda x: (x[0].created_at, x[0].id))
         return ordered[:limit]
+
+    @staticmethod
+    def _pointed_at(s: Session, detection: Detection, at: int, batch: dict[uuid.UUID, int]) -> Memory | None:
+        """What "forget that number" points back to: the nearest earlier turn of the same call, not the
+        assistant's, that can be it."""
+        earlier = sorted(((i, mid) for mid, i in batch.items() if i < at), reverse=True)
+        turns = {m.id: m for m in memories_repo.memories_by_ids(s, [mid for _, mid in earlier])}
+        for _, mid in earlier:
+            m = turns.get(mid)
+            if (m is not None and m.status == "active" and (m.meta or {}).get("role") != "assistant"
+                    and MARKER_KEY not in (m.meta or {}) and fits(m.content, detection.subject)):
+                return m
+        return None
 
     def _about(self, s: Session, cube_id: uuid.UUID, detection: Detection, query: np.ndarray, at: int,
                batch: dict[uuid.UUID, int]) -> dict[uuid.UUID, tuple[Memory, str]]:
