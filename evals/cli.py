@@ -302,6 +302,56 @@ def tune(
     console.print(f"wrote {out_dir / 'tune-fusion.json'} (copy it to benchmarks/results/ to render it in the docs)")
 
 
+@eval_app.command("abstention")
+def abstention(
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="LoCoMo file; not needed with --evidence.")] = None,
+    url: UrlOpt = None,
+    embedded: EmbeddedOpt = False,
+    api_key: ApiKeyOpt = None,
+    conversations: ConvOpt = None,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    evidence: Annotated[Path | None, typer.Option(
+        "--evidence", help="An evidence.jsonl from an earlier run: choose floors offline, no service needed.")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Seeded 2-way splits (5 gives 5 x 2 folds).")] = 5,
+    max_false: Annotated[float, typer.Option(
+        "--max-false", min=0.0, max=1.0, help="Most false abstention allowed on the tuning half.")] = 0.01,
+) -> None:
+    """Abstention floors of /v1/context by conversation folds: LoCoMo questions in their own cube (answerable) and
+    in another conversation's (unanswerable); floors chosen on half the conversations, reported on the other."""
+    import json
+    import shlex
+    import sys
+
+    from evals.abstention import collect, cross_validate, load_evidence, results_file
+
+    out_dir = out or Path("eval-out") / "abstention"
+    if evidence is None:
+        if dataset is None or bool(url) == embedded:
+            raise typer.BadParameter("give --dataset and exactly one of --url URL or --embedded (or --evidence FILE)")
+        target_cm = _target(url, embedded, api_key, data_dir)
+        try:
+            with target_cm as target:
+                evidence = collect(dataset, target, _split(conversations), out_dir / "evidence.jsonl", console)
+        except ServerCommandError as exc:
+            _abort("server error", exc, 1)
+    try:
+        cv = cross_validate(load_evidence(evidence), repeats=repeats, max_false=max_false)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    shown = list(sys.argv[1:])
+    if "--api-key" in shown[:-1]:
+        shown[shown.index("--api-key") + 1] = "KEY"
+    report = results_file(cv, "memcubed-eval " + shlex.join(shown))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "abstention.json").write_text(json.dumps(report, indent=1) + "\n")
+    oos = cv["out_of_sample"]
+    console.print(f"out-of-sample (mean of {len(cv['folds'])} folds): false abstention {oos['own']:.3f}, correct "
+                  f"abstention {oos['foreign']:.3f}; agreed floors {cv['agreed']['cosine_floor']:g} / "
+                  f"{cv['agreed']['overlap_floor']:g}")
+    console.print(f"wrote {out_dir / 'abstention.json'} (copy it to benchmarks/results/ to render it in the docs)")
+
+
 def main() -> None:
     """The ``memcubed-eval`` console script."""
     eval_app()
