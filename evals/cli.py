@@ -6,10 +6,14 @@ and, for ``--embedded`` and the router, through the server's ``memcubed`` CLI as
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -251,9 +255,44 @@ def ablation(
     console.print((out_dir / "ablation.md").read_text(), soft_wrap=True)
 
 
+FoldDatasetOpt = Annotated[Path | None, typer.Option(
+    "--dataset", help="LoCoMo file; not needed when an earlier run's collected file is given.")]
+RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Seeded 2-way splits (5 gives 5 x 2 folds).")]
+Collector = Callable[[Path, ServiceTarget, Sequence[str] | None, Path, Console], Path]
+
+
+def _collected(cached: Path | None, flag: str, dataset: Path | None, url: str | None, embedded: bool,
+               api_key: str | None, data_dir: Path | None, conversations: str | None, out_file: Path,
+               collect: Collector) -> Path:
+    """An earlier run's collected file, or a new collection through the service (``--url`` or ``--embedded``):
+    the slow part, so that choosing constants from it can be repeated offline."""
+    if cached is not None:
+        return cached
+    if dataset is None or bool(url) == embedded:
+        raise typer.BadParameter(f"give --dataset and exactly one of --url URL or --embedded (or {flag} FILE)")
+    try:
+        with _target(url, embedded, api_key, data_dir) as target:
+            return collect(dataset, target, _split(conversations), out_file, console)
+    except ServerCommandError as exc:
+        _abort("server error", exc, 1)
+
+
+def _shown_command() -> str:
+    """This run's command line, as a results file records it (an API key replaced by KEY)."""
+    shown = list(sys.argv[1:])
+    if "--api-key" in shown[:-1]:
+        shown[shown.index("--api-key") + 1] = "KEY"
+    return "memcubed-eval " + shlex.join(shown)
+
+
+def _save(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+
+
 @eval_app.command("tune")
 def tune(
-    dataset: Annotated[Path | None, typer.Option("--dataset", help="LoCoMo file; not needed with --ranks.")] = None,
+    dataset: FoldDatasetOpt = None,
     url: UrlOpt = None,
     embedded: EmbeddedOpt = False,
     api_key: ApiKeyOpt = None,
@@ -262,7 +301,7 @@ def tune(
     data_dir: DataDirOpt = None,
     ranks: Annotated[Path | None, typer.Option(
         "--ranks", help="A channel-ranks.jsonl from an earlier run: tune offline, no service needed.")] = None,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Seeded 2-way splits (5 gives 5 x 2 folds).")] = 5,
+    repeats: RepeatsOpt = 5,
     start: Annotated[str | None, typer.Option(
         "--start", help="Weights the ascent starts from, e.g. 'dense=1,bm25_window=2' (default: every channel 1).")]
         = None,
@@ -270,33 +309,17 @@ def tune(
     k: Annotated[int, typer.Option("--k", min=1, max=200, help="Recall@k to maximise and report.")] = 10,
 ) -> None:
     """Fusion weights by conversation folds: tune on half the conversations, report recall on the other half."""
-    import json
-    import shlex
-    import sys
-
     from evals.tuning import collect, cross_validate, load_ranks, results_file, weights_of
 
     out_dir = out or Path("eval-out") / "tune"
-    if ranks is None:
-        if dataset is None or bool(url) == embedded:
-            raise typer.BadParameter("give --dataset and exactly one of --url URL or --embedded (or --ranks FILE)")
-        target_cm = _target(url, embedded, api_key, data_dir)
-        try:
-            with target_cm as target:
-                ranks = collect(dataset, target, _split(conversations), out_dir / "channel-ranks.jsonl", console)
-        except ServerCommandError as exc:
-            _abort("server error", exc, 1)
+    ranks = _collected(ranks, "--ranks", dataset, url, embedded, api_key, data_dir, conversations,
+                       out_dir / "channel-ranks.jsonl", collect)
     try:
         cv = cross_validate(load_ranks(ranks), weights_of(start), repeats=repeats,
                             grid=[float(x) for x in grid.split(",")], k=k)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    shown = list(sys.argv[1:])
-    if "--api-key" in shown[:-1]:
-        shown[shown.index("--api-key") + 1] = "KEY"
-    report = results_file(cv, "memcubed-eval " + shlex.join(shown))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "tune-fusion.json").write_text(json.dumps(report, indent=1) + "\n")
+    _save(out_dir / "tune-fusion.json", results_file(cv, _shown_command()))
     console.print(f"R@{k} out-of-sample (mean of {len(cv['folds'])} folds): {cv['out_of_sample']:.3f}; in-sample "
                   f"{cv['in_sample_folds']:.3f}; agreed weights {cv['agreed']}")
     console.print(f"wrote {out_dir / 'tune-fusion.json'} (copy it to benchmarks/results/ to render it in the docs)")
@@ -304,7 +327,7 @@ def tune(
 
 @eval_app.command("abstention")
 def abstention(
-    dataset: Annotated[Path | None, typer.Option("--dataset", help="LoCoMo file; not needed with --evidence.")] = None,
+    dataset: FoldDatasetOpt = None,
     url: UrlOpt = None,
     embedded: EmbeddedOpt = False,
     api_key: ApiKeyOpt = None,
@@ -313,38 +336,22 @@ def abstention(
     data_dir: DataDirOpt = None,
     evidence: Annotated[Path | None, typer.Option(
         "--evidence", help="An evidence.jsonl from an earlier run: choose floors offline, no service needed.")] = None,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Seeded 2-way splits (5 gives 5 x 2 folds).")] = 5,
+    repeats: RepeatsOpt = 5,
     max_false: Annotated[float, typer.Option(
         "--max-false", min=0.0, max=1.0, help="Most false abstention allowed on the tuning half.")] = 0.01,
 ) -> None:
     """Abstention floors of /v1/context by conversation folds: LoCoMo questions in their own cube (answerable) and
     in another conversation's (unanswerable); floors chosen on half the conversations, reported on the other."""
-    import json
-    import shlex
-    import sys
-
     from evals.abstention import collect, cross_validate, load_evidence, results_file
 
     out_dir = out or Path("eval-out") / "abstention"
-    if evidence is None:
-        if dataset is None or bool(url) == embedded:
-            raise typer.BadParameter("give --dataset and exactly one of --url URL or --embedded (or --evidence FILE)")
-        target_cm = _target(url, embedded, api_key, data_dir)
-        try:
-            with target_cm as target:
-                evidence = collect(dataset, target, _split(conversations), out_dir / "evidence.jsonl", console)
-        except ServerCommandError as exc:
-            _abort("server error", exc, 1)
+    evidence = _collected(evidence, "--evidence", dataset, url, embedded, api_key, data_dir, conversations,
+                          out_dir / "evidence.jsonl", collect)
     try:
         cv = cross_validate(load_evidence(evidence), repeats=repeats, max_false=max_false)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    shown = list(sys.argv[1:])
-    if "--api-key" in shown[:-1]:
-        shown[shown.index("--api-key") + 1] = "KEY"
-    report = results_file(cv, "memcubed-eval " + shlex.join(shown))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "abstention.json").write_text(json.dumps(report, indent=1) + "\n")
+    _save(out_dir / "abstention.json", results_file(cv, _shown_command()))
     oos = cv["out_of_sample"]
     console.print(f"out-of-sample (mean of {len(cv['folds'])} folds): false abstention {oos['own']:.3f}, correct "
                   f"abstention {oos['foreign']:.3f}; agreed floors {cv['agreed']['cosine_floor']:g} / "
