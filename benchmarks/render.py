@@ -184,8 +184,23 @@ def _load_bench(lb: Json) -> dict[str, Table]:
                                  "fine p95", "errors"], "rows": rows}}
 
 
+def _soak(sb: Json) -> dict[str, Table]:
+    soak, v, g = sb["soak"], sb["verify"], sb["goals"]
+    fast = soak["ops"].get("fast_search") or {}
+    return {"soak": {
+        "columns": ["processes", "clients", "seconds", "requests", "QPS", "fast p95", "errors",
+                    "memories acknowledged", "readable", "searched (each on every process)", "not found", "lost",
+                    "goals"],
+        "rows": [[sb["processes"], sb["clients"], soak["seconds"], soak["requests"], f"{soak['qps']:,.1f}",
+                  f"{fast['p95_ms']:,.0f} ms" if fast.get("n") else "—", soak["error_count"], v["acknowledged"],
+                  v["readable"], f"{v['searched']} x {v['processes_searched']}", v["not_found"], g["lost"]["value"],
+                  "; ".join(f"{k} {x['value']} ({x['target']}): {'met' if x['met'] else 'not met'}"
+                            for k, x in g.items())]]}}
+
+
 VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
     "load_bench": _load_bench,
+    "soak_bench": _soak,
     "replication_bench": _replication,
     "abuse_bench": _abuse,
     "abuse_bench-before": _abuse,

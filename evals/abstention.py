@@ -85,6 +85,7 @@ def collect(dataset: Path, target: ServiceTarget, conversations: Sequence[str] |
         task = bar.add_task("abstention: questions", total=total)
         for i, conv in enumerate(convs):
             own, foreign = systems[i].cube_id, systems[(i + 1) % len(convs)].cube_id
+            assert own is not None and foreign is not None
             for q in conv.questions:
                 bar.advance(task)
                 if q.category_code == ADVERSARIAL:

@@ -232,6 +232,7 @@ def embedded_target(data_dir: Path | None = None) -> Iterator[ServiceTarget]:
     """A throwaway memcubed (``memcubed serve`` as a child process) with a fresh tenant: ``--embedded``."""
     with embedded(data_dir) as server, memcubed.Client(server.url, server.admin_key) as admin:
         tenant = admin.tenants.create(f"eval-{uuid.uuid4().hex[:8]}")
+        assert tenant.api_key is not None  # shown once, at creation
         yield ServiceTarget(server.url, tenant.api_key, embedded=True)
 
 

@@ -79,6 +79,7 @@ def collect(dataset: Path, target: ServiceTarget, conversations: Sequence[str] |
         for conv in data.conversations:
             system = MemcubedSystem(client, "fine", 500, keep_cubes=False)
             system.ingest("locomo", conv, lambda _n: None)
+            assert system.cube_id is not None
             for q in conv.questions:
                 if q.category_code not in HEADLINE or not q.evidence:
                     continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks import load_bench
+from benchmarks import load_bench, soak_bench
 from benchmarks.render import VIEWS, table_markdown
 from benchmarks.search_bench import TextGenerator, machine, markdown, run, tenant_key
 from tests.conftest import LiveServer
@@ -64,3 +64,18 @@ def test_load_benchmark_core_reports_every_phase(live_server: LiveServer) -> Non
     assert goals["mixed_errors"]["clients"] == 2 and goals["mixed_errors"]["met"] is None  # not at 50 clients
     table = table_markdown(VIEWS["load_bench"]({"runs": [rep], "goals": goals})["load"])
     assert "| 1 | fast search only | 2 |" in table and "| 1 | mixed | 2 |" in table and "goals:" in table
+
+
+def test_soak_benchmark_core_reads_back_every_acknowledged_write(live_server: LiveServer) -> None:
+    rep = soak_bench.run(live_server.url, live_server.admin_key, clients=2, duration=2, memories=20, processes=1,
+                         settle_timeout=30)
+    v = rep["verify"]
+    assert rep["soak"]["error_count"] == 0 and rep["goals"]["errors"]["met"]
+    # Every memory an add or a message write answered with, each message call's assistant turn included.
+    ops = rep["soak"]["ops"]
+    assert v["acknowledged"] == ops["add"]["n"] + 3 * ops["messages"]["n"] > 0
+    assert v["readable"] == v["acknowledged"] and v["unreadable"] == []
+    assert v["not_searched_repeated_text"] == (ops["messages"]["n"] if ops["messages"]["n"] > 1 else 0)
+    assert v["not_found"] == 0 and v["processes_searched"] == 1 and rep["goals"]["lost"] == {
+        "value": 0, "target": "0", "met": True}
+    assert VIEWS["soak_bench"]({**rep, "command": "x"})["soak"]["rows"][0][11] == 0
