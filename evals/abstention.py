@@ -43,7 +43,9 @@ ADVERSARIAL = 5
 SHIPPED = (0.4, 0.5)  # MEMCUBED_ABSTAIN_FLOOR, MEMCUBED_ABSTAIN_OVERLAP_FLOOR as the service ships them
 COSINE_GRID = tuple(round(0.02 * i, 2) for i in range(0, 41))  # 0.00 .. 0.80
 OVERLAP_GRID = (0.2, 0.25, 0.34, 0.4, 0.5, 0.6, 0.67, 0.75, 0.8, 1.0, 1.01)  # 1.01: the word channel never answers
-MAX_FALSE = 0.01  # issue 18: false abstention at most 1 % on LoCoMo's answerable questions
+# Issue 18 asks for false abstention at most 1 % on LoCoMo's answerable questions. Floors held to exactly that on
+# the tuning half wrongly abstained on 1.04 % of the other half (10 folds), so the tuning half gets half of it.
+MAX_FALSE = 0.005
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,8 @@ def results_file(cv: dict[str, Any], command: str) -> dict[str, Any]:
 
     ag, sh = cv["agreed"], cv["shipped"]
     summary = {"columns": cols, "formats": fmt, "rows": [
-        row(f"shipped ({sh['cosine_floor']:g}, {sh['overlap_floor']:g})", "all conversations", sh["rates"]),
+        row(f"the service's when collected ({sh['cosine_floor']:g}, {sh['overlap_floor']:g})", "all conversations",
+            sh["rates"]),
         row("**chosen per fold**", "**the other half (out-of-sample, mean)**", cv["out_of_sample"]),
         row(f"agreed ({ag['cosine_floor']:g}, {ag['overlap_floor']:g})", "all conversations (in-sample)",
             ag["rates"])]}

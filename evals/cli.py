@@ -19,6 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from evals import abstention as abstention_eval
+from evals import tuning
+from evals.abstention import MAX_FALSE
 from evals.baselines import BASELINE_NAMES, DEFAULT_CONTEXT_BUDGET
 from evals.datasets import DatasetFormatError, DatasetName
 from evals.llm import LLMConfig
@@ -309,17 +312,15 @@ def tune(
     k: Annotated[int, typer.Option("--k", min=1, max=200, help="Recall@k to maximise and report.")] = 10,
 ) -> None:
     """Fusion weights by conversation folds: tune on half the conversations, report recall on the other half."""
-    from evals.tuning import collect, cross_validate, load_ranks, results_file, weights_of
-
     out_dir = out or Path("eval-out") / "tune"
     ranks = _collected(ranks, "--ranks", dataset, url, embedded, api_key, data_dir, conversations,
-                       out_dir / "channel-ranks.jsonl", collect)
+                       out_dir / "channel-ranks.jsonl", tuning.collect)
     try:
-        cv = cross_validate(load_ranks(ranks), weights_of(start), repeats=repeats,
-                            grid=[float(x) for x in grid.split(",")], k=k)
+        cv = tuning.cross_validate(tuning.load_ranks(ranks), tuning.weights_of(start), repeats=repeats,
+                                   grid=[float(x) for x in grid.split(",")], k=k)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _save(out_dir / "tune-fusion.json", results_file(cv, _shown_command()))
+    _save(out_dir / "tune-fusion.json", tuning.results_file(cv, _shown_command()))
     console.print(f"R@{k} out-of-sample (mean of {len(cv['folds'])} folds): {cv['out_of_sample']:.3f}; in-sample "
                   f"{cv['in_sample_folds']:.3f}; agreed weights {cv['agreed']}")
     console.print(f"wrote {out_dir / 'tune-fusion.json'} (copy it to benchmarks/results/ to render it in the docs)")
@@ -338,20 +339,19 @@ def abstention(
         "--evidence", help="An evidence.jsonl from an earlier run: choose floors offline, no service needed.")] = None,
     repeats: RepeatsOpt = 5,
     max_false: Annotated[float, typer.Option(
-        "--max-false", min=0.0, max=1.0, help="Most false abstention allowed on the tuning half.")] = 0.01,
+        "--max-false", min=0.0, max=1.0, help="Most false abstention allowed on the tuning half.")] = MAX_FALSE,
 ) -> None:
     """Abstention floors of /v1/context by conversation folds: LoCoMo questions in their own cube (answerable) and
     in another conversation's (unanswerable); floors chosen on half the conversations, reported on the other."""
-    from evals.abstention import collect, cross_validate, load_evidence, results_file
-
     out_dir = out or Path("eval-out") / "abstention"
     evidence = _collected(evidence, "--evidence", dataset, url, embedded, api_key, data_dir, conversations,
-                          out_dir / "evidence.jsonl", collect)
+                          out_dir / "evidence.jsonl", abstention_eval.collect)
     try:
-        cv = cross_validate(load_evidence(evidence), repeats=repeats, max_false=max_false)
+        cv = abstention_eval.cross_validate(abstention_eval.load_evidence(evidence), repeats=repeats,
+                                            max_false=max_false)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _save(out_dir / "abstention.json", results_file(cv, _shown_command()))
+    _save(out_dir / "abstention.json", abstention_eval.results_file(cv, _shown_command()))
     oos = cv["out_of_sample"]
     console.print(f"out-of-sample (mean of {len(cv['folds'])} folds): false abstention {oos['own']:.3f}, correct "
                   f"abstention {oos['foreign']:.3f}; agreed floors {cv['agreed']['cosine_floor']:g} / "
