@@ -201,12 +201,13 @@ class Settings(BaseSettings):
     # -- budget-tier routing (issue 10) ------------------------------------------------------------------
     llm_model_small: str | None = Field(default=None, description="Answer model of the mid tier; unset: llm_model.")
     llm_model_large: str | None = Field(default=None, description="Answer model of the high tier; unset: llm_model.")
+    # Both floors chosen by conversation folds on LoCoMo (`memcubed-eval abstention`, docs/benchmarks.md).
     abstain_floor: float = Field(
-        default=0.4, ge=-1.0, le=1.0,
+        default=0.53, ge=-1.0, le=1.0,
         description="context/answer may abstain only when no candidate's dense cosine to the query reaches this "
         "(and no other channel finds evidence; see abstain_overlap_floor).")
     abstain_overlap_floor: float = Field(
-        default=0.5, ge=0.0, le=1.0,
+        default=1.0, ge=0.0, le=1.01,
         description="context/answer may abstain only when the candidates hold less than this share of the "
         "query's content words (and none of its names).")
     routing_context_tokens: int = Field(

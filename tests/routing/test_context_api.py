@@ -398,4 +398,4 @@ def test_abstention_needs_every_channel_to_fall_short(tenant: TenantCtx) -> None
     assert (off["abstained"], off["items"], off["evidence"]["overlap"], off["evidence"]["names"]) == (
         True, [], 0.0, 0.0)
     assert off["routing"]["reasons"]["context"].startswith("rule: abstained (best cosine 0.")
-    assert "query words found 0.00 < 0.5, no name of the query found" in off["routing"]["reasons"]["context"]
+    assert "query words found 0.00 < 1, no name of the query found" in off["routing"]["reasons"]["context"]

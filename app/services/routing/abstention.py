@@ -1,8 +1,9 @@
 """When /v1/context and /v1/answer return nothing: only when the cubes do not fit the budget whole (the full
 context shortcut always wins) and no channel finds evidence for the query. One raw cosine is not evidence enough:
 short, paraphrased exchanges ("It's Priya Raman, by the way" for "What is the user's name?") sit below any floor
-a LoCoMo calibration gives, so a candidate also counts when it shares most of the query's content words (stemmed)
-or a name the query asks about."""
+a LoCoMo calibration gives, so the candidates also count when they hold the query's content words (stemmed; all of
+them at the default floor) or a name the query asks about. The floors are chosen by conversation folds on LoCoMo
+(``memcubed-eval abstention``)."""
 
 from __future__ import annotations
 
