@@ -204,6 +204,7 @@ VIEWS: dict[str, Callable[[Json], dict[str, Table]]] = {
     "replication_bench": _replication,
     "abuse_bench": _abuse,
     "abuse_bench-before": _abuse,
+    "abuse_bench-ratelimit": _abuse,
     "merge_bench": _merge,
     "hygiene": _hygiene,
     "hygiene-before": _hygiene,
