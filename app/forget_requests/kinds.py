@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,12 @@ def kind_of(subject: str) -> Kind | None:
 def first_person(sentence: str) -> bool:
     """Whether the request is about the speaker's own data ("forget my birthday")."""
     return _FIRST_PERSON.search(sentence.lower()) is not None
+
+
+def mentions(content: str, words: Sequence[str], how: Callable[[Iterable[bool]], bool]) -> bool:
+    """Whether ``any`` or ``all`` of the words start a word of the text (case-insensitive)."""
+    text = head(content).lower()
+    return how(re.search(rf"\b{re.escape(w)}", text) is not None for w in words)
 
 
 def owned_by_another(content: str, words: list[str]) -> bool:

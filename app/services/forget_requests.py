@@ -17,7 +17,6 @@ of its own call included; the summaries written from what it forgets go with the
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from app.forget_requests.kinds import (
     fits,
     kind_of,
     kind_owned_by_another,
+    mentions,
     owned_by_another,
     redact,
     redact_name,
@@ -132,16 +132,6 @@ class ForgetPlan:
         if d.sentence and d.sentence in content and d.sentence != content.strip():
             return content.replace(d.sentence, marker(d.subject), 1)
         return marker(d.subject)
-
-
-def contains_any(content: str, words: Sequence[str]) -> bool:
-    lowered = content.lower()
-    return any(re.search(rf"\b{re.escape(w)}", lowered) for w in words)
-
-
-def contains_all(content: str, words: Sequence[str]) -> bool:
-    lowered = content.lower()
-    return all(re.search(rf"\b{re.escape(w)}", lowered) for w in words)
 
 
 class ForgetRequestService:
@@ -322,7 +312,7 @@ class ForgetRequestService:
             # "Forget my personal email, keep the work one": what the request says to keep stays.
             if kept := exceptions(detection):
                 found = {mid: hit for mid, hit in found.items()
-                         if not (contains_any(hit[0].content, kept) and not contains_all(hit[0].content, words))}
+                         if not (mentions(hit[0].content, kept, any) and not mentions(hit[0].content, words, all))}
             for mid, hit in found.items():
                 if mid not in keep and mid in cuts:
                     redactions[mid] = cuts[mid]
