@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     abstain_overlap_floor: float = Field(
         default=1.0, ge=0.0, le=1.01,
         description="context/answer may abstain only when the candidates hold less than this share of the "
-        "query's content words (and none of its names).")
+        "query's content words (and none of its names); above 1 the words never count as evidence.")
     routing_context_tokens: int = Field(
         default=1024, ge=1, description="Context token budget when a request names a tier, not max_tokens.")
     routing_cache_size: int = Field(default=1024, ge=0, description="Entries of the routed-result cache.")

@@ -58,7 +58,6 @@ from benchmarks.search_bench import (  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WRITES = ("add", "messages")
-CHECK_THREADS = 8
 MISSING_SHOWN = 20
 
 
@@ -97,7 +96,7 @@ def verify(per_process: dict[int, httpx.Client], cube_id: str, acked: Sequence[t
                                                           "mode": "fast"})
         return memory_id in {h["memory"]["id"] for h in _check(r, "search")["results"]}
 
-    with ThreadPoolExecutor(CHECK_THREADS) as pool:
+    with ThreadPoolExecutor(len(pids)) as pool:  # one request at a time per process, as the clients allow
         reads = list(pool.map(lambda n: read(n, acked[n][0]), range(len(acked))))
         unreadable = [a[0] for a, (code, _) in zip(acked, reads) if code != 200]
         statuses = Counter(status for code, status in reads if code == 200)

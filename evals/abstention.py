@@ -22,11 +22,9 @@ the shipped floors' offline decisions are compared with the service's own on eve
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from evals.datasets import load_locomo
-from evals.runner import MemcubedSystem, ServiceTarget, git_commit
+from evals.runner import MemcubedSystem, ServiceTarget, provenance
 from evals.tuning import folds
 
 HEADLINE = (1, 2, 3, 4)
@@ -127,17 +125,14 @@ def rates(asked: Sequence[Asked], cosine_floor: float, overlap_floor: float) -> 
 def choose(asked: Sequence[Asked], max_false: float = MAX_FALSE) -> tuple[float, float]:
     """The floors with the most correct abstentions (foreign) whose false abstention (own) is at most
     ``max_false``; ties go to fewer false abstentions, then to lower floors (closer to never abstaining)."""
-    best: tuple[float, float, float, float] | None = None
+    allowed = []
     for c in COSINE_GRID:
         for o in OVERLAP_GRID:
             r = rates(asked, c, o)
-            false, right = r["own"] or 0.0, r["foreign"] or 0.0
-            if false > max_false:
-                continue
-            key = (right, -false, -c, -o)
-            if best is None or key > (best[0], -best[1], -best[2], -best[3]):
-                best = (right, false, c, o)
-    return (best[2], best[3]) if best is not None else (COSINE_GRID[0], OVERLAP_GRID[0])
+            false = r["own"] or 0.0
+            if false <= max_false:
+                allowed.append(((r["foreign"] or 0.0, -false, -c, -o), (c, o)))
+    return max(allowed)[1] if allowed else (COSINE_GRID[0], OVERLAP_GRID[0])
 
 
 def cross_validate(asked: Sequence[Asked], repeats: int = 5, seed: int = 0,
@@ -205,6 +200,5 @@ def results_file(cv: dict[str, Any], command: str) -> dict[str, Any]:
                  "formats": ["{:,}", "{:,}", "{:,}", "{:,}", "{:,}", "{:.3f}"],
                  "rows": [[counts["own"], counts["foreign"], counts["adversarial"], len(cv["conversations"]),
                            len(cv["folds"]), cv["service_agreement"]]]}
-    return {"command": command, "commit": git_commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "load": [round(x, 2) for x in os.getloadavg()], **cv,
+    return {**provenance(command), **cv,
             "tables": {"collected": collected, "summary": summary, "folds": fold_rows}}

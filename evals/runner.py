@@ -442,6 +442,12 @@ def git_commit(start: Path | None = None) -> str:
         return "unknown (not a git checkout or no commits)"
 
 
+def provenance(command: str) -> dict[str, Any]:
+    """What ``benchmarks/render.py`` shows beside a results file's figures: command, commit, date, load average."""
+    return {"command": command, "commit": git_commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "load": [round(x, 2) for x in os.getloadavg()]}
+
+
 def _version(dist: str) -> str:
     try:
         return importlib_metadata.version(dist)

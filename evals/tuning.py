@@ -20,12 +20,10 @@ fraction of questions where that cut was reached is reported. Graph expansion an
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ from rich.progress import Progress
 
 from evals.datasets import load_locomo
 from evals.metrics import recall_at_k
-from evals.runner import MemcubedSystem, ServiceTarget, git_commit
+from evals.runner import MemcubedSystem, ServiceTarget, provenance
 
 # The channels of ``POST /v1/search`` (``channels``) and fine mode's rank constant, as the service defines them
 # (app/retrieval/fine.py; tests/evals/test_eval_tuning.py checks they agree: evals imports nothing from app).
@@ -222,6 +220,5 @@ def results_file(cv: dict[str, Any], command: str) -> dict[str, Any]:
     collected = {"columns": ["questions", "conversations", "folds", "share of questions cut at top_k 200"],
                  "formats": ["{:,}", "{:,}", "{:,}", "{:.3f}"],
                  "rows": [[cv["questions"], len(cv["conversations"]), len(cv["folds"]), cv["truncated_share"]]]}
-    return {"command": command, "commit": git_commit(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "load": [round(x, 2) for x in os.getloadavg()], **cv,
+    return {**provenance(command), **cv,
             "tables": {"collected": collected, "summary": summary, "weights": weights, "folds": fold_rows}}

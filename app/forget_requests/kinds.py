@@ -149,7 +149,6 @@ _PY_PATTERNS = {k.name: tuple(_python_pattern(p) for p in k.patterns) for k in K
 
 
 _NUMBERS = frozenset({"number", "numbers", "digits", "code", "codes"})
-_DIGIT = re.compile(r"\d")
 
 
 def fits(content: str, subject: str) -> bool:
@@ -159,7 +158,7 @@ def fits(content: str, subject: str) -> bool:
     if (kind := kind_of(subject)) is not None:
         return any(p.search(text) for p in _PY_PATTERNS[kind.name])
     if _NUMBERS & set(_WORD.findall(subject.lower())):
-        return _DIGIT.search(text) is not None
+        return _DIGITS.search(text) is not None
     return True
 
 
